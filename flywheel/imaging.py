@@ -1,0 +1,178 @@
+"""Bounded, decode-once image reading.
+
+Every sample is decoded exactly once per scoring run, at the smallest size the enabled
+scorers need: JPEG files use Pillow's draft mode (DCT scaling), which decodes at 1/2, 1/4
+or 1/8 scale for a fraction of the cost of a full decode while still reading the whole
+stream, so truncation is still detected. Dimensions are checked from the header before
+any pixel is decoded, so a decompression bomb never allocates its pixels.
+"""
+
+from __future__ import annotations
+
+import io
+import struct
+import warnings
+from dataclasses import dataclass, field
+
+import numpy as np
+from PIL import Image, UnidentifiedImageError
+
+# Pillow's own bomb guard is process-global; we bound decoding ourselves from the header
+# (DecodeLimits) and make Pillow raise instead of warn beyond its default as a second net.
+warnings.simplefilter("error", Image.DecompressionBombWarning)
+
+# Modes we can turn into RGB without inventing a tone mapping.
+SUPPORTED_MODES = frozenset({"1", "L", "LA", "P", "PA", "RGB", "RGBA", "RGBX", "CMYK", "YCbCr", "La"})
+
+# Broken-file reasons, in the order they are checked.
+ZERO_BYTE = "zero_byte"
+READ_ERROR = "read_error"
+NOT_IMAGE = "not_image"
+BOMB = "decompression_bomb"
+UNSUPPORTED_MODE = "unsupported_mode"
+TRUNCATED = "truncated"
+DECODE_ERROR = "decode_error"
+BROKEN_REASONS = (ZERO_BYTE, READ_ERROR, NOT_IMAGE, BOMB, UNSUPPORTED_MODE, TRUNCATED, DECODE_ERROR)
+
+EXIF_ORIENTATION_TAG = 0x0112
+
+
+@dataclass(frozen=True)
+class DecodeLimits:
+    """Upper bounds that keep hostile files from exhausting memory."""
+
+    max_pixels: int = 178_956_970  # Pillow's default bomb threshold (about 13k x 13k)
+    max_side: int = 65_535
+    max_bytes: int = 256 * 1024 * 1024
+
+
+@dataclass
+class Decoded:
+    """Result of one bounded decode: header facts, one RGB view, or a broken reason."""
+
+    format: str | None = None
+    width: int | None = None
+    height: int | None = None
+    mode: str | None = None
+    exif_orientation: int | None = None
+    rgb: np.ndarray | None = None  # HxWx3 uint8, EXIF-transposed, shorter side <= view_short_side
+    broken_reason: str | None = None
+    broken_detail: str | None = None
+    _gray: np.ndarray | None = field(default=None, repr=False)
+
+    @property
+    def ok(self) -> bool:
+        return self.broken_reason is None and self.rgb is not None
+
+    @property
+    def gray(self) -> np.ndarray:
+        """Luma (ITU-R 601) of the view, computed once and shared by all scorers."""
+        if self.rgb is None:
+            raise ValueError("no decoded view: the sample is broken")
+        if self._gray is None:
+            rgb = self.rgb.astype(np.float32)
+            self._gray = (0.299 * rgb[..., 0] + 0.587 * rgb[..., 1] + 0.114 * rgb[..., 2]).astype(np.uint8)
+        return self._gray
+
+
+def _fail(decoded: Decoded, reason: str, detail: str) -> Decoded:
+    decoded.broken_reason = reason
+    decoded.broken_detail = detail[:300]
+    return decoded
+
+
+def decode(data: bytes | None, view_short_side: int = 256, limits: DecodeLimits | None = None) -> Decoded:
+    """Decode `data` once into an RGB view whose shorter side is at most `view_short_side`.
+
+    Never raises for bad input: every failure becomes a `broken_reason`.
+    """
+    limits = limits or DecodeLimits()
+    out = Decoded()
+    if data is None:
+        return _fail(out, READ_ERROR, "no bytes could be read")
+    if len(data) == 0:
+        return _fail(out, ZERO_BYTE, "file is empty")
+    if len(data) > limits.max_bytes:
+        return _fail(out, BOMB, f"{len(data)} bytes exceeds max_bytes={limits.max_bytes}")
+    try:
+        img = Image.open(io.BytesIO(data))
+    except UnidentifiedImageError as exc:
+        return _fail(out, NOT_IMAGE, str(exc))
+    except Image.DecompressionBombError as exc:
+        return _fail(out, BOMB, str(exc))
+    except (OSError, ValueError, SyntaxError, struct.error) as exc:
+        return _fail(out, NOT_IMAGE, f"{type(exc).__name__}: {exc}")
+    with img:
+        out.format, out.mode = img.format, img.mode
+        out.width, out.height = img.size
+        w, h = img.size
+        if w <= 0 or h <= 0 or w > limits.max_side or h > limits.max_side or w * h > limits.max_pixels:
+            return _fail(out, BOMB, f"{w}x{h} exceeds the decode limits")
+        if img.mode not in SUPPORTED_MODES:
+            return _fail(out, UNSUPPORTED_MODE, f"mode {img.mode} has no faithful RGB conversion")
+        try:
+            out.exif_orientation = _exif_orientation(img)
+            if img.format == "JPEG":
+                # draft() picks the largest DCT scale that keeps both sides >= the request.
+                scale = max(1.0, min(w, h) / max(1, view_short_side))
+                img.draft("RGB", (max(1, int(w / scale)), max(1, int(h / scale))))
+            img.load()
+            view = _to_rgb(img)
+        except Image.DecompressionBombError as exc:
+            return _fail(out, BOMB, str(exc))
+        except OSError as exc:
+            reason = TRUNCATED if "truncated" in str(exc).lower() or "broken data stream" in str(exc) else DECODE_ERROR
+            return _fail(out, reason, f"{type(exc).__name__}: {exc}")
+        except (ValueError, SyntaxError, TypeError, IndexError, MemoryError, struct.error) as exc:
+            return _fail(out, DECODE_ERROR, f"{type(exc).__name__}: {exc}")
+    if out.exif_orientation not in (None, 1):
+        view = _apply_orientation(view, out.exif_orientation)
+    vw, vh = view.size
+    if min(vw, vh) > view_short_side:
+        ratio = view_short_side / min(vw, vh)
+        view = view.resize((max(1, round(vw * ratio)), max(1, round(vh * ratio))), Image.Resampling.BILINEAR)
+    out.rgb = np.asarray(view, dtype=np.uint8)
+    return out
+
+
+def _exif_orientation(img: Image.Image) -> int | None:
+    try:
+        value = img.getexif().get(EXIF_ORIENTATION_TAG)
+    except Exception:  # malformed EXIF must not make a decodable image broken
+        return None
+    return int(value) if isinstance(value, int) and 1 <= value <= 8 else None
+
+
+_ORIENTATION_OPS = {
+    2: (Image.Transpose.FLIP_LEFT_RIGHT,),
+    3: (Image.Transpose.ROTATE_180,),
+    4: (Image.Transpose.FLIP_TOP_BOTTOM,),
+    5: (Image.Transpose.TRANSPOSE,),
+    6: (Image.Transpose.ROTATE_270,),
+    7: (Image.Transpose.TRANSVERSE,),
+    8: (Image.Transpose.ROTATE_90,),
+}
+
+
+def _apply_orientation(img: Image.Image, orientation: int) -> Image.Image:
+    for op in _ORIENTATION_OPS.get(orientation, ()):
+        img = img.transpose(op)
+    return img
+
+
+def _to_rgb(img: Image.Image) -> Image.Image:
+    if img.mode == "RGB":
+        return img.copy()
+    if img.mode in ("RGBA", "LA", "La", "PA") or (img.mode == "P" and "transparency" in img.info):
+        rgba = img.convert("RGBA")
+        background = Image.new("RGB", rgba.size, (255, 255, 255))
+        background.paste(rgba, mask=rgba.getchannel("A"))
+        return background
+    return img.convert("RGB")
+
+
+def encode_jpeg(rgb: np.ndarray, quality: int = 90) -> bytes:
+    """Encode an RGB array as JPEG (used by generators and tests)."""
+    buf = io.BytesIO()
+    Image.fromarray(rgb).save(buf, format="JPEG", quality=quality)
+    return buf.getvalue()

@@ -1,0 +1,84 @@
+"""Sample schema: the core columns every pool row carries and the registry of score columns.
+
+Every column is declared exactly once, with dtype, unit and description, so that
+`flywheel filters` and the docs are generated from the same source the writers use.
+The core never imports a filter: filters declare their columns here through
+:class:`ColumnRegistry`, and the pipeline asks the registry for the pool schema.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
+
+import pyarrow as pa
+
+SCHEMA_VERSION = 1
+
+
+@dataclass(frozen=True)
+class Column:
+    """One declared column: its name, Arrow type, unit and why it exists."""
+
+    name: str
+    dtype: pa.DataType
+    unit: str
+    description: str
+    owner: str = "core"
+
+    def field(self) -> pa.Field:
+        return pa.field(self.name, self.dtype, nullable=True)
+
+
+CORE_COLUMNS: tuple[Column, ...] = (
+    Column("id", pa.string(), "hex", "Stable content id: blake2b-128 of image bytes, caption and edit source."),
+    Column("source", pa.string(), "", "Name of the ingested source (folder, parquet or webdataset root)."),
+    Column("uri", pa.string(), "", "Where the sample came from; unique per input row."),
+    Column("partition", pa.int32(), "", "Index of the pool shard (input partition) holding the row."),
+    Column("image", pa.binary(), "bytes", "Encoded image bytes exactly as read (TI2I: the target image)."),
+    Column("file_bytes", pa.int64(), "bytes", "Size of the encoded image."),
+    Column("width", pa.int32(), "px", "Stored width from the header (before EXIF transpose); null if unreadable."),
+    Column("height", pa.int32(), "px", "Stored height from the header; null if unreadable."),
+    Column("format", pa.string(), "", "Container format found in the bytes (JPEG, PNG, ...); null if not an image."),
+    Column("caption", pa.string(), "", "Caption (T2I) or edit instruction (TI2I) as ingested."),
+    Column("task", pa.string(), "", "T2I (text to image) or TI2I (edit: source image + instruction -> image)."),
+    Column("source_image", pa.binary(), "bytes", "TI2I only: encoded source image of the edit."),
+    Column("source_uri", pa.string(), "", "TI2I only: where the source image came from."),
+    Column("meta", pa.string(), "json", "Extra fields of the input record, as a JSON object."),
+)
+
+TASKS = ("T2I", "TI2I")
+
+
+class ColumnRegistry:
+    """Ordered registry of columns; a name may be declared only once."""
+
+    def __init__(self, columns: Iterable[Column] = ()) -> None:
+        self._columns: dict[str, Column] = {}
+        for column in columns:
+            self.add(column)
+
+    def add(self, column: Column) -> None:
+        if column.name in self._columns:
+            other = self._columns[column.name]
+            raise ValueError(f"column {column.name!r} declared twice (by {other.owner} and {column.owner})")
+        self._columns[column.name] = column
+
+    def __contains__(self, name: object) -> bool:
+        return name in self._columns
+
+    def __getitem__(self, name: str) -> Column:
+        return self._columns[name]
+
+    def __iter__(self) -> Iterator[Column]:
+        return iter(self._columns.values())
+
+    def __len__(self) -> int:
+        return len(self._columns)
+
+    def schema(self) -> pa.Schema:
+        return pa.schema([c.field() for c in self._columns.values()])
+
+
+def core_schema() -> pa.Schema:
+    return ColumnRegistry(CORE_COLUMNS).schema()

@@ -1,0 +1,170 @@
+"""Parquet shard store: atomic shard writes, per-shard completion markers, a consolidated manifest.
+
+Write protocol (crash-safe at every step):
+1. the shard is written to `part-NNNNN.parquet.tmp-<uuid>`, flushed and fsynced;
+2. it is renamed to `part-NNNNN.parquet` (atomic on POSIX);
+3. a marker `_markers/part-NNNNN.json` (rows, bytes, sha256, fingerprint, stats) is written
+   the same way. A shard counts as complete only when its marker exists and agrees with
+   the file; a shard without a marker is redone, which overwrites it.
+4. `_manifest.json` is rebuilt from the markers (tmp + rename) after each run.
+Only one process writes a store at a time (the driver), so markers need no locking.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import uuid
+from collections.abc import Iterator
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.parquet as pq
+
+from flywheel.schema import SCHEMA_VERSION
+
+SHARD_GLOB = "part-*.parquet"
+
+
+def shard_name(index: int) -> str:
+    return f"part-{index:05d}.parquet"
+
+
+@dataclass
+class ShardInfo:
+    shard: str
+    index: int
+    rows: int
+    bytes: int
+    sha256: str
+    fingerprint: str
+    stats: dict[str, Any] = field(default_factory=dict)
+
+
+def _fsync_write(path: Path, data: bytes) -> None:
+    tmp = path.with_name(f"{path.name}.tmp-{uuid.uuid4().hex}")
+    with tmp.open("wb") as fh:
+        fh.write(data)
+        fh.flush()
+        os.fsync(fh.fileno())
+    os.replace(tmp, path)
+
+
+def write_json_atomic(path: Path, obj: Any) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    _fsync_write(path, json.dumps(obj, indent=2, sort_keys=True, default=str).encode("utf-8"))
+
+
+def file_sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    with path.open("rb") as fh:
+        for chunk in iter(lambda: fh.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def column_stats(table: pa.Table) -> dict[str, Any]:
+    """Small per-shard statistics: null counts for every column, min/mean/max for numeric ones."""
+    stats: dict[str, Any] = {}
+    for name in table.column_names:
+        col = table.column(name)
+        entry: dict[str, Any] = {"nulls": col.null_count}
+        if (pa.types.is_integer(col.type) or pa.types.is_floating(col.type)) and col.null_count < len(col):
+            mm = pc.min_max(col)
+            entry.update(min=mm["min"].as_py(), max=mm["max"].as_py(), mean=pc.mean(col).as_py())
+        elif pa.types.is_string(col.type) and name.endswith("_reason"):
+            counts = pc.value_counts(col.drop_null()).to_pylist()
+            entry["values"] = {c["values"]: c["counts"] for c in counts}
+        stats[name] = entry
+    return stats
+
+
+class ShardStore:
+    """A folder of `part-NNNNN.parquet` shards with markers and a manifest."""
+
+    def __init__(self, root: str | Path) -> None:
+        self.root = Path(root)
+        self.markers = self.root / "_markers"
+
+    def marker_path(self, index: int) -> Path:
+        return self.markers / f"part-{index:05d}.json"
+
+    def shard_path(self, index: int) -> Path:
+        return self.root / shard_name(index)
+
+    def write(self, index: int, table: pa.Table, fingerprint: str, *, row_group_size: int = 64) -> ShardInfo:
+        """Write one shard atomically and then its completion marker."""
+        self.root.mkdir(parents=True, exist_ok=True)
+        self.markers.mkdir(parents=True, exist_ok=True)
+        final = self.shard_path(index)
+        tmp = final.with_name(f"{final.name}.tmp-{uuid.uuid4().hex}")
+        pq.write_table(table, tmp, row_group_size=row_group_size, compression="zstd")
+        with tmp.open("rb+") as fh:
+            os.fsync(fh.fileno())
+        os.replace(tmp, final)
+        info = ShardInfo(
+            shard=final.name, index=index, rows=table.num_rows, bytes=final.stat().st_size,
+            sha256=file_sha256(final), fingerprint=fingerprint, stats=column_stats(table),
+        )
+        write_json_atomic(self.marker_path(index), asdict(info))
+        return info
+
+    def completed(self, index: int, fingerprint: str | None = None) -> ShardInfo | None:
+        """The shard's info if it is complete (marker present, file size agrees, fingerprint matches)."""
+        marker = self.marker_path(index)
+        shard = self.shard_path(index)
+        if not marker.is_file() or not shard.is_file():
+            return None
+        info = ShardInfo(**json.loads(marker.read_text(encoding="utf-8")))
+        if info.bytes != shard.stat().st_size:
+            return None
+        if fingerprint is not None and info.fingerprint != fingerprint:
+            raise StaleShardError(
+                f"{shard} was written from different input (fingerprint {info.fingerprint} != {fingerprint}); "
+                "the source changed since this pool was scored. Score into a new workspace.")
+        return info
+
+    def infos(self) -> Iterator[ShardInfo]:
+        if not self.markers.is_dir():
+            return
+        for marker in sorted(self.markers.glob("part-*.json")):
+            info = ShardInfo(**json.loads(marker.read_text(encoding="utf-8")))
+            if (self.root / info.shard).is_file():
+                yield info
+
+    def clean_temporaries(self) -> int:
+        """Remove half-written files left by a crash."""
+        removed = 0
+        for tmp in list(self.root.glob("*.tmp-*")) + list(self.markers.glob("*.tmp-*")):
+            tmp.unlink(missing_ok=True)
+            removed += 1
+        return removed
+
+    def write_manifest(self, extra: dict[str, Any] | None = None) -> dict[str, Any]:
+        shards = [asdict(i) for i in self.infos()]
+        manifest = {
+            "schema_version": SCHEMA_VERSION,
+            "shards": shards,
+            "rows": sum(s["rows"] for s in shards),
+            "bytes": sum(s["bytes"] for s in shards),
+            **(extra or {}),
+        }
+        write_json_atomic(self.root / "_manifest.json", manifest)
+        return manifest
+
+    def read_manifest(self) -> dict[str, Any]:
+        path = self.root / "_manifest.json"
+        if not path.is_file():
+            raise FileNotFoundError(f"no manifest at {path}: nothing has been written here yet")
+        return json.loads(path.read_text(encoding="utf-8"))
+
+    def shard_paths(self) -> list[Path]:
+        return [self.root / i.shard for i in self.infos()]
+
+
+class StaleShardError(RuntimeError):
+    """A completed shard belongs to other input than the current plan."""

@@ -1,0 +1,1 @@
+"""Entry points that compose the parts: Ray Data pipelines, Prefect flows and the `flywheel` CLI."""

@@ -1,0 +1,29 @@
+"""Starting Ray the same way everywhere: local by default, a cluster when an address is given."""
+
+from __future__ import annotations
+
+import os
+
+os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("RAY_DEDUP_LOGS", "1")
+
+import ray  # noqa: E402
+
+DEFAULT_OBJECT_STORE_BYTES = 1 << 30  # bounded so a laptop or a CI box is never swapped out
+
+
+def init_ray(address: str | None = None, *, num_cpus: int | None = None,
+             object_store_memory: int | None = None) -> None:
+    """Connect to `address` (a cluster) or start a local Ray with a bounded object store."""
+    if ray.is_initialized():
+        return
+    if address:
+        ray.init(address=address, log_to_driver=True)
+        return
+    store = object_store_memory or int(os.environ.get("FLYWHEEL_RAY_OBJECT_STORE", DEFAULT_OBJECT_STORE_BYTES))
+    ray.init(num_cpus=num_cpus, object_store_memory=store, include_dashboard=False,
+             log_to_driver=True, configure_logging=False)
+    ctx = ray.data.DataContext.get_current()
+    ctx.enable_progress_bars = False  # the CLI draws its own (rich) progress
+    ctx.print_on_execution_start = False

@@ -1,0 +1,1 @@
+"""trainer: planned (see ../shared/ARCHITECTURE.md); reads and writes the curated shards of flywheel."""
