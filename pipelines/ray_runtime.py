@@ -8,7 +8,7 @@ os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("RAY_DEDUP_LOGS", "1")
 
-import ray  # noqa: E402
+import ray
 
 DEFAULT_OBJECT_STORE_BYTES = 1 << 30  # bounded so a laptop or a CI box is never swapped out
 

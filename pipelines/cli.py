@@ -1,0 +1,192 @@
+"""The `flywheel` command line: score, select, rejected, filters, demo, curate."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+app = typer.Typer(add_completion=False, no_args_is_help=True,
+                  help="Curate image-text training data: score a pool, select stages, inspect rejections.")
+console = Console()
+err = Console(stderr=True)
+
+WorkspaceOpt = Annotated[Path, typer.Option("--workspace", "-w", help="Workspace folder (pool, curated, runs).")]
+
+
+def _fail(message: str, code: int = 2) -> None:
+    err.print(f"[bold red]error:[/] {message}")
+    raise typer.Exit(code)
+
+
+@app.command()
+def score(
+    source: Annotated[str, typer.Argument(help="Folder of images+captions, Parquet file/folder, or WebDataset tars.")],
+    workspace: WorkspaceOpt,
+    filters: Annotated[str | None, typer.Option(help="Comma-separated filter names (default: all).")] = None,
+    ray_address: Annotated[str | None, typer.Option(help="Ray cluster address (default: local Ray).")] = None,
+    config: Annotated[Path | None, typer.Option(help="Scoring config YAML (model paths, limits).")] = None,
+    rows_per_partition: Annotated[int, typer.Option(min=1, help="Rows per input partition / pool shard.")] = 256,
+) -> None:
+    """Score every sample of SOURCE into WORKSPACE/pool (resumable: completed shards are skipped)."""
+    from filters.config import ScoringConfig
+    from filters.registry import UnknownFilterError
+    from flywheel.config import ConfigError
+    from flywheel.ingest.base import SourceError
+    from flywheel.workspace import Workspace, WorkspaceError
+    from pipelines.score import ScoreFailed
+    from pipelines.score import score as run_score
+
+    ws = Workspace.at(workspace)
+    names = filters.split(",") if filters else None
+    try:
+        cfg = ScoringConfig.load(config)
+        with _progress() as progress:
+            task = progress.add_task("shards", total=None)
+            result = run_score(source, ws, filters=names, cfg=cfg, ray_address=ray_address,
+                               rows_per_partition=rows_per_partition,
+                               progress=lambda done, total: progress.update(task, completed=done, total=total),
+                               log=lambda m: err.print(m))
+    except (SourceError, ConfigError, UnknownFilterError, WorkspaceError, FileNotFoundError) as exc:
+        _fail(str(exc))
+    except ScoreFailed as exc:
+        _fail(str(exc), code=1)
+    console.print(f"scored {result.rows_written} rows into {result.written} new shard(s); "
+                  f"{result.skipped} shard(s) already complete; {result.seconds:.1f}s -> {ws.pool_dir}")
+    for name, message in result.unavailable.items():
+        console.print(f"[yellow]{name}: {message}[/]")
+
+
+@app.command()
+def select(
+    workspace: WorkspaceOpt,
+    recipe: Annotated[str, typer.Option(help="Built-in recipe name or a recipe YAML path.")] = "stage1_256p",
+    set_: Annotated[list[str] | None, typer.Option("--set", help="Override a threshold: RULE.PARAM=VALUE.")] = None,
+    json_out: Annotated[bool, typer.Option("--json", help="Print funnel.json instead of the table.")] = False,
+) -> None:
+    """Apply a stage recipe to the pool: write WORKSPACE/curated/NAME/ and print the funnel."""
+    from flywheel.config import ConfigError
+    from flywheel.recipes import load_recipe
+    from flywheel.select import select as run_select
+    from flywheel.workspace import Workspace, WorkspaceError
+
+    try:
+        rec = load_recipe(recipe)
+        overrides = dict(_split_override(s) for s in (set_ or []))
+        if overrides:
+            rec = rec.with_overrides(overrides)
+        selection = run_select(Workspace.at(workspace), rec)
+    except (ConfigError, WorkspaceError, FileNotFoundError) as exc:
+        _fail(str(exc))
+    selection.funnel.check()
+    if json_out:
+        console.print_json(json.dumps(selection.funnel.to_json()))
+    else:
+        typer.echo(selection.funnel.to_text())
+        console.print(f"curated shards and funnel.json in {selection.out_dir}")
+
+
+def _split_override(text: str) -> tuple[str, str]:
+    from flywheel.config import ConfigError
+
+    if "=" not in text:
+        raise ConfigError(f"--set {text!r} must look like RULE.PARAM=VALUE")
+    key, value = text.split("=", 1)
+    return key.strip(), value.strip()
+
+
+@app.command()
+def rejected(
+    workspace: WorkspaceOpt,
+    reason: Annotated[str | None, typer.Option(help="Only rows rejected by this rule (primary or any).")] = None,
+    limit: Annotated[int, typer.Option(min=1, help="How many rows to list.")] = 20,
+    recipe: Annotated[str | None, typer.Option(help="Selection to read (default: the only/most recent one).")] = None,
+) -> None:
+    """List rejected samples with their reasons."""
+    from flywheel.select import read_rejected
+    from flywheel.workspace import Workspace
+
+    ws = Workspace.at(workspace)
+    name = recipe or _latest_recipe(ws)
+    try:
+        table = read_rejected(ws, name, reason, limit)
+    except FileNotFoundError as exc:
+        _fail(str(exc))
+    out = Table(title=f"rejected by {name}" + (f" (reason {reason})" if reason else ""))
+    for col in ("uri", "reason", "reasons", "duplicate_of"):
+        out.add_column(col, overflow="fold")
+    for row in table.to_pylist():
+        out.add_row(row["uri"], row["reason"], ",".join(row["reasons"] or []), row["duplicate_of"] or "")
+    console.print(out)
+    if table.num_rows == 0:
+        console.print("no rejected rows match")
+
+
+def _latest_recipe(ws: object) -> str:
+    from flywheel.workspace import Workspace
+
+    assert isinstance(ws, Workspace)
+    recipes = ws.curated_recipes()
+    if not recipes:
+        _fail(f"no selection in {ws.root}: run `flywheel select --workspace {ws.root}` first")
+    return max(recipes, key=lambda r: (ws.curated_dir(r) / "funnel.json").stat().st_mtime)
+
+
+@app.command("filters")
+def list_filters() -> None:
+    """List every filter and the columns it writes (name, dtype, unit, description)."""
+    from filters.registry import FILTERS
+
+    out = Table(title="score columns")
+    for col in ("filter", "column", "dtype", "unit", "description"):
+        out.add_column(col, overflow="fold")
+    for cls in FILTERS:
+        kind = "model" if hasattr(cls, "load") else "cpu"
+        for c in cls.columns:
+            out.add_row(f"{cls.name} ({kind})", c.name, str(c.dtype), c.unit, c.description)
+    console.print(out)
+
+
+@app.command()
+def demo(
+    workspace: Annotated[Path, typer.Option("--workspace", "-w", help="Where to build the demo.")] = Path(
+        "flywheel-demo"),
+    scale: Annotated[int, typer.Option(min=1, help="Multiply the corpus size.")] = 1,
+) -> None:
+    """Build a small real corpus offline, score it and select stage 1 (a few minutes on 2 cores)."""
+    from pipelines.demo import run_demo
+
+    run_demo(workspace, scale=scale, console=console)
+
+
+@app.command()
+def curate(
+    source: Annotated[str, typer.Argument(help="Source to score.")],
+    workspace: WorkspaceOpt,
+    recipe: Annotated[str, typer.Option(help="Recipe to select with.")] = "stage1_256p",
+    ray_address: Annotated[str | None, typer.Option(help="Ray cluster address.")] = None,
+) -> None:
+    """Run the Prefect `curate` flow (score, select, report) locally or against PREFECT_API_URL."""
+    from pipelines.flows.curate import curate as curate_flow
+
+    report = curate_flow(source=source, workspace=str(workspace), recipe=recipe, ray_address=ray_address)
+    typer.echo(report["funnel_text"])
+
+
+def _progress() -> Progress:
+    return Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+                    console=err, transient=False, disable=not sys.stderr.isatty())
+
+
+def main() -> None:
+    app()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,1 @@
+"""Prefect flows that data engineers run (locally without a server, or against one unchanged)."""
