@@ -5,7 +5,7 @@ from __future__ import annotations
 import hashlib
 
 
-def _feed(h: "hashlib._Hash", data: bytes | None) -> None:
+def _feed(h: hashlib._Hash, data: bytes | None) -> None:
     # Length-prefix each field so ("ab", "c") and ("a", "bc") never collide.
     if data is None:
         h.update(b"\xff" * 8)

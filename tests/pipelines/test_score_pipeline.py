@@ -1,0 +1,101 @@
+"""End-to-end scoring on Ray: accounting, hostile input, and resume after SIGKILL."""
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pyarrow.parquet as pq
+import pytest
+from skimage import data
+
+from flywheel.workspace import Workspace
+from pipelines.score import score
+from tests.images import encode, photo_like, png_bomb_header
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+def _corpus(root: Path, n_photos: int = 6) -> int:
+    """A small hostile folder: photos with captions plus broken and odd files. Returns file count."""
+    root.mkdir(parents=True, exist_ok=True)
+    photos = [data.astronaut(), data.coffee(), data.chelsea(), data.rocket()]
+    for i in range(n_photos):
+        (root / f"p{i:03d}.jpg").write_bytes(encode(photos[i % 4][: 200 + 10 * i, : 260 + 7 * i]))
+        (root / f"p{i:03d}.txt").write_text(f"a photo number {i} of something nice")
+    (root / "dup.jpg").write_bytes((root / "p000.jpg").read_bytes())
+    (root / "zero.jpg").write_bytes(b"")
+    (root / "text.jpg").write_bytes(b"this is not an image at all")
+    good = encode(photo_like(300, 300))
+    (root / "trunc.jpg").write_bytes(good[: len(good) // 2])
+    (root / "bomb.png").write_bytes(png_bomb_header())
+    (root / "sub").mkdir(exist_ok=True)
+    (root / "sub" / "nocap.png").write_bytes(encode(photo_like(64, 64), "PNG"))
+    (root / "bad.json").write_text("{not json")
+    (root / "bad.jpg").write_bytes(good)
+    return n_photos + 7  # bad.json is the (invalid) sidecar of bad.jpg, not a sample
+
+
+def _pool_rows(ws: Workspace) -> list[tuple[str, str]]:
+    rows = []
+    for shard in ws.pool.shard_paths():
+        t = pq.read_table(shard, columns=["id", "uri"])
+        rows += list(zip(t.column("id").to_pylist(), t.column("uri").to_pylist(), strict=True))
+    return rows
+
+
+def test_every_input_row_is_scored_once_even_when_broken(tmp_path, ray_session):
+    n = _corpus(tmp_path / "src")
+    ws = Workspace.at(tmp_path / "ws")
+    result = score(str(tmp_path / "src"), ws, rows_per_partition=4, log=lambda m: None)
+    rows = _pool_rows(ws)
+    assert result.ok and len(rows) == n == result.rows_written
+    assert len({u for _, u in rows}) == n
+    pool = pq.read_table(ws.pool.shard_paths())
+    reasons = dict(zip(pool.column("uri").to_pylist(), pool.column("broken_reason").to_pylist(), strict=True))
+    by_name = {Path(u).name: r for u, r in reasons.items()}
+    assert by_name["zero.jpg"] == "zero_byte" and by_name["text.jpg"] == "not_image"
+    assert by_name["trunc.jpg"] == "truncated" and by_name["bomb.png"] == "decompression_bomb"
+    assert by_name["p000.jpg"] is None
+    assert pool.column("nsfw_score").null_count == 4  # the four broken files
+    assert pool.column("clip_score").null_count == n  # no CLIP weights configured: null, never faked
+    manifest = ws.pool.read_manifest()
+    assert manifest["rows"] == n and len(manifest["shards"]) == len(ws.pool.shard_paths())
+    again = score(str(tmp_path / "src"), ws, rows_per_partition=4, log=lambda m: None)
+    assert again.written == 0 and again.skipped == result.written
+
+
+def test_sigkill_mid_run_then_resume_gives_the_same_pool(tmp_path, ray_session):
+    src = tmp_path / "src"
+    n = _corpus(src, n_photos=24)
+    reference = Workspace.at(tmp_path / "ref")
+    score(str(src), reference, rows_per_partition=1, filters=["broken", "resolution", "dedup", "entropy"],
+          log=lambda m: None)
+
+    killed = Workspace.at(tmp_path / "killed")
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    cmd = [sys.executable, "-m", "pipelines.cli", "score", str(src), "--workspace", str(killed.root),
+           "--rows-per-partition", "1", "--filters", "broken,resolution,dedup,entropy"]
+    proc = subprocess.Popen(cmd, cwd=REPO, env=env, start_new_session=True,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.time() + 120
+    markers = killed.pool_dir / "_markers"
+    while time.time() < deadline and proc.poll() is None:
+        if markers.is_dir() and len(list(markers.glob("*.json"))) >= 2:
+            break
+        time.sleep(0.02)
+    if proc.poll() is not None:
+        pytest.fail("the scoring run ended before it could be killed")
+    os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait()
+    done_at_kill = len(list(markers.glob("*.json")))
+    assert 0 < done_at_kill < n
+
+    result = score(str(src), killed, rows_per_partition=1, filters=["broken", "resolution", "dedup", "entropy"],
+                   log=lambda m: None)
+    assert result.skipped >= done_at_kill and result.skipped + result.written == n
+    assert sorted(_pool_rows(killed)) == sorted(_pool_rows(reference))
+    assert len(_pool_rows(killed)) == len(set(_pool_rows(killed))) == n
+    assert not list(killed.pool_dir.glob("*.tmp-*"))
