@@ -117,6 +117,9 @@ class ModelScorer(Scorer):
     input_dtype: ClassVar[str] = "uint8"
     wants_captions: ClassVar[bool] = False
     uses_gpu: ClassVar[bool] = False
+    # Intra-op CPU threads; None lets the runtime choose. The pipeline sets it to the actor's CPU share,
+    # because model threads spinning on cores that decode tasks also use were measured several times slower.
+    threads: int | None = None
 
     @abstractmethod
     def prepare(self, decoded: Decoded) -> np.ndarray:

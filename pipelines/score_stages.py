@@ -123,8 +123,10 @@ def _empty_partition_row(index: int, schema: pa.Schema) -> pa.Table:
 class ModelStage:
     """Actor for `map_batches(compute=ActorPoolStrategy)`: one loaded model scorer per actor."""
 
-    def __init__(self, scorer_cls: type[ModelScorer], cfg: ScoringConfig) -> None:
+    def __init__(self, scorer_cls: type[ModelScorer], cfg: ScoringConfig, cpu_threads: int = 1) -> None:
         self.scorer: ModelScorer = build(scorer_cls, cfg)  # type: ignore[assignment]
+        if self.scorer.threads is None:
+            self.scorer.threads = cpu_threads
         self.scorer.load()
         self.batch_size = int(getattr(getattr(cfg, scorer_cls.name, None), "batch_size", 32))
 
