@@ -79,7 +79,7 @@ def _pair_score(name: str, truth: set[tuple[str, str]], pred: set[tuple[str, str
     return Score(name, len(truth & pred), len(pred - truth), len(truth - pred), len(truth), note)
 
 
-def evaluate(pool_files: list[Path], labels_path: Path, images_dir: Path, *, upright_min: float = 0.35,
+def evaluate(pool_files: list[Path], labels_path: Path, images_dir: Path, *, upright_min: float = 0.08,
              entropy_min: float = 0.5, nsfw_max: float = 0.7, max_hamming: int = 4) -> list[Score]:
     labels = {str((images_dir / rec["file"]).resolve()): rec
               for rec in map(json.loads, labels_path.read_text(encoding="utf-8").splitlines()) if rec}
