@@ -132,6 +132,7 @@ def decode(data: bytes | None, view_short_side: int = 256, limits: DecodeLimits 
         ratio = view_short_side / min(vw, vh)
         view = view.resize((max(1, round(vw * ratio)), max(1, round(vh * ratio))), Image.Resampling.BILINEAR)
     out.rgb = np.asarray(view, dtype=np.uint8)
+    out._gray = np.asarray(view.convert("L"), dtype=np.uint8)  # Pillow's C path: ~10x cheaper than numpy
     return out
 
 

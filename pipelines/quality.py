@@ -80,7 +80,7 @@ def _pair_score(name: str, truth: set[tuple[str, str]], pred: set[tuple[str, str
 
 
 def evaluate(pool_files: list[Path], labels_path: Path, images_dir: Path, *, upright_min: float = 0.08,
-             entropy_min: float = 0.5, nsfw_max: float = 0.7, max_hamming: int = 4) -> list[Score]:
+             entropy_min: float = 0.2, nsfw_max: float = 0.7, max_hamming: int = 4) -> list[Score]:
     labels = {str((images_dir / rec["file"]).resolve()): rec
               for rec in map(json.loads, labels_path.read_text(encoding="utf-8").splitlines()) if rec}
     table = pq.read_table(pool_files).drop_columns(["image", "source_image"])

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import time
+import warnings
 from collections import defaultdict
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -137,14 +138,17 @@ def _run(pending: list[_Pending], workspace: Workspace, cpu_classes: list[type[S
     ds = ray.data.from_items([spec_to_row(p.spec, p.index) for p in pending], override_num_blocks=len(pending))
     # ray_remote_args_fn keeps Ray Data from fusing the decode tasks into the (few) model actors:
     # decoding must fan out over every CPU, while models load once per actor.
-    ds = ds.map_batches(score_partitions, fn_args=(cpu_classes, model_classes, cfg), batch_size=1,
-                        batch_format="numpy", compute=ray.data.TaskPoolStrategy(),
-                        ray_remote_args_fn=_one_cpu)
+    with warnings.catch_warnings():  # deprecated in Ray 2.60 without a replacement for this use yet
+        warnings.simplefilter("ignore")
+        ds = ds.map_batches(score_partitions, fn_args=(cpu_classes, model_classes, cfg), batch_size=1,
+                            batch_format="numpy", compute=ray.data.TaskPoolStrategy(),
+                            ray_remote_args_fn=_one_cpu)
     for cls in model_classes:
         gpu = 1 if (cls.uses_gpu and _cuda_available()) else 0
         ds = ds.map_batches(ModelStage, fn_constructor_args=(cls, cfg), batch_format="pyarrow",
                             batch_size=256, compute=ray.data.ActorPoolStrategy(min_size=1, max_size=model_actors),
-                            num_gpus=gpu, num_cpus=0 if gpu else 1)
+                            num_gpus=gpu, num_cpus=0 if gpu else 1,
+                            max_restarts=0)  # a lost actor fails its partitions; the next run redoes them
     counters: dict[str, Counters] = defaultdict(Counters)
     for block in ds.iter_batches(batch_format="pyarrow", batch_size=None, prefetch_batches=1):
         for index in sorted(set(block.column("partition").to_pylist())):

@@ -34,3 +34,10 @@ def test_bad_recipe_files_give_clear_errors(tmp_path):
         load_recipe(str(empty))
     with pytest.raises(ConfigError, match="unknown recipe"):
         load_recipe("no_such_stage")
+
+
+def test_invalid_yaml_is_a_config_error(tmp_path):
+    broken = tmp_path / "broken.yaml"
+    broken.write_text("name: x\nrules: [\n")
+    with pytest.raises(ConfigError, match="not valid YAML"):
+        load_recipe(str(broken))

@@ -17,5 +17,5 @@ def test_broken_and_exact_dedup_are_exact_and_others_are_measured(tmp_path, ray_
         assert s.support > 0 and s.precision == 1.0 and s.recall == 1.0, (name, s)
     near = scores["dedup: near pairs (hamming <= 4)"]
     assert near.support > 0 and near.precision is not None and near.precision >= 0.9
-    blank = scores["entropy: blank/near-empty (bits < 0.5)"]
+    blank = scores["entropy: blank/near-empty (bits < 0.2)"]
     assert blank.support > 0 and blank.recall == 1.0
