@@ -184,6 +184,17 @@ def _progress() -> Progress:
                     console=err, transient=False, disable=not sys.stderr.isatty())
 
 
+def _register_parts() -> None:
+    """Each part (trainer, captioners, flywheel loop) owns its commands in its own module."""
+    from pipelines import cli_caption, cli_loop, cli_train
+
+    for part in (cli_train, cli_caption, cli_loop):
+        part.register(app)
+
+
+_register_parts()
+
+
 def main() -> None:
     app()
 

@@ -99,3 +99,23 @@ def test_sigkill_mid_run_then_resume_gives_the_same_pool(tmp_path, ray_session):
     assert sorted(_pool_rows(killed)) == sorted(_pool_rows(reference))
     assert len(_pool_rows(killed)) == len(set(_pool_rows(killed))) == n
     assert not list(killed.pool_dir.glob("*.tmp-*"))
+
+
+def test_clip_scores_come_from_a_configured_local_checkpoint(tmp_path, ray_session):
+    from filters.clip_tiny import build_tiny_clip
+    from filters.config import ClipConfig, ScoringConfig
+
+    config_path, checkpoint = build_tiny_clip(tmp_path / "clip")
+    cfg = ScoringConfig(clip=ClipConfig(model=config_path.stem, checkpoint=str(checkpoint),
+                                        model_config=str(config_path)))
+    n = _corpus(tmp_path / "src", n_photos=3)
+    ws = Workspace.at(tmp_path / "ws")
+    result = score(str(tmp_path / "src"), ws, cfg=cfg, filters=["clip"], rows_per_partition=8, log=lambda m: None)
+    assert result.ok and not result.unavailable
+    pool = pq.read_table(ws.pool.shard_paths(), columns=["uri", "caption", "broken_reason", "clip_score"]).to_pylist()
+    assert len(pool) == n
+    for row in pool:
+        scorable = row["broken_reason"] is None and (row["caption"] or "").strip()
+        assert (row["clip_score"] is not None) == bool(scorable), row
+        if row["clip_score"] is not None:
+            assert -1.0 <= row["clip_score"] <= 1.0
