@@ -1,1 +1,1 @@
-"""trainer: planned (see ../shared/ARCHITECTURE.md); reads and writes the curated shards of flywheel."""
+"""trainer: flow-matching MMDiT on curated shards, sampling, and evaluation into bad cases (docs/trainer.md)."""

@@ -1,0 +1,1 @@
+"""Curated-shard data loading: row index, buckets, deterministic batch plan."""

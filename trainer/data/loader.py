@@ -1,0 +1,216 @@
+"""The shard loader: a deterministic batch plan, then image reads for the rows each batch needs.
+
+Why a plan that is a pure function of (seed, batch number, cursors): resume must neither repeat nor skip data,
+and ranks/workers must agree without talking. Batch k draws its task (T2I with probability `t2i_ratio`) and
+its bucket (proportional to the bucket's size in that task) from an RNG seeded by (seed, k); every rank draws
+the same, so all ranks of a step share one shape. The group's cursor then advances by `world * batch_size`;
+rank r takes positions [cursor + r*B, cursor + (r+1)*B) of the group's per-epoch permutation. Workers take
+batches k = w (mod num_workers) and torch's DataLoader returns them round robin, i.e. in order k. The
+position saved in a checkpoint is just `{batch, cursors}`.
+"""
+
+from __future__ import annotations
+
+import zlib
+from collections import OrderedDict
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+
+import numpy as np
+import pyarrow.parquet as pq
+import torch
+from PIL import Image
+
+from flywheel.config import ConfigError
+from flywheel.imaging import decode
+from flywheel.schema import TASKS
+from trainer.config import DataConfig
+from trainer.data.buckets import Bucket, fit_to_bucket
+from trainer.data.index import RowIndex
+
+
+@dataclass
+class LoaderState:
+    batch: int = 0
+    cursors: dict[str, int] = field(default_factory=dict)
+    fingerprint: str = ""
+
+    def to_json(self) -> dict[str, object]:
+        return {"batch": self.batch, "cursors": dict(self.cursors), "fingerprint": self.fingerprint}
+
+    @classmethod
+    def from_json(cls, data: dict[str, object]) -> LoaderState:
+        return cls(batch=int(data["batch"]), cursors={str(k): int(v) for k, v in dict(data["cursors"]).items()},
+                   fingerprint=str(data.get("fingerprint", "")))
+
+
+@dataclass(frozen=True)
+class BatchPlan:
+    batch: int
+    task: str
+    bucket: Bucket
+    rows: np.ndarray  # index rows of this rank's part of the batch
+    drop: np.ndarray  # bool per row: unconditional dropout (caption replaced by "")
+
+
+@dataclass
+class Batch:
+    """One rank's micro-batch: images in [-1, 1], captions after dropout, sources for edits."""
+
+    batch: int
+    task: str
+    bucket: Bucket
+    ids: list[str]
+    captions: list[str]
+    images: torch.Tensor  # [B, 3, H, W] float32
+    sources: torch.Tensor | None  # [B, 3, H, W] for TI2I
+    dropped: int
+
+
+def _group_seed(key: str) -> int:
+    return zlib.crc32(key.encode())
+
+
+class BatchPlanner:
+    """Turns the index into the deterministic sequence of per-rank batch plans."""
+
+    def __init__(self, index: RowIndex, cfg: DataConfig, seed: int, rank: int = 0, world: int = 1) -> None:
+        if not 0 <= rank < world:
+            raise ValueError(f"rank {rank} outside world size {world}")
+        self.index, self.cfg, self.seed, self.rank, self.world = index, cfg, seed, rank, world
+        self.groups = index.groups()
+        self.by_task: dict[str, list[str]] = {t: sorted(k for k in self.groups if k.startswith(t + "/")) for t in TASKS}
+        missing = [t for t in TASKS if not self.by_task[t]]
+        wanted = {"T2I": cfg.t2i_ratio > 0, "TI2I": cfg.t2i_ratio < 1}
+        lacking = [t for t in missing if wanted[t]]
+        if len(lacking) == 2 or not self.groups:
+            raise ConfigError("the curated shards hold no usable rows")
+        if lacking and not cfg.allow_missing_tasks:
+            raise ConfigError(f"data.t2i_ratio={cfg.t2i_ratio} asks for {lacking[0]} rows but the curated shards "
+                              f"hold none; select a recipe with {lacking[0]} data or set "
+                              "data.allow_missing_tasks: true to train on what is there")
+        self.effective_t2i_ratio = 1.0 if not self.by_task["TI2I"] else 0.0 if not self.by_task["T2I"] \
+            else cfg.t2i_ratio
+
+    def _permutation(self, key: str, epoch: int) -> np.ndarray:
+        rng = np.random.default_rng([self.seed, _group_seed(key), epoch])
+        return rng.permutation(len(self.groups[key]))
+
+    def plans(self, state: LoaderState) -> Iterator[tuple[BatchPlan, LoaderState]]:
+        """Plans from `state` on; each comes with the state *after* it (what a checkpoint stores)."""
+        cursors = dict(state.cursors)
+        k = state.batch
+        bs = self.cfg.batch_size
+        while True:
+            rng = np.random.default_rng([self.seed, k, 0x7A5C])
+            task = "T2I" if rng.random() < self.effective_t2i_ratio else "TI2I"
+            keys = self.by_task[task]
+            sizes = np.array([len(self.groups[key]) for key in keys], dtype=np.float64)
+            key = keys[int(rng.choice(len(keys), p=sizes / sizes.sum()))]
+            start = cursors.get(key, 0)
+            positions = start + self.rank * bs + np.arange(bs)
+            group = self.groups[key]
+            n = len(group)
+            rows = np.empty(bs, dtype=np.int64)
+            for epoch in np.unique(positions // n):
+                sel = positions // n == epoch
+                rows[sel] = group[self._permutation(key, int(epoch))[positions[sel] % n]]
+            drop = np.random.default_rng([self.seed, k, self.rank, 0xD809]).random(bs) < self.cfg.uncond_dropout
+            cursors[key] = start + self.world * bs
+            k += 1
+            bucket = Bucket.from_key(key.split("/", 1)[1])
+            yield (BatchPlan(k - 1, task, bucket, rows, drop),
+                   LoaderState(batch=k, cursors=dict(cursors), fingerprint=state.fingerprint))
+
+
+class RowReader:
+    """Reads rows by (shard, row) through a small LRU cache of decoded Parquet row groups."""
+
+    COLUMNS = ("id", "image", "caption", "task", "source_image")
+
+    def __init__(self, index: RowIndex, cache_size: int) -> None:
+        self.index = index
+        self.cache_size = cache_size
+        self._cache: OrderedDict[tuple[int, int], dict[str, list[object]]] = OrderedDict()
+        self._files: dict[int, tuple[pq.ParquetFile, np.ndarray, list[str]]] = {}
+
+    def _file(self, shard: int) -> tuple[pq.ParquetFile, np.ndarray, list[str]]:
+        if shard not in self._files:
+            pf = pq.ParquetFile(self.index.shards[shard])
+            starts = np.cumsum([0] + [pf.metadata.row_group(i).num_rows for i in range(pf.num_row_groups)])
+            cols = [c for c in self.COLUMNS if c in pf.schema_arrow.names]
+            self._files[shard] = (pf, starts, cols)
+        return self._files[shard]
+
+    def row(self, i: int) -> dict[str, object]:
+        shard, row = int(self.index.shard_of[i]), int(self.index.row_of[i])
+        pf, starts, cols = self._file(shard)
+        group = int(np.searchsorted(starts, row, side="right") - 1)
+        key = (shard, group)
+        if key not in self._cache:
+            self._cache[key] = pf.read_row_group(group, columns=cols).to_pydict()
+            while len(self._cache) > self.cache_size:
+                self._cache.popitem(last=False)
+        self._cache.move_to_end(key)
+        data = self._cache[key]
+        return {c: data[c][row - int(starts[group])] for c in cols}
+
+
+def image_tensor(data: bytes | None, bucket: Bucket, what: str) -> tuple[torch.Tensor, Image.Image]:
+    """Bounded decode (flywheel.imaging) and bucket fit; the tensor is [3, H, W] in [-1, 1]."""
+    decoded = decode(data, view_short_side=max(bucket.width, bucket.height))
+    if not decoded.ok or decoded.rgb is None:
+        raise ValueError(f"{what}: image cannot be decoded ({decoded.broken_reason}: {decoded.broken_detail}); "
+                         "curated shards should hold only decodable images - re-run `flywheel select`")
+    rgb = fit_to_bucket(decoded.rgb, bucket)
+    tensor = torch.from_numpy(rgb.copy()).permute(2, 0, 1).float().div_(127.5).sub_(1.0)
+    return tensor, Image.fromarray(rgb)
+
+
+def load_batch(reader: RowReader, plan: BatchPlan) -> Batch:
+    ids, captions, images, sources = [], [], [], []
+    for i, drop in zip(plan.rows.tolist(), plan.drop.tolist(), strict=True):
+        row = reader.row(i)
+        ids.append(str(row["id"]))
+        captions.append("" if drop else str(row["caption"] or ""))
+        images.append(image_tensor(row["image"], plan.bucket, f"row {row['id']}")[0])
+        if plan.task == "TI2I":
+            if row.get("source_image") is None:
+                raise ValueError(f"TI2I row {row['id']} has no source_image")
+            sources.append(image_tensor(row["source_image"], plan.bucket, f"source of row {row['id']}")[0])
+    return Batch(batch=plan.batch, task=plan.task, bucket=plan.bucket, ids=ids, captions=captions,
+                 images=torch.stack(images), sources=torch.stack(sources) if sources else None,
+                 dropped=int(plan.drop.sum()))
+
+
+class ShardBatches(torch.utils.data.IterableDataset):
+    """Yields (Batch, state-after) from `start`; with workers, worker w loads batches k = w (mod W)."""
+
+    def __init__(self, planner: BatchPlanner, start: LoaderState, cache_size: int = 16) -> None:
+        super().__init__()
+        self.planner, self.start, self.cache_size = planner, start, cache_size
+
+    def __iter__(self) -> Iterator[tuple[Batch, dict[str, object]]]:
+        info = torch.utils.data.get_worker_info()
+        worker, workers = (info.id, info.num_workers) if info else (0, 1)
+        reader = RowReader(self.planner.index, self.cache_size)
+        for plan, after in self.planner.plans(self.start):
+            if (plan.batch - self.start.batch) % workers == worker:
+                yield load_batch(reader, plan), after.to_json()
+
+
+def batch_iterator(planner: BatchPlanner, start: LoaderState, num_workers: int,
+                   cache_size: int = 16) -> Iterator[tuple[Batch, LoaderState]]:
+    dataset = ShardBatches(planner, start, cache_size)
+    if num_workers == 0:
+        for batch, after in dataset:
+            yield batch, LoaderState.from_json(after)
+        return
+    loader = torch.utils.data.DataLoader(dataset, batch_size=None, num_workers=num_workers,
+                                         collate_fn=_identity, persistent_workers=False, prefetch_factor=2)
+    for batch, after in loader:
+        yield batch, LoaderState.from_json(after)
+
+
+def _identity(x: object) -> object:
+    return x

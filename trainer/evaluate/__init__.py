@@ -1,0 +1,1 @@
+"""Evaluation: render a prompt set from a checkpoint, score each output with offline signals, write results."""

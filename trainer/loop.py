@@ -1,0 +1,275 @@
+"""The training loop: flow matching on curated shards with AdamW, warmup/schedule, clipping, EMA, checkpoints.
+
+Why the loop owns one torch.Generator for noise and timesteps (kept on the CPU): it is the only randomness of
+a step besides the data plan, so saving its state (and the loader position) makes resume exact. Multi-GPU: when
+`torch.distributed` is initialised (torchrun, or Ray Train's TorchTrainer) the model is wrapped in DDP and the
+loader takes this rank's slice of each global batch; rank 0 writes checkpoints and logs.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import copy
+import json
+import math
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+import torch.distributed as dist
+
+from flywheel.workspace import Workspace
+from trainer.checkpoint import (
+    list_checkpoints,
+    load_checkpoint,
+    rng_from_list,
+    rng_to_list,
+    save_checkpoint,
+    step_dir,
+)
+from trainer.config import StageConfig
+from trainer.data.buckets import make_buckets
+from trainer.data.index import build_index, curated_shards
+from trainer.data.loader import Batch, BatchPlanner, LoaderState, batch_iterator
+from trainer.encoders import MiniLMCondition, VLMCondition
+from trainer.flow import flow_loss, sample_timesteps
+from trainer.runtime import Parts, build_parts
+
+
+class ResumeError(ValueError):
+    pass
+
+
+def lr_at(step: int, cfg: StageConfig) -> float:
+    """Learning rate for optimizer step `step` (0-based): linear warmup, then constant/cosine/linear decay."""
+    base, sched, total = cfg.optim.lr, cfg.schedule, cfg.train.steps
+    if step < sched.warmup_steps:
+        return base * (step + 1) / sched.warmup_steps
+    if sched.kind == "constant":
+        return base
+    progress = min(1.0, (step - sched.warmup_steps) / max(1, total - sched.warmup_steps))
+    floor = base * sched.min_lr_ratio
+    if sched.kind == "cosine":
+        return floor + (base - floor) * 0.5 * (1 + math.cos(math.pi * progress))
+    return base - (base - floor) * progress
+
+
+@dataclass
+class StepLog:
+    step: int
+    loss: float
+    lr: float
+    grad_norm: float
+    samples: int
+    tokens: int
+    seconds: float
+    data_seconds: float
+
+
+@dataclass
+class TrainResult:
+    steps_run: int
+    final_step: int
+    losses: list[float] = field(default_factory=list)
+    checkpoints: list[Path] = field(default_factory=list)
+    seconds: float = 0.0
+    samples: int = 0
+    data_seconds: float = 0.0
+
+
+class Trainer:
+    def __init__(self, cfg: StageConfig, workspace: Workspace, *,
+                 encoder: MiniLMCondition | VLMCondition | None = None, device: str | None = None,
+                 log: Callable[[str], None] = print) -> None:
+        self.cfg, self.workspace, self.log = cfg, workspace, log
+        self.rank, self.world = (dist.get_rank(), dist.get_world_size()) if dist.is_initialized() else (0, 1)
+        self.parts: Parts = build_parts(cfg, encoder=encoder, device=device)
+        self.device = self.parts.device
+        self.model = self.parts.model
+        self.ema = copy.deepcopy(self.model).requires_grad_(False).eval()
+        self.net: torch.nn.Module = self.model
+        if self.world > 1:
+            ids = [torch.device(self.device).index] if self.device.startswith("cuda") else None
+            self.net = torch.nn.parallel.DistributedDataParallel(self.model, device_ids=ids)
+        if cfg.train.compile:
+            self.net = torch.compile(self.net)
+        o = cfg.optim
+        self.optimizer = torch.optim.AdamW(self.model.parameters(), lr=o.lr, betas=(o.betas[0], o.betas[1]),
+                                           eps=o.eps, weight_decay=o.weight_decay)
+        self.generator = torch.Generator().manual_seed(cfg.train.seed * 1000 + self.rank)
+        buckets = make_buckets(cfg.data.resolutions, cfg.data.aspect_ratios, self.parts.latents.downsample)
+        self.index = build_index(curated_shards(workspace, cfg.data.recipes), buckets)
+        self.planner = BatchPlanner(self.index, cfg.data, cfg.train.seed, self.rank, self.world)
+        self.loader_state = LoaderState(fingerprint=self.index.fingerprint())
+        self.step = 0
+        self.log_path = workspace.runs_dir / f"train-{cfg.name}.jsonl"
+
+    # ---- checkpoints -------------------------------------------------------------------------------------
+    @property
+    def stage_dir(self) -> Path:
+        return self.workspace.root / "checkpoints" / self.cfg.name
+
+    def state_json(self) -> dict[str, Any]:
+        return {
+            "step": self.step, "stage": self.cfg.name, "config": self.cfg.to_dict(),
+            "loader": self.loader_state.to_json(), "world": self.world,
+            "rng": {"generator": rng_to_list(self.generator.get_state()),
+                    "torch_cpu": rng_to_list(torch.get_rng_state())},
+            "encoder": self.parts.encoder.name, "cond_dim": self.parts.encoder.dim,
+            "token_channels": self.parts.latents.token_channels,
+            "params": sum(p.numel() for p in self.model.parameters()),
+        }
+
+    def save(self) -> Path | None:
+        path = None
+        if self.rank == 0:
+            path = save_checkpoint(step_dir(self.workspace.root, self.cfg.name, self.step), self.model.state_dict(),
+                                   self.ema.state_dict(), self.optimizer.state_dict(), self.state_json())
+        if self.world > 1:
+            dist.barrier()
+        return path
+
+    def resume(self, spec: str | Path = "latest") -> bool:
+        """Load the latest (or a given) checkpoint of this stage; False when there is none to resume."""
+        if spec == "latest":
+            found = list_checkpoints(self.stage_dir)
+            if not found:
+                return False
+            spec = found[-1]
+        ckpt = load_checkpoint(Path(spec))
+        if ckpt.state.get("stage") != self.cfg.name:
+            raise ResumeError(f"{spec} belongs to stage {ckpt.state.get('stage')!r}, not {self.cfg.name!r}")
+        loader = LoaderState.from_json(ckpt.state["loader"])
+        if loader.fingerprint != self.loader_state.fingerprint:
+            raise ResumeError(f"the curated shards changed since {spec} was written (fingerprint "
+                              f"{loader.fingerprint} != {self.loader_state.fingerprint}); resuming would repeat or "
+                              "skip data. Start a new stage name, or restore the shards.")
+        self.model.load_state_dict(ckpt.model)
+        self.ema.load_state_dict(ckpt.ema)
+        self.optimizer.load_state_dict(ckpt.optimizer)
+        self.generator.set_state(rng_from_list(ckpt.state["rng"]["generator"]))
+        self.loader_state = loader
+        self.step = ckpt.step
+        self.log(f"resumed {self.cfg.name} at step {self.step} from {spec}")
+        return True
+
+    # ---- one step ----------------------------------------------------------------------------------------
+    def _autocast(self) -> contextlib.AbstractContextManager[Any]:
+        if self.cfg.train.precision == "bf16":
+            return torch.autocast(device_type="cuda" if self.device.startswith("cuda") else "cpu",
+                                  dtype=torch.bfloat16)
+        return contextlib.nullcontext()
+
+    def micro_loss(self, batch: Batch) -> tuple[torch.Tensor, int]:
+        lat = self.parts.latents
+        x0, grid = lat.encode(batch.images.to(self.device, non_blocking=True))
+        source = lat.encode(batch.sources.to(self.device, non_blocking=True))[0] if batch.sources is not None else None
+        cond, mask = self.parts.condition(batch.captions, batch.sources)
+        tcfg = self.cfg.train
+        t = sample_timesteps(x0.shape[0], tcfg.timestep_sampling, tcfg.time_shift, self.generator).to(self.device)
+        noise = torch.randn(x0.shape, generator=self.generator).to(self.device, x0.dtype)
+        with self._autocast():
+            loss = flow_loss(lambda xt, tt: self.net(xt, tt, cond, mask, grid, source), x0, t, noise)
+        tokens = x0.shape[0] * (x0.shape[1] * (2 if source is not None else 1) + cond.shape[1])
+        return loss, tokens
+
+    @torch.no_grad()
+    def fixed_loss(self, batch: Batch, seed: int = 1234, repeats: int = 4) -> float:
+        """Loss on `batch` with fixed noise and timesteps: a comparable number before and after training."""
+        saved = self.generator.get_state()
+        self.generator.manual_seed(seed)
+        self.model.eval()
+        try:
+            return sum(float(self.micro_loss(batch)[0]) for _ in range(repeats)) / repeats
+        finally:
+            self.generator.set_state(saved)
+
+    @torch.no_grad()
+    def _update_ema(self) -> None:
+        decay = self.cfg.train.ema_decay
+        for e, p in zip(self.ema.parameters(), self.model.parameters(), strict=True):
+            e.lerp_(p.detach(), 1.0 - decay)
+
+    def train_step(self, batches: Iterator[tuple[Batch, LoaderState]]) -> StepLog:
+        started = time.perf_counter()
+        accum = self.cfg.train.grad_accum
+        total, samples, tokens, data_seconds = 0.0, 0, 0, 0.0
+        self.model.train()
+        for micro in range(accum):
+            t0 = time.perf_counter()
+            batch, after = next(batches)
+            data_seconds += time.perf_counter() - t0
+            sync = self.world == 1 or micro == accum - 1 or not hasattr(self.net, "no_sync")
+            with contextlib.nullcontext() if sync else self.net.no_sync():
+                loss, n_tokens = self.micro_loss(batch)
+                (loss / accum).backward()
+            total += float(loss.detach()) / accum
+            samples += batch.images.shape[0]
+            tokens += n_tokens
+            self.loader_state = after
+        grad_norm = float(torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.cfg.optim.grad_clip))
+        lr = lr_at(self.step, self.cfg)
+        for group in self.optimizer.param_groups:
+            group["lr"] = lr
+        self.optimizer.step()
+        self.optimizer.zero_grad(set_to_none=True)
+        self._update_ema()
+        self.step += 1
+        if self.device.startswith("cuda"):
+            torch.cuda.synchronize()
+        return StepLog(self.step, total, lr, grad_norm, samples, tokens, time.perf_counter() - started, data_seconds)
+
+    # ---- the run -----------------------------------------------------------------------------------------
+    def batches(self) -> Iterator[tuple[Batch, LoaderState]]:
+        return batch_iterator(self.planner, self.loader_state, self.cfg.data.num_workers, self.cfg.data.row_group_cache)
+
+    def run(self, steps: int | None = None) -> TrainResult:
+        """Train until `cfg.train.steps` (or `steps` more steps, if given), checkpointing on the way."""
+        target = self.cfg.train.steps if steps is None else self.step + steps
+        result = TrainResult(steps_run=0, final_step=self.step)
+        if self.step >= target:
+            return result
+        if self.rank == 0:
+            self.log(f"stage {self.cfg.name}: {self.index.rows} rows in {len(self.index.shards)} shard(s), "
+                     f"{len(self.planner.groups)} task/bucket groups, T2I ratio {self.planner.effective_t2i_ratio}; "
+                     f"model {sum(p.numel() for p in self.model.parameters()) / 1e6:.2f}M params on {self.device}")
+        batches = self.batches()
+        window: list[StepLog] = []
+        started = time.perf_counter()
+        while self.step < target:
+            entry = self.train_step(batches)
+            result.losses.append(entry.loss)
+            result.samples += entry.samples
+            result.data_seconds += entry.data_seconds
+            window.append(entry)
+            if self.step % self.cfg.train.log_every == 0 or self.step == target:
+                self._log_window(window)
+                window = []
+            if self.step % self.cfg.train.checkpoint_every == 0 or self.step == target:
+                path = self.save()
+                if path is not None:
+                    result.checkpoints.append(path)
+        result.seconds = time.perf_counter() - started
+        result.steps_run = len(result.losses)
+        result.final_step = self.step
+        return result
+
+    def _log_window(self, window: list[StepLog]) -> None:
+        if self.rank != 0 or not window:
+            return
+        seconds = sum(e.seconds for e in window)
+        record = {
+            "step": window[-1].step, "loss": sum(e.loss for e in window) / len(window), "lr": window[-1].lr,
+            "grad_norm": window[-1].grad_norm, "samples_per_s": sum(e.samples for e in window) * self.world / seconds,
+            "tokens_per_s": sum(e.tokens for e in window) * self.world / seconds,
+            "data_wait": sum(e.data_seconds for e in window) / seconds, "time": time.time(),
+        }
+        self.log(f"step {record['step']:>7d}  loss {record['loss']:.4f}  lr {record['lr']:.2e}  "
+                 f"gnorm {record['grad_norm']:.3f}  {record['samples_per_s']:.1f} samples/s  "
+                 f"data wait {100 * record['data_wait']:.1f}%")
+        self.log_path.parent.mkdir(parents=True, exist_ok=True)
+        with self.log_path.open("a", encoding="utf-8") as fh:
+            fh.write(json.dumps(record) + "\n")

@@ -1,0 +1,1 @@
+"""The MMDiT backbone and its positional encoding (MSRoPE)."""
