@@ -1,0 +1,50 @@
+"""Content-addressed image files of the bad-case store: badcases/images/<aa>/<sha256>.png.
+
+Files instead of SQLite blobs keep the database small (annotators' transactions touch rows, not megabytes)
+and let the dashboard serve images directly. Bytes are checked with the bounded decoder before they are
+stored, so a hostile upload never reaches a later reader as "an image".
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import uuid
+from pathlib import Path
+
+from flywheel.imaging import decode
+
+
+class BadImageError(ValueError):
+    pass
+
+
+def store_image(root: Path, data: bytes, what: str) -> str:
+    """Write `data` once under `root` (idempotent by hash) and return its sha256; refuse undecodable bytes."""
+    decoded = decode(data, view_short_side=32)
+    if not decoded.ok:
+        raise BadImageError(f"{what}: not a usable image ({decoded.broken_reason}: {decoded.broken_detail})")
+    digest = hashlib.sha256(data).hexdigest()
+    path = image_path(root, digest)
+    if not path.is_file():
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_name(f"{path.name}.tmp-{uuid.uuid4().hex}")
+        with tmp.open("wb") as fh:
+            fh.write(data)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    return digest
+
+
+def image_path(root: Path, digest: str) -> Path:
+    if len(digest) != 64 or any(c not in "0123456789abcdef" for c in digest):
+        raise ValueError(f"not a sha256 hex digest: {digest!r}")
+    return root / digest[:2] / f"{digest}.img"
+
+
+def read_image(root: Path, digest: str) -> bytes:
+    path = image_path(root, digest)
+    if not path.is_file():
+        raise FileNotFoundError(f"bad-case image {digest} missing under {root}")
+    return path.read_bytes()

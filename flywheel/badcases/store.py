@@ -1,0 +1,206 @@
+"""The bad-case store: SQLite in WAL mode under WORKSPACE/badcases/, images as content-addressed files.
+
+Why SQLite: the store needs transactions that several annotators (CLI, dashboard, flows) commit
+concurrently without losing a label, and it must live inside the workspace with no server. Every write
+runs in `BEGIN IMMEDIATE` (the write lock is taken up front, so two writers never both read-then-write
+stale state) with a busy timeout, so concurrent writers queue instead of failing.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from flywheel.badcases.images import image_path, store_image
+from flywheel.badcases.schema import JSON_FIELDS, SCHEMA_SQL, SOURCES, TRACKS, BadCase
+
+BUSY_TIMEOUT_S = 60.0
+
+
+class BadCaseError(LookupError):
+    """Unknown case id, bad track name, and other store misuse; the message says what to fix."""
+
+
+@dataclass(frozen=True)
+class IngestResult:
+    added: int
+    skipped: int  # already in the store (same content key)
+
+    @property
+    def total(self) -> int:
+        return self.added + self.skipped
+
+
+@dataclass(frozen=True)
+class Route:
+    case_id: str
+    track: str
+    by: str            # 'rule:<name>', 'learned', ...
+    evidence: dict[str, Any]
+
+
+def now() -> str:
+    return datetime.now(UTC).isoformat(timespec="microseconds")
+
+
+class BadCaseStore:
+    def __init__(self, root: str | Path) -> None:
+        self.root = Path(root)
+        self.root.mkdir(parents=True, exist_ok=True)
+        self.images_dir = self.root / "images"
+        self.path = self.root / "badcases.sqlite"
+        with self._connect() as con:
+            con.executescript(SCHEMA_SQL)
+
+    @classmethod
+    def for_workspace(cls, ws_root: Path) -> BadCaseStore:
+        return cls(ws_root / "badcases")
+
+    @contextmanager
+    def _connect(self) -> Iterator[sqlite3.Connection]:
+        con = sqlite3.connect(self.path, timeout=BUSY_TIMEOUT_S, isolation_level=None)
+        try:
+            con.row_factory = sqlite3.Row
+            con.execute("PRAGMA journal_mode=WAL")
+            con.execute("PRAGMA synchronous=NORMAL")
+            con.execute(f"PRAGMA busy_timeout={int(BUSY_TIMEOUT_S * 1000)}")
+            con.execute("PRAGMA foreign_keys=ON")
+            yield con
+        finally:
+            con.close()
+
+    @contextmanager
+    def transaction(self) -> Iterator[sqlite3.Connection]:
+        """BEGIN IMMEDIATE ... COMMIT, rolled back on any error (which is re-raised)."""
+        with self._connect() as con:
+            con.execute("BEGIN IMMEDIATE")
+            try:
+                yield con
+            except BaseException:
+                con.execute("ROLLBACK")
+                raise
+            con.execute("COMMIT")
+
+    # --- writes -------------------------------------------------------------------------------------------
+    def put_image(self, data: bytes, what: str) -> str:
+        return store_image(self.images_dir, data, what)
+
+    def image_file(self, digest: str) -> Path:
+        return image_path(self.images_dir, digest)
+
+    def ingest(self, cases: Iterable[BadCase]) -> IngestResult:
+        """Insert all cases in one transaction; a content key already present is skipped, not duplicated."""
+        rows = []
+        for case in cases:
+            case.check()
+            row = case.row()
+            for key in ("metrics", "failure_tags"):
+                row[key] = json.dumps(row[key], sort_keys=True)
+            row["case_id"] = case.content_key[:16]
+            row["ingested_at"] = now()
+            rows.append(row)
+        if not rows:
+            return IngestResult(0, 0)
+        cols = list(rows[0])
+        sql = f"INSERT OR IGNORE INTO cases ({', '.join(cols)}) VALUES ({', '.join(':' + c for c in cols)})"
+        added = 0
+        with self.transaction() as con:
+            for row in rows:
+                added += con.execute(sql, row).rowcount
+        return IngestResult(added, len(rows) - added)
+
+    def decide(self, case_id: str, track: str, by: str, note: str | None = None) -> int:
+        """Record an annotator's decision and make it the case's track; returns the decision id."""
+        if track not in TRACKS:
+            raise BadCaseError(f"unknown track {track!r}; choose one of {TRACKS}")
+        if not by.strip():
+            raise BadCaseError("--by must name the annotator")
+        at = now()
+        with self.transaction() as con:
+            if con.execute("SELECT 1 FROM cases WHERE case_id = ?", (case_id,)).fetchone() is None:
+                raise BadCaseError(f"no bad case {case_id!r}; see `flywheel badcases list`")
+            cur = con.execute("INSERT INTO decisions (case_id, track, by, note, at) VALUES (?, ?, ?, ?, ?)",
+                              (case_id, track, by, note, at))
+            con.execute("UPDATE cases SET track = ?, track_by = ?, routed_at = ? WHERE case_id = ?",
+                        (track, f"annotator:{by}", at, case_id))
+            return int(cur.lastrowid or 0)
+
+    def record_routes(self, routes: Iterable[Route], *, override_annotators: bool = False) -> int:
+        """Store evidence for every route; set the track unless an annotator already decided the case."""
+        at, n = now(), 0
+        with self.transaction() as con:
+            for r in routes:
+                con.execute("UPDATE cases SET evidence = ? WHERE case_id = ?",
+                            (json.dumps(r.evidence, sort_keys=True), r.case_id))
+                guard = "" if override_annotators else " AND (track_by IS NULL OR track_by NOT LIKE 'annotator:%')"
+                n += con.execute(f"UPDATE cases SET track = ?, track_by = ?, routed_at = ? WHERE case_id = ?{guard}",
+                                 (r.track, r.by, at, r.case_id)).rowcount
+        return n
+
+    # --- reads --------------------------------------------------------------------------------------------
+    def get(self, case_id: str) -> dict[str, Any]:
+        with self._connect() as con:
+            row = con.execute("SELECT * FROM cases WHERE case_id = ?", (case_id,)).fetchone()
+            if row is None:
+                raise BadCaseError(f"no bad case {case_id!r}; see `flywheel badcases list`")
+            out = _decode(row)
+            out["decisions"] = [dict(d) for d in con.execute(
+                "SELECT decision_id, track, by, note, at FROM decisions WHERE case_id = ? ORDER BY decision_id",
+                (case_id,))]
+        return out
+
+    def list(self, *, track: str | None = None, source: str | None = None, kind: str | None = "bad",
+             limit: int | None = None) -> list[dict[str, Any]]:
+        if source is not None and source not in SOURCES:
+            raise BadCaseError(f"unknown source {source!r}; choose one of {SOURCES}")
+        if track is not None and track not in (*TRACKS, "unrouted"):
+            raise BadCaseError(f"unknown track {track!r}; choose one of {(*TRACKS, 'unrouted')}")
+        where, params = [], []
+        if track == "unrouted":
+            where.append("track IS NULL")
+        elif track is not None:
+            where.append("track = ?")
+            params.append(track)
+        if source is not None:
+            where.append("source = ?")
+            params.append(source)
+        if kind is not None:
+            where.append("kind = ?")
+            params.append(kind)
+        sql = "SELECT * FROM cases" + (" WHERE " + " AND ".join(where) if where else "")
+        sql += " ORDER BY ingested_at, case_id"
+        if limit is not None:
+            sql += f" LIMIT {int(limit)}"
+        with self._connect() as con:
+            return [_decode(r) for r in con.execute(sql, params)]
+
+    def decisions(self) -> list[dict[str, Any]]:
+        with self._connect() as con:
+            return [dict(r) for r in con.execute("SELECT * FROM decisions ORDER BY decision_id")]
+
+    def latest_decisions(self) -> dict[str, str]:
+        """case_id -> the track of its most recent annotator decision (what the learned router trains on)."""
+        with self._connect() as con:
+            rows = con.execute("""SELECT case_id, track FROM decisions d WHERE decision_id =
+                                  (SELECT max(decision_id) FROM decisions WHERE case_id = d.case_id)""").fetchall()
+        return {r["case_id"]: r["track"] for r in rows}
+
+    def counts(self) -> dict[str, int]:
+        with self._connect() as con:
+            rows = con.execute("SELECT kind, coalesce(track, 'unrouted') AS t, count(*) AS n FROM cases "
+                               "GROUP BY 1, 2").fetchall()
+        return {f"{r['kind']}:{r['t']}": r["n"] for r in rows}
+
+
+def _decode(row: sqlite3.Row) -> dict[str, Any]:
+    out = dict(row)
+    for key in JSON_FIELDS:
+        if out.get(key) is not None:
+            out[key] = json.loads(out[key])
+    return out

@@ -1,0 +1,191 @@
+"""The retrieval engine: LanceDB tables of pool embeddings under WORKSPACE/index/, one table per (field, space).
+
+Each table holds `id`, `vector` and the metadata users filter on (flywheel.retrieval.metadata); its Arrow
+schema metadata records the embedding space, so a search can say which space it used and refuse a query
+vector of another width. Small tables are searched exactly (a flat scan over a few thousand vectors is
+faster than any index); once a table passes `ann.min_rows` an ANN index (IVF_PQ by default) is built, and
+searches re-rank `refine_factor * k` candidates with the full vectors to keep recall high.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+import lancedb
+import numpy as np
+import pyarrow as pa
+
+from flywheel.retrieval.config import AnnConfig
+from flywheel.retrieval.space import FIELDS, EmbeddingSpace, table_name
+
+SPACE_KEY = b"flywheel.space"
+
+
+class IndexError_(LookupError):
+    """The index lacks a table, or a query does not fit the table's space; the message says what to run."""
+
+
+@dataclass(frozen=True)
+class TableInfo:
+    name: str
+    field: str
+    space: EmbeddingSpace
+    rows: int
+    ann: bool
+
+
+def _space_meta(field: str, space: EmbeddingSpace) -> dict[bytes, bytes]:
+    return {SPACE_KEY: json.dumps({"field": field, "model": space.model, "dim": space.dim,
+                                   "text_queries": space.text_queries}).encode()}
+
+
+def vectors_to_arrow(vectors: np.ndarray) -> pa.FixedSizeListArray:
+    vectors = np.ascontiguousarray(vectors, dtype=np.float32)
+    return pa.FixedSizeListArray.from_arrays(pa.array(vectors.ravel()), vectors.shape[1])
+
+
+class RetrievalEngine:
+    """Embedded LanceDB database at `root` (WORKSPACE/index)."""
+
+    def __init__(self, root: str | Path, ann: AnnConfig | None = None) -> None:
+        self.root = Path(root)
+        self.ann = ann or AnnConfig()
+        self.root.mkdir(parents=True, exist_ok=True)
+        self.db = lancedb.connect(str(self.root))
+
+    # --- tables -------------------------------------------------------------------------------------------
+    def table_names(self) -> list[str]:
+        return sorted(self.db.list_tables().tables)
+
+    def info(self, name: str) -> TableInfo:
+        table = self._open(name)
+        meta = json.loads((table.schema.metadata or {}).get(SPACE_KEY, b"{}"))
+        if not meta:
+            raise IndexError_(f"index table {name} has no embedding-space metadata; rebuild it with `flywheel index`")
+        space = EmbeddingSpace(meta["model"], int(meta["dim"]), bool(meta["text_queries"]))
+        has_ann = any(ix.index_type != "BTree" and "vector" in ix.columns for ix in table.list_indices())
+        return TableInfo(name, meta["field"], space, table.count_rows(), has_ann)
+
+    def tables(self) -> list[TableInfo]:
+        return [self.info(n) for n in self.table_names()]
+
+    def find(self, field: str, *, text_queries: bool | None = None) -> TableInfo:
+        """The table embedding `field`; with `text_queries`, one whose space can embed text queries."""
+        if field not in FIELDS:
+            raise IndexError_(f"unknown field {field!r}; known: {FIELDS}")
+        candidates = [t for t in self.tables() if t.field == field and (text_queries is None
+                                                                        or t.space.text_queries == text_queries)]
+        if not candidates:
+            want = " with a text tower (configure CLIP weights)" if text_queries else ""
+            raise IndexError_(f"no {field} index{want} in {self.root}: run `flywheel index --workspace ...` first")
+        return max(candidates, key=lambda t: t.rows)
+
+    def _open(self, name: str) -> lancedb.table.Table:
+        if name not in self.table_names():
+            raise IndexError_(f"no index table {name} in {self.root}: run `flywheel index` first")
+        return self.db.open_table(name)
+
+    # --- writes -------------------------------------------------------------------------------------------
+    def existing_ids(self, field: str, space: EmbeddingSpace) -> set[str]:
+        name = table_name(field, space)
+        if name not in self.table_names():
+            return set()
+        table = self.db.open_table(name)
+        ids = table.search().select(["id"]).limit(table.count_rows() or 1).to_arrow().column("id")
+        return set(ids.to_pylist())
+
+    def add(self, field: str, space: EmbeddingSpace, rows: pa.Table) -> int:
+        """Append rows (id, vector, metadata...) to the (field, space) table, creating it on first use."""
+        if rows.num_rows == 0:
+            return 0
+        vec_type = rows.schema.field("vector").type
+        if not pa.types.is_fixed_size_list(vec_type) or vec_type.list_size != space.dim:
+            raise IndexError_(f"vectors of width {getattr(vec_type, 'list_size', '?')} do not fit space "
+                              f"{space.describe()}")
+        name = table_name(field, space)
+        rows = rows.replace_schema_metadata(_space_meta(field, space))
+        if name in self.table_names():
+            self.db.open_table(name).add(rows)
+        else:
+            self.db.create_table(name, rows)
+        return rows.num_rows
+
+    def update_metadata(self, name: str, metadata: pa.Table) -> None:
+        """Refresh membership and scores of existing rows (a re-selection changes them; vectors do not)."""
+        table = self._open(name)
+        cols = [c for c in metadata.column_names if c in table.schema.names]
+        table.merge_insert("id").when_matched_update_all().execute(metadata.select(cols))
+
+    def build_ann_if_large(self, name: str, *, force: bool = False) -> bool:
+        """Build the ANN index once the table has `ann.min_rows` rows; return whether one was built."""
+        table = self._open(name)
+        rows = table.count_rows()
+        if rows < self.ann.min_rows and not force:
+            return False
+        dim = self.info(name).space.dim
+        partitions = self.ann.num_partitions or max(16, min(256, int(rows ** 0.5)))
+        sub_vectors = self.ann.num_sub_vectors or max(1, dim // 8)
+        kwargs: dict[str, object] = {"metric": "cosine", "vector_column_name": "vector", "replace": True,
+                                     "index_type": self.ann.index_type, "num_partitions": partitions}
+        if self.ann.index_type.endswith("PQ"):
+            kwargs["num_sub_vectors"] = sub_vectors
+        table.create_index(**kwargs)  # type: ignore[arg-type]
+        return True
+
+    # --- reads --------------------------------------------------------------------------------------------
+    def vector_of(self, name: str, sample_id: str) -> np.ndarray:
+        table = self._open(name)
+        hit = table.search().where(f"id = '{_sql_str(sample_id)}'").select(["vector"]).limit(1).to_arrow()
+        if hit.num_rows == 0:
+            raise IndexError_(f"id {sample_id} is not in index table {name}")
+        return np.asarray(hit.column("vector")[0].as_py(), dtype=np.float32)
+
+    def search(self, name: str, query: np.ndarray, *, k: int = 10, where: str | None = None,
+               columns: list[str] | None = None) -> pa.Table:
+        """Nearest neighbours of one L2-normalised query: metadata, `similarity` (cosine) and the space used."""
+        info = self.info(name)
+        query = np.asarray(query, dtype=np.float32).reshape(-1)
+        if query.shape[0] != info.space.dim:
+            raise IndexError_(f"query has width {query.shape[0]}, table {name} holds {info.space.describe()}")
+        table = self._open(name)
+        builder = table.search(query, vector_column_name="vector").distance_type("cosine").limit(k)
+        if where:
+            builder = builder.where(where, prefilter=True)
+        if info.ann:
+            builder = builder.nprobes(self.ann.nprobes).refine_factor(self.ann.refine_factor)
+        if columns is not None:
+            present = set(table.schema.names)  # pools differ in which score columns they have
+            builder = builder.select(sorted((set(columns) & present) | {"id", "_distance"}))
+        try:
+            result = builder.to_arrow()
+        except (ValueError, RuntimeError, OSError) as exc:
+            raise IndexError_(f"search on {name} failed (check the --where SQL): {exc}") from exc
+        result = result.drop_columns([c for c in ("vector",) if c in result.column_names])
+        similarity = pa.array(1.0 - result.column("_distance").to_numpy(zero_copy_only=False), pa.float32())
+        result = result.drop_columns(["_distance"]).append_column("similarity", similarity)
+        return result.replace_schema_metadata({b"flywheel.space": info.space.describe().encode(),
+                                               b"flywheel.table": name.encode()})
+
+
+def _sql_str(value: str) -> str:
+    return value.replace("'", "''")
+
+
+def table_vectors(engine: RetrievalEngine, name: str, where: str | None = None,
+                  ids: list[str] | None = None) -> tuple[list[str], np.ndarray]:
+    """All (id, vector) rows of a table matching `where` / `ids`, for bulk work in faiss."""
+    table = engine._open(name)
+    clauses = [where] if where else []
+    if ids is not None:
+        if not ids:
+            return [], np.zeros((0, engine.info(name).space.dim), dtype=np.float32)
+        clauses.append("id IN (" + ", ".join(f"'{_sql_str(i)}'" for i in ids) + ")")
+    query = table.search().select(["id", "vector"]).limit(max(1, table.count_rows()))
+    if clauses:
+        query = query.where(" AND ".join(f"({c})" for c in clauses))
+    got = query.to_arrow()
+    dim = engine.info(name).space.dim
+    flat = got.column("vector").combine_chunks().flatten().to_numpy(zero_copy_only=False) if got.num_rows else []
+    return got.column("id").to_pylist(), np.asarray(flat, dtype=np.float32).reshape(-1, dim)

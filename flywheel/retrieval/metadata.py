@@ -1,0 +1,84 @@
+"""The metadata each index row carries so that users can filter neighbours: scores and recipe membership.
+
+One index row per content id (exact duplicates share an id and therefore an embedding). Membership is
+aggregated over the id's rows: `kept_in` lists the curated recipes that kept any of them, `reject_reasons`
+lists every rule that rejected one of them, and `reject_reason` is the primary reason of the first recipe
+that rejected the id without keeping it. That is what lets the pretrain track find samples that only the
+distribution rules (entropy, clip, ...) left out, while a broken or duplicate row stays recognisable.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import duckdb
+import pyarrow as pa
+
+from flywheel.workspace import Workspace
+
+# Score columns copied into the index (users filter on these); null where the pool lacks the column, so every
+# index table has the same schema and filters never fail on a missing name.
+SCORE_TYPES = {"width": "INTEGER", "height": "INTEGER", "task": "VARCHAR", "nsfw_score": "FLOAT",
+               "entropy_bits": "FLOAT", "clip_score": "FLOAT", "resolution_min_side": "INTEGER",
+               "rotation_upright_prob": "FLOAT", "caption_issue": "VARCHAR", "broken_reason": "VARCHAR",
+               "dedup_phash": "BIGINT"}
+SCORE_COLUMNS = tuple(SCORE_TYPES)
+
+METADATA_FIELDS = (
+    pa.field("kept_in", pa.list_(pa.string())),
+    pa.field("reject_reasons", pa.list_(pa.string())),
+    pa.field("reject_reason", pa.string()),
+    pa.field("curated", pa.bool_()),
+    pa.field("n_rows", pa.int64()),
+)
+
+
+def _glob(paths: list[Path]) -> list[str]:
+    return [str(p) for p in paths]
+
+
+def pool_metadata(ws: Workspace, ids: list[str] | None = None) -> pa.Table:
+    """One row per pool id: id, uri (first), caption, score columns, and recipe membership.
+
+    Reads only the small columns of the pool (never the image bytes) and the recipes' rejected.parquet files.
+    """
+    shards = ws.require_pool()
+    con = duckdb.connect()
+    con.execute("SET threads TO 2")
+    present = {r[0] for r in con.execute("DESCRIBE SELECT * FROM read_parquet(?)", [_glob(shards)]).fetchall()}
+    score_sql = "".join(f', any_value("{c}" ORDER BY uri) AS "{c}"' for c in SCORE_COLUMNS)
+    select_scores = "".join(f', "{c}"' if c in present else f', NULL::{t} AS "{c}"' for c, t in SCORE_TYPES.items())
+    con.execute(f"CREATE TEMP TABLE p AS SELECT id, uri, caption{select_scores} FROM read_parquet(?)",
+                [_glob(shards)])
+    if ids is not None:
+        con.register("wanted", pa.table({"id": pa.array(ids, pa.string())}))
+        con.execute("DELETE FROM p WHERE id NOT IN (SELECT id FROM wanted)")
+    con.execute("CREATE TEMP TABLE kept (recipe VARCHAR, id VARCHAR)")
+    con.execute("CREATE TEMP TABLE rej (recipe VARCHAR, id VARCHAR, reason VARCHAR, reasons VARCHAR[])")
+    for recipe in ws.curated_recipes():
+        cdir = ws.curated_dir(recipe)
+        kept_shards = sorted(cdir.glob("part-*.parquet"))
+        if kept_shards:
+            con.execute("INSERT INTO kept SELECT ?, id FROM read_parquet(?)", [recipe, _glob(kept_shards)])
+        if (cdir / "rejected.parquet").is_file():
+            con.execute("INSERT INTO rej SELECT ?, id, reason, reasons FROM read_parquet(?)",
+                        [recipe, str(cdir / "rejected.parquet")])
+    table = con.sql(f"""
+        WITH k AS (SELECT id, list(DISTINCT recipe ORDER BY recipe) AS kept_in FROM kept GROUP BY id),
+             r AS (SELECT id, list(DISTINCT x ORDER BY x) AS reject_reasons,
+                          arg_min(reason, recipe) AS reject_reason
+                   FROM (SELECT rej.id, rej.recipe, rej.reason, unnest(rej.reasons) AS x FROM rej
+                         WHERE NOT EXISTS (SELECT 1 FROM kept WHERE kept.id = rej.id AND kept.recipe = rej.recipe))
+                   GROUP BY id)
+        SELECT p.id, min(p.uri) AS uri, any_value(p.caption ORDER BY p.uri) AS caption{score_sql},
+               coalesce(any_value(k.kept_in), []::VARCHAR[]) AS kept_in,
+               coalesce(any_value(r.reject_reasons), []::VARCHAR[]) AS reject_reasons,
+               CASE WHEN any_value(k.kept_in) IS NULL THEN any_value(r.reject_reason) END AS reject_reason,
+               any_value(k.kept_in) IS NOT NULL AS curated,
+               count(*) AS n_rows
+        FROM p LEFT JOIN k USING (id) LEFT JOIN r USING (id)
+        GROUP BY p.id ORDER BY p.id""").to_arrow_table()
+    string_list = pa.list_(pa.string())
+    for name in ("kept_in", "reject_reasons"):
+        table = table.set_column(table.schema.get_field_index(name), name, table.column(name).cast(string_list))
+    return table

@@ -1,0 +1,27 @@
+"""Shared pieces of the tracks' writers: output folders and atomic single-shard writes with provenance."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pyarrow as pa
+
+from flywheel.store.shards import ShardStore
+from flywheel.workspace import Workspace
+
+TRACK_NAMES = ("pretrain", "rl", "prompt")
+
+
+def track_dir(ws: Workspace, track: str) -> Path:
+    if track not in TRACK_NAMES:
+        raise ValueError(f"unknown track {track!r}; known: {TRACK_NAMES}")
+    return ws.root / "tracks" / track
+
+
+def write_track(ws: Workspace, track: str, table: pa.Table, extra: dict[str, object]) -> Path:
+    """Write the track's data as shard 0 of a ShardStore (tmp + rename, marker, manifest): readers that take
+    curated shards take these too. Every run replaces the track's data, since it derives from the store."""
+    store = ShardStore(track_dir(ws, track))
+    info = store.write(0, table, fingerprint=f"track:{track}")
+    store.write_manifest({"track": track, **extra})
+    return store.root / info.shard

@@ -1,0 +1,69 @@
+"""The `cycle` flow: ingest bad cases -> (index) -> route -> expand (write every track) -> export.
+
+One turn of the data flywheel, runnable by hand (`flywheel cycle`) or on a Prefect schedule. Without a
+server Prefect uses a temporary local API; with PREFECT_API_URL set the same flow runs on workers. Every
+step is idempotent (ingest by content key, index by id, routing skips routed/decided cases, tracks are
+rewritten from the store), so a retried or re-scheduled run never duplicates data.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import asdict
+from pathlib import Path
+from typing import Any
+
+os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
+
+from prefect import flow, get_run_logger, task
+
+from flywheel.badcases import BadCaseStore, ingest_file
+from flywheel.badcases.export import export_parquet
+from flywheel.workspace import Workspace
+
+
+@task(name="ingest")
+def ingest_task(workspace: str, inputs: list[str]) -> dict[str, Any]:
+    store = BadCaseStore.for_workspace(Workspace.at(workspace).root)
+    return {Path(p).name: asdict(ingest_file(store, Path(p)).result) for p in inputs}
+
+
+@task(name="index", retries=1, retry_delay_seconds=2)
+def index_task(workspace: str, ray_address: str | None) -> list[dict[str, Any]]:
+    from pipelines.index import build_index
+
+    report = build_index(Workspace.at(workspace), ray_address=ray_address, log=get_run_logger().info)
+    return [asdict(t) for t in report.tables]
+
+
+@task(name="route")
+def route_task(workspace: str, mode: str) -> dict[str, Any]:
+    from pipelines.loop import route
+
+    return asdict(route(Workspace.at(workspace), mode=mode))
+
+
+@task(name="expand")
+def expand_task(workspace: str) -> dict[str, Any]:
+    from pipelines.loop import write_tracks
+
+    return asdict(write_tracks(Workspace.at(workspace)))
+
+
+@task(name="export")
+def export_task(workspace: str, out: str) -> int:
+    return export_parquet(BadCaseStore.for_workspace(Workspace.at(workspace).root), Path(out))
+
+
+@flow(name="cycle")
+def cycle(workspace: str, inputs: list[str] | None = None, export: str | None = None, mode: str = "rules",
+          index: bool = True, ray_address: str | None = None) -> dict[str, Any]:
+    """One flywheel turn over WORKSPACE; `inputs` are evaluation Parquet / feedback JSONL-CSV files."""
+    report: dict[str, Any] = {"ingested": ingest_task(workspace, inputs or [])}
+    if index:
+        report["index"] = index_task(workspace, ray_address)
+    report["route"] = route_task(workspace, mode)
+    report["tracks"] = expand_task(workspace)
+    if export:
+        report["exported"] = export_task(workspace, export)
+    return report
