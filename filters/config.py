@@ -39,9 +39,14 @@ class TokenConfig:
 
 @dataclass(frozen=True)
 class RotationConfig:
-    """Content-based rotation detector weights (JSON); None uses the weights shipped in filters/data."""
+    """Rotation detector weights; None uses the ones shipped in filters/data.
+
+    `weights`: the sky-prior model (JSON) of filters/rotation.py; `net_head`: the CNN head (safetensors) of
+    filters/rotation_net.py.
+    """
 
     weights: str | None = None
+    net_head: str | None = None
 
 
 @dataclass(frozen=True)

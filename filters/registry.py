@@ -13,17 +13,19 @@ from filters.entropy import EntropyScorer
 from filters.nsfw import NsfwScorer
 from filters.resolution import ResolutionScorer
 from filters.rotation import RotationScorer
+from filters.rotation_net import RotationNetScorer
 from filters.token_length import TokenLengthScorer
 from flywheel.schema import CORE_COLUMNS, ColumnRegistry
 
-# Stage-1 order of the Qwen-Image-2.0 report: broken, resolution, dedup, NSFW, rotation,
-# entropy, CLIP, token length.
+# Stage-1 order of the Qwen-Image-2.0 report: broken, resolution, dedup, NSFW, rotation (EXIF + sky prior,
+# then the CNN detector), entropy, CLIP, token length.
 FILTERS: tuple[type[Scorer], ...] = (
     BrokenScorer,
     ResolutionScorer,
     DedupScorer,
     NsfwScorer,
     RotationScorer,
+    RotationNetScorer,
     EntropyScorer,
     ClipScorer,
     TokenLengthScorer,

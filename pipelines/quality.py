@@ -80,7 +80,8 @@ def _pair_score(name: str, truth: set[tuple[str, str]], pred: set[tuple[str, str
 
 
 def evaluate(pool_files: list[Path], labels_path: Path, images_dir: Path, *, upright_min: float = 0.08,
-             entropy_min: float = 0.2, nsfw_max: float = 0.7, max_hamming: int = 4) -> list[Score]:
+             net_upright_min: float = 0.125, entropy_min: float = 0.2, nsfw_max: float = 0.7,
+             max_hamming: int = 4) -> list[Score]:
     labels = {str((images_dir / rec["file"]).resolve()): rec
               for rec in map(json.loads, labels_path.read_text(encoding="utf-8").splitlines()) if rec}
     table = pq.read_table(pool_files).drop_columns(["image", "source_image"])
@@ -116,16 +117,23 @@ def evaluate(pool_files: list[Path], labels_path: Path, images_dir: Path, *, upr
                 if hamming64(ha, hb) <= max_hamming}
         scores.append(_pair_score(f"dedup: near pairs (hamming <= {max_hamming})", truth_near, pred,  # type: ignore[arg-type]
                                   note="truth: exact and near copies, transitively; blank images excluded"))
-    if "rotation_upright_prob" in cols:
-        photos = [(lab, r) for lab, r in ok if lab.get("kind") == "photo" and not lab.get("tiny")]
-        scores.append(_binary(f"rotation: rotated photo (upright_prob < {upright_min})", photos,
-                              lambda lab: (lab.get("rotated") or 0) != 0,
-                              lambda r: (r["rotation_upright_prob"] if r["rotation_upright_prob"] is not None
-                                         else 1.0) < upright_min, note="photo crops only"))
-        scores.append(_binary(f"rotation: any image flagged (upright_prob < {upright_min})", ok,
-                              lambda lab: (lab.get("rotated") or 0) != 0,
-                              lambda r: (r["rotation_upright_prob"] if r["rotation_upright_prob"] is not None
-                                         else 1.0) < upright_min, note="all decodable images, text included"))
+    photos = [(lab, r) for lab, r in ok if lab.get("kind") == "photo" and not lab.get("tiny")]
+    for column, label, threshold in (("rotation_upright_prob", "rotation (sky prior)", upright_min),
+                                     ("rotation_net_upright_prob", "rotation_net (CNN)", net_upright_min)):
+        if column not in cols:
+            continue
+
+        def flagged(r: dict[str, Any], column: str = column, threshold: float = threshold) -> bool:
+            return (r[column] if r[column] is not None else 1.0) < threshold
+
+        def rotated(lab: dict[str, Any]) -> bool:
+            return (lab.get("rotated") or 0) != 0
+
+        scores.append(_binary(f"{label}: rotated photo (p_upright < {threshold})", photos, rotated, flagged,
+                              note="photo crops only"))
+        scores.append(_binary(f"{label}: any image flagged (p_upright < {threshold})", ok, rotated, flagged,
+                              note="all decodable images, text included"))
+    if "rotation_exif" in cols:
         scores.append(_binary("rotation: EXIF orientation tag present", ok,
                               lambda lab: lab.get("exif_orientation") not in (None, 1),
                               lambda r: r.get("rotation_exif") not in (None, 1)))

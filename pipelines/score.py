@@ -143,11 +143,14 @@ def _run(pending: list[_Pending], workspace: Workspace, cpu_classes: list[type[S
         ds = ds.map_batches(score_partitions, fn_args=(cpu_classes, model_classes, cfg), batch_size=1,
                             batch_format="numpy", compute=ray.data.TaskPoolStrategy(),
                             ray_remote_args_fn=_one_cpu)
+    # The model actors together reserve one CPU: with one whole CPU each, two model scorers on a 2-core
+    # machine would hold every CPU and leave the decode tasks none (a deadlock, seen with nsfw + rotation_net).
+    model_cpus = 1.0 / max(1, len(model_classes))
     for cls in model_classes:
         gpu = 1 if (cls.uses_gpu and _cuda_available()) else 0
         ds = ds.map_batches(ModelStage, fn_constructor_args=(cls, cfg), batch_format="pyarrow",
                             batch_size=256, compute=ray.data.ActorPoolStrategy(min_size=1, max_size=model_actors),
-                            num_gpus=gpu, num_cpus=0 if gpu else 1,
+                            num_gpus=gpu, num_cpus=0 if gpu else model_cpus,
                             max_restarts=0)  # a lost actor fails its partitions; the next run redoes them
     counters: dict[str, Counters] = defaultdict(Counters)
     for block in ds.iter_batches(batch_format="pyarrow", batch_size=None, prefetch_batches=1):
