@@ -11,6 +11,7 @@ from flywheel.recipes import load_recipe
 from flywheel.select import select
 from flywheel.workspace import Workspace
 from pipelines.demo_corpus import build_corpus
+from pipelines.demo_loop import loop_demo
 from pipelines.score import score
 
 
@@ -33,6 +34,8 @@ def run_demo(workspace: Path, *, scale: int = 1, console: Console | None = None,
     selection = select(ws, load_recipe("stage1_256p"))
     selection.funnel.check()
     console.print(selection.funnel.to_text(), highlight=False, soft_wrap=True)
+    console.print("the flywheel loop: index the pool, ingest bad cases, route them, write each track's data")
+    loop = loop_demo(ws, console)
     console.print(f"next: flywheel rejected --workspace {ws.root} --reason near_dup   |   "
                   f"flywheel select --workspace {ws.root} --set entropy.min=2.0")
-    return {"funnel": selection.funnel.to_json(), "workspace": str(ws.root)}
+    return {"funnel": selection.funnel.to_json(), "workspace": str(ws.root), "loop": loop}
