@@ -158,11 +158,12 @@ def demo(
     workspace: Annotated[Path, typer.Option("--workspace", "-w", help="Where to build the demo.")] = Path(
         "flywheel-demo"),
     scale: Annotated[int, typer.Option(min=1, help="Multiply the corpus size.")] = 1,
+    captions: Annotated[bool, typer.Option("--captions", help="Also OCR-caption the curated set (slower).")] = False,
 ) -> None:
     """Build a small real corpus offline, score it and select stage 1 (a few minutes on 2 cores)."""
     from pipelines.demo import run_demo
 
-    run_demo(workspace, scale=scale, console=console)
+    run_demo(workspace, scale=scale, console=console, captions=captions)
 
 
 @app.command()

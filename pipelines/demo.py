@@ -10,13 +10,14 @@ from filters.config import ScoringConfig
 from flywheel.recipes import load_recipe
 from flywheel.select import select
 from flywheel.workspace import Workspace
+from pipelines.demo_caption import caption_demo
 from pipelines.demo_corpus import build_corpus
 from pipelines.demo_loop import loop_demo
 from pipelines.score import score
 
 
 def run_demo(workspace: Path, *, scale: int = 1, console: Console | None = None,
-             cfg: ScoringConfig | None = None) -> dict[str, object]:
+             cfg: ScoringConfig | None = None, captions: bool = False) -> dict[str, object]:
     console = console or Console()
     ws = Workspace.at(workspace)
     corpus_dir = ws.root / "demo-corpus"
@@ -34,8 +35,10 @@ def run_demo(workspace: Path, *, scale: int = 1, console: Console | None = None,
     selection = select(ws, load_recipe("stage1_256p"))
     selection.funnel.check()
     console.print(selection.funnel.to_text(), highlight=False, soft_wrap=True)
+    # OCR captioning runs several tesseract passes per image (minutes on 2 cores), so it is opt-in here.
+    caption_report = caption_demo(ws, console) if captions else None
     console.print("the flywheel loop: index the pool, ingest bad cases, route them, write each track's data")
     loop = loop_demo(ws, console)
     console.print(f"next: flywheel rejected --workspace {ws.root} --reason near_dup   |   "
                   f"flywheel select --workspace {ws.root} --set entropy.min=2.0")
-    return {"funnel": selection.funnel.to_json(), "workspace": str(ws.root), "loop": loop}
+    return {"funnel": selection.funnel.to_json(), "workspace": str(ws.root), "loop": loop, "captions": caption_report}
