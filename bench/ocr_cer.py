@@ -23,7 +23,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from captioners.ocr import TesseractOcr
+from captioners.ocr import OcrError, TesseractOcr
 from captioners.synth.corpus import SCRIPTS
 from captioners.synth.render import render_complex, render_pure
 
@@ -39,7 +39,10 @@ def job(args: tuple[str, str, int, int]) -> dict[str, object]:
     rng = np.random.default_rng(seed)
     spec = SCRIPTS[script]
     sample = render_pure(spec, rng, font_px=px) if kind == "pure" else render_complex(spec, rng, font_px=px)
-    result = TesseractOcr().read(sample.image)
+    try:
+        result = TesseractOcr().read(sample.image)
+    except OcrError as exc:  # e.g. a tesseract process killed from outside: reported, not counted as CER
+        return {"script": script, "kind": kind, "error": str(exc), "edits": 0, "chars": 0, "seconds": 0.0}
     err, n = edits("\n".join(sample.lines), result.text)
     return {"script": script, "kind": kind, "edits": err, "chars": n, "seconds": result.seconds,
             "detected": result.script, "truth": "\n".join(sample.lines), "ocr": result.text, "px": px,
@@ -64,7 +67,7 @@ def main() -> None:
     table: dict[str, dict[str, dict[str, float]]] = {}
     for kind in ("pure", "complex"):
         for script in a.scripts.split(","):
-            mine = [r for r in rows if r["script"] == script and r["kind"] == kind]
+            mine = [r for r in rows if r["script"] == script and r["kind"] == kind and "error" not in r]
             if not mine:
                 continue
             e, n = sum(int(r["edits"]) for r in mine), sum(int(r["chars"]) for r in mine)
@@ -74,6 +77,7 @@ def main() -> None:
     report = {"machine": f"{platform.machine()} {platform.processor() or ''}".strip(),
               "command": "python3 " + " ".join(sys.argv), "font_px": a.font_px, "complex_px": a.complex_px,
               "seconds": round(time.perf_counter() - started, 1), "cer": table,
+              "errors": [r for r in rows if "error" in r],
               "worst": sorted(rows, key=lambda r: -int(r["edits"]) / max(1, int(r["chars"])))[:8]}
     Path(a.out).parent.mkdir(parents=True, exist_ok=True)
     Path(a.out).write_text(json.dumps(report, indent=1, ensure_ascii=False), encoding="utf-8")
@@ -83,7 +87,7 @@ def main() -> None:
         p, c = entry.get("pure", {}), entry.get("complex", {})
         print(f"| {script} | {p.get('cer', float('nan')):.2%} | {c.get('cer', float('nan')):.2%} | "
               f"{p.get('images', 0)} | {p.get('s_per_image', 0)} |")
-    print(f"total {report['seconds']}s -> {a.out}")
+    print(f"total {report['seconds']}s, {len(report['errors'])} OCR error(s) -> {a.out}")
 
 
 if __name__ == "__main__":

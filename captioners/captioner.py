@@ -10,6 +10,7 @@ backs the OCR columns and the check that a VLM's text caption only quotes text O
 from __future__ import annotations
 
 from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -105,13 +106,20 @@ class Captioner:
         results: list[OcrResult | None] = [None] * len(views)
         if self.ocr is None:
             return results
-        for i, view in enumerate(views):
-            if view is None:
-                continue
+        ocr = self.ocr
+
+        def read(view: Image.Image) -> OcrResult | str:
             try:
-                res = self.ocr.read(view)
-            except OcrError as exc:
-                out["caption_text_error"][i] = str(exc)
+                return ocr.read(view)
+            except OcrError as exc:  # recorded on the row (status error), never dropped
+                return str(exc)
+
+        live = [i for i, view in enumerate(views) if view is not None]
+        with ThreadPoolExecutor(max_workers=max(1, self.cfg.ocr.threads)) as pool:
+            answers = list(pool.map(read, [views[i] for i in live]))
+        for i, res in zip(live, answers, strict=True):
+            if isinstance(res, str):
+                out["caption_text_error"][i] = res
                 continue
             results[i] = res
             out["ocr_text"][i] = res.text

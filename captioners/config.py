@@ -37,8 +37,12 @@ class OcrConfig:
     psm: int = 3  # automatic page segmentation: handles single lines, paragraphs, slides and tables
     timeout_s: float = 60.0
     min_word_conf: float = 30.0  # words below this tesseract confidence are dropped (photo texture noise)
+    min_line_conf: float = 70.0  # lines below this mean confidence, or with < 2 letters/digits, are dropped:
+    # on text-free photos tesseract "reads" texture as stray marks at low confidence (seen on the demo set)
     upscale_below_px: int = 1200  # images whose longer side is shorter are upscaled 2x (small characters)
     max_side: int = 4096  # decode bound for OCR views
+    threads: int = 2  # tesseract processes run concurrently per caption actor (they are subprocesses, so threads
+    # parallelise them; Ray Data does not reliably scale an actor pool up on a small machine)
 
 
 @dataclass(frozen=True)

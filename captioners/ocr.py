@@ -126,8 +126,9 @@ class TesseractOcr:
         if proc.returncode != 0:
             raise OcrError(f"tesseract -l {langs} failed ({proc.returncode}): "
                            f"{proc.stderr.decode('utf-8', 'replace').strip()[-300:]}")
-        return OcrResult(lines=parse_tsv(proc.stdout.decode("utf-8", "replace"), self.cfg.min_word_conf, scale),
-                         tesseract_lang=langs)
+        lines = parse_tsv(proc.stdout.decode("utf-8", "replace"), self.cfg.min_word_conf, scale)
+        kept = [ln for ln in lines if ln.conf >= self.cfg.min_line_conf and sum(ch.isalnum() for ch in ln.text) >= 2]
+        return OcrResult(lines=kept, tesseract_lang=langs)
 
 
 # Scripts the all-packs probe confuses with each other on a few glyphs (measured with bench/ocr_cer.py).

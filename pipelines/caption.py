@@ -159,7 +159,7 @@ def _actors(cfg: CaptionConfig, kinds: tuple[str, ...]) -> tuple[int, float]:
         gpu = 1.0 if _cuda_available() else 0.0
         return max(1, cfg.transformers.actors), gpu
     if "ocr" in backends or {"text", "structured"} & set(kinds):
-        return cpus, 0.0
+        return max(1, cpus // max(1, cfg.ocr.threads)), 0.0  # each actor runs ocr.threads tesseracts
     return 1, 0.0
 
 
