@@ -19,7 +19,7 @@ def caption_demo(ws: Workspace, console: Console, recipe: str = "stage1_256p") -
                      log=lambda m: console.print(f"[yellow]{m}[/]"))
     files = [str(p) for p in sorted(result.out_dir.glob("part-*.parquet"))]
     query = ("SELECT caption, caption_text, ocr_script FROM read_parquet(?) WHERE ocr_text <> '' "
-             "ORDER BY list_avg(list_transform(ocr_lines, l -> l.conf)) DESC, uri LIMIT 6")
+             "ORDER BY list_avg(list_transform(ocr_lines, lambda l: l.conf)) DESC, uri LIMIT 6")
     rows = duckdb.connect().execute(query, [files]).fetchall() if files else []
     table = Table(title="text captions from OCR (raw caption of the render for comparison)")
     for col in ("raw caption", "text caption (OCR)", "script"):
