@@ -3,26 +3,20 @@
 from __future__ import annotations
 
 import json
-import sys
 from pathlib import Path
 from typing import Annotated
 
 import typer
-from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
+
+from pipelines.cli_common import console, err
+from pipelines.cli_common import fail as _fail
+from pipelines.cli_common import progress_bar as _progress
 
 app = typer.Typer(add_completion=False, no_args_is_help=True,
                   help="Curate image-text training data: score a pool, select stages, inspect rejections.")
-console = Console(soft_wrap=True)
-err = Console(stderr=True, soft_wrap=True)
 
 WorkspaceOpt = Annotated[Path, typer.Option("--workspace", "-w", help="Workspace folder (pool, curated, runs).")]
-
-
-def _fail(message: str, code: int = 2) -> None:
-    err.print(f"[bold red]error:[/] {message}")
-    raise typer.Exit(code)
 
 
 @app.command()
@@ -178,11 +172,6 @@ def curate(
 
     report = curate_flow(source=source, workspace=str(workspace), recipe=recipe, ray_address=ray_address)
     typer.echo(report["funnel_text"])
-
-
-def _progress() -> Progress:
-    return Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
-                    console=err, transient=False, disable=not sys.stderr.isatty())
 
 
 def _register_parts() -> None:

@@ -6,22 +6,16 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
-from rich.console import Console
 from rich.table import Table
 
-console = Console(soft_wrap=True)
-err = Console(stderr=True, soft_wrap=True)
+from pipelines.cli_common import console, err
+from pipelines.cli_common import fail as _fail
 
 WorkspaceOpt = Annotated[Path, typer.Option("--workspace", "-w", help="Workspace folder (curated, checkpoints).")]
 CheckpointOpt = Annotated[str, typer.Option(
     "--checkpoint", "-c", help="Checkpoint folder, a stage name (its latest step) or STAGE/step-NNNNNNN.")]
 DeviceOpt = Annotated[str | None, typer.Option(help="cpu or cuda (default: the stage's train.device / auto).")]
 ThreadsOpt = Annotated[int | None, typer.Option(min=1, help="torch CPU threads (default: torch's choice).")]
-
-
-def _fail(message: str, code: int = 2) -> None:
-    err.print(f"[bold red]error:[/] {message}")
-    raise typer.Exit(code)
 
 
 def _threads(threads: int | None) -> None:

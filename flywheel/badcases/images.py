@@ -8,11 +8,10 @@ stored, so a hostile upload never reaches a later reader as "an image".
 from __future__ import annotations
 
 import hashlib
-import os
-import uuid
 from pathlib import Path
 
 from flywheel.imaging import decode
+from flywheel.store.shards import write_bytes_atomic
 
 
 class BadImageError(ValueError):
@@ -28,12 +27,7 @@ def store_image(root: Path, data: bytes, what: str) -> str:
     path = image_path(root, digest)
     if not path.is_file():
         path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(f"{path.name}.tmp-{uuid.uuid4().hex}")
-        with tmp.open("wb") as fh:
-            fh.write(data)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
+        write_bytes_atomic(path, data)
     return digest
 
 

@@ -45,7 +45,8 @@ class ShardInfo:
     stats: dict[str, Any] = field(default_factory=dict)
 
 
-def _fsync_write(path: Path, data: bytes) -> None:
+def write_bytes_atomic(path: Path, data: bytes) -> None:
+    """Write to a temporary name, fsync, then rename: readers see the old file or the new one, never half."""
     tmp = path.with_name(f"{path.name}.tmp-{uuid.uuid4().hex}")
     with tmp.open("wb") as fh:
         fh.write(data)
@@ -56,7 +57,7 @@ def _fsync_write(path: Path, data: bytes) -> None:
 
 def write_json_atomic(path: Path, obj: Any) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
-    _fsync_write(path, json.dumps(obj, indent=2, sort_keys=True, default=str).encode("utf-8"))
+    write_bytes_atomic(path, json.dumps(obj, indent=2, sort_keys=True, default=str).encode("utf-8"))
 
 
 def file_sha256(path: Path) -> str:
