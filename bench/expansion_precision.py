@@ -3,7 +3,7 @@
     flywheel demo --workspace /tmp/demo-loop && flywheel index --workspace /tmp/demo-loop
     python3 bench/expansion_precision.py --workspace /tmp/demo-loop
 
-Label of a pool row = the source photo whose caption list (pipelines/demo_photos.PHOTOS) contains the row's
+Label of a pool row = the source photo whose caption list (corpus/photos.PHOTOS) contains the row's
 caption; text renders are labeled by kind ("text"). For each photo concept one bad case is built with the
 concept's short noun phrase as prompt, and the pretrain expansion (flywheel.tracks.pretrain.expand, the real
 code path: quality filter, similarity floor, faiss dedup) runs twice: as shipped (only non-curated rows, the
@@ -23,11 +23,11 @@ import pyarrow.parquet as pq
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from corpus.photos import PHOTOS
+from flywheel.models.embedders import MiniLMTextEmbedder
 from flywheel.retrieval.engine import RetrievalEngine
 from flywheel.tracks.pretrain import ExpansionConfig, expand
 from flywheel.workspace import Workspace
-from pipelines.demo_photos import PHOTOS
-from pipelines.embedders import MiniLMTextEmbedder
 
 
 def main() -> None:

@@ -2,8 +2,8 @@
 
     python3 bench/filter_quality.py [--scale 1] [--out docs/filter_quality.md]
 
-Builds the corpus (`pipelines.demo_corpus`), scores it with `flywheel score` (Ray Data, all
-filters), and compares each filter's decision with the labels (`pipelines.quality`).
+Builds the corpus (`corpus.build`), scores it with `flywheel score` (Ray Data, all
+filters), and compares each filter's decision with the labels (`corpus.quality`).
 """
 
 from __future__ import annotations
@@ -17,10 +17,10 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from corpus.build import build_corpus
+from corpus.quality import evaluate, to_markdown
 from flywheel.workspace import Workspace
-from pipelines.demo_corpus import build_corpus
-from pipelines.quality import evaluate, to_markdown
-from pipelines.score import score
+from pipelines.steps.score import score
 
 
 def main() -> None:

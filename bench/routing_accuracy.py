@@ -28,10 +28,10 @@ import pyarrow as pa
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from flywheel.models.embedders import MiniLMTextEmbedder
 from flywheel.retrieval.engine import RetrievalEngine, vectors_to_arrow
 from flywheel.routing import IndexCoverage, Policy, fit_router, gather_evidence
 from flywheel.routing.router import decide_track
-from pipelines.embedders import MiniLMTextEmbedder
 
 COVERED = ["tabby cat", "golden retriever", "red sports car", "wooden chair", "coffee cup", "bicycle", "sailboat",
            "lighthouse", "pizza", "violin", "umbrella", "mountain lake", "city skyline", "sunflower", "teapot",

@@ -22,7 +22,7 @@ import psutil
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from pipelines.demo_corpus import build_corpus  # noqa: E402
+from corpus.build import build_corpus  # noqa: E402
 
 
 def tree_rss(proc: psutil.Process) -> int:

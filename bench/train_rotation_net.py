@@ -52,7 +52,7 @@ from flywheel.imaging import decode, encode_jpeg
 
 def text_photos(n_per_script: int, seed: int) -> list[Photo]:
     """Rendered text images, one group per script; they train the model that text lines are an up cue."""
-    from pipelines.demo_text import render_text_image, usable_scripts
+    from corpus.text import render_text_image, usable_scripts
 
     scripts, _ = usable_scripts()
     rng = np.random.default_rng(seed)

@@ -1,8 +1,8 @@
-"""Labeled test data for the tests: thin wrappers around pipelines.demo_corpus.
+"""Labeled test data for the tests: thin wrappers around corpus.build.
 
 Tests that score or select need real files with known answers; building them through the
 same generator as the demo corpus keeps one definition of every label (see the
-`pipelines/demo_corpus.py` docstring and `CorpusPlan`). The small plan has ~50 samples with
+`corpus/build.py` docstring and `CorpusPlan`). The small plan has ~50 samples with
 every label kind at least once and builds in about half a second after imports.
 """
 
@@ -12,7 +12,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-from pipelines.demo_corpus import CorpusInfo, CorpusPlan, build_corpus
+from corpus.build import CorpusInfo, CorpusPlan, build_corpus
 
 __all__ = ["CorpusInfo", "demo_corpus", "labels_by_file", "load_labels", "small_corpus"]
 

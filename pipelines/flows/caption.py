@@ -17,7 +17,7 @@ from prefect import flow, get_run_logger, task
 from captioners.config import CaptionConfig
 from captioners.types import parse_types
 from flywheel.workspace import Workspace
-from pipelines.caption import caption as run_caption
+from pipelines.steps.caption import caption as run_caption
 
 
 @task(name="caption", retries=2, retry_delay_seconds=2)

@@ -20,7 +20,7 @@ from filters.config import ScoringConfig
 from flywheel.recipes import load_recipe
 from flywheel.select import select as run_select
 from flywheel.workspace import Workspace
-from pipelines.score import score as run_score
+from pipelines.steps.score import score as run_score
 
 
 @task(name="score", retries=2, retry_delay_seconds=2)

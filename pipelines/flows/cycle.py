@@ -30,7 +30,7 @@ def ingest_task(workspace: str, inputs: list[str]) -> dict[str, Any]:
 
 @task(name="index", retries=1, retry_delay_seconds=2)
 def index_task(workspace: str, ray_address: str | None) -> list[dict[str, Any]]:
-    from pipelines.index import build_index
+    from pipelines.steps.index import build_index
 
     report = build_index(Workspace.at(workspace), ray_address=ray_address, log=get_run_logger().info)
     return [asdict(t) for t in report.tables]
@@ -38,14 +38,14 @@ def index_task(workspace: str, ray_address: str | None) -> list[dict[str, Any]]:
 
 @task(name="route")
 def route_task(workspace: str, mode: str) -> dict[str, Any]:
-    from pipelines.loop import route
+    from pipelines.steps.loop import route
 
     return asdict(route(Workspace.at(workspace), mode=mode))
 
 
 @task(name="expand")
 def expand_task(workspace: str) -> dict[str, Any]:
-    from pipelines.loop import write_tracks
+    from pipelines.steps.loop import write_tracks
 
     return asdict(write_tracks(Workspace.at(workspace)))
 

@@ -20,7 +20,7 @@ from captioners.synth.render import render_pure
 from flywheel.schema import core_schema
 from flywheel.store.shards import ShardStore
 from flywheel.workspace import Workspace
-from pipelines.caption import caption, captioned_dir
+from pipelines.steps.caption import caption, captioned_dir
 
 
 def _png(img: Image.Image) -> bytes:

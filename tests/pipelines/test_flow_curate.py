@@ -5,7 +5,7 @@ from skimage import data
 
 from flywheel.workspace import Workspace
 from pipelines.flows import curate as curate_module
-from pipelines.score import ScoreFailed
+from pipelines.steps.score import ScoreFailed
 from tests.images import encode
 
 

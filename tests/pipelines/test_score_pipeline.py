@@ -12,7 +12,7 @@ import pytest
 from skimage import data
 
 from flywheel.workspace import Workspace
-from pipelines.score import score
+from pipelines.steps.score import score
 from tests.images import encode, photo_like, png_bomb_header
 
 REPO = Path(__file__).resolve().parents[2]

@@ -6,7 +6,7 @@ import os
 
 import pytest
 
-from pipelines.train_ray import train_on_ray
+from pipelines.steps.train_ray import train_on_ray
 from tests.trainer.fixtures import fixture_rows, write_curated
 from tests.trainer.tiny import tiny_stage
 

@@ -1,4 +1,4 @@
-"""`flywheel badcases ingest|list|show|export|decide` (registered by pipelines.cli_loop)."""
+"""`flywheel badcases ingest|list|show|export|decide` (registered by pipelines.cli.loop)."""
 
 from __future__ import annotations
 

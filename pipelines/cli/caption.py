@@ -1,4 +1,4 @@
-"""`flywheel` commands of the caption part; `register` adds them to the main Typer app in pipelines/cli.py.
+"""`flywheel` commands of the caption part; `register` adds them to the main Typer app in pipelines/cli/__init__.py.
 
     flywheel caption --workspace WS --recipe stage1_256p [--types text,structured] [--backend ocr] [--config c.yaml]
     flywheel synth --out DIR --n 200 [--kinds pure,compositional,complex] [--scripts Latn,Hani] [--seed 0]
@@ -13,9 +13,9 @@ from typing import Annotated
 import typer
 from rich.table import Table
 
-from pipelines.cli_common import console, err
-from pipelines.cli_common import fail as _fail
-from pipelines.cli_common import progress_bar as _progress
+from pipelines.cli.common import console, err
+from pipelines.cli.common import fail as _fail
+from pipelines.cli.common import progress_bar as _progress
 
 WorkspaceOpt = Annotated[Path, typer.Option("--workspace", "-w", help="Workspace folder (pool, curated, runs).")]
 
@@ -57,8 +57,8 @@ def register(app: typer.Typer) -> None:
         from captioners.types import parse_types
         from flywheel.config import ConfigError
         from flywheel.workspace import Workspace, WorkspaceError
-        from pipelines.caption import CaptionFailed
-        from pipelines.caption import caption as run_caption
+        from pipelines.steps.caption import CaptionFailed
+        from pipelines.steps.caption import caption as run_caption
 
         ws = Workspace.at(workspace)
         try:

@@ -1,8 +1,8 @@
 """Measured quality on the labeled generator: the broken-file and exact-duplicate filters must be exact."""
 
+from corpus.quality import evaluate
 from flywheel.workspace import Workspace
-from pipelines.quality import evaluate
-from pipelines.score import score
+from pipelines.steps.score import score
 from tests.datagen import small_corpus
 
 

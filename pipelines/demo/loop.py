@@ -9,10 +9,10 @@ from rich.table import Table
 
 import flywheel.workspace
 from flywheel.badcases import BadCaseStore, ingest_file
-from pipelines.demo_loop_fixture import build_fixture
-from pipelines.embedders import MiniLMTextEmbedder
-from pipelines.index import build_index
-from pipelines.loop import route, write_tracks
+from flywheel.models.embedders import MiniLMTextEmbedder
+from pipelines.demo.loop_fixture import build_fixture
+from pipelines.steps.index import build_index
+from pipelines.steps.loop import route, write_tracks
 
 
 def loop_demo(ws: flywheel.workspace.Workspace, console: Console) -> dict:

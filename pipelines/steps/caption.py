@@ -33,8 +33,8 @@ from captioners.columns import CAPTION_COLUMNS, CAPTION_TYPES, caption_schema
 from captioners.config import CaptionConfig
 from flywheel.store.shards import ShardStore, StaleShardError, write_json_atomic
 from flywheel.workspace import Workspace, WorkspaceError
-from pipelines.caption_summary import summarize
 from pipelines.ray_runtime import init_ray
+from pipelines.steps.caption_summary import summarize
 
 SHARD = "_caption_shard"
 EXPECTED = "_caption_expected"

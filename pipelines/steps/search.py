@@ -6,10 +6,10 @@ from pathlib import Path
 
 import pyarrow as pa
 
+from flywheel.models.embedders import EfficientNetImageEmbedder, MiniLMTextEmbedder, clip_from_config
 from flywheel.retrieval.config import IndexConfig
 from flywheel.retrieval.engine import IndexError_, RetrievalEngine
 from flywheel.workspace import Workspace
-from pipelines.embedders import EfficientNetImageEmbedder, MiniLMTextEmbedder, clip_from_config
 
 COLUMNS = ["id", "uri", "caption", "curated", "kept_in", "reject_reason", "nsfw_score", "entropy_bits",
            "clip_score", "width", "height"]

@@ -18,12 +18,12 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from flywheel.models.embedders import EfficientNetImageEmbedder, MiniLMTextEmbedder, clip_from_config
 from flywheel.retrieval.config import IndexConfig
 from flywheel.retrieval.engine import RetrievalEngine, vectors_to_arrow
 from flywheel.retrieval.metadata import pool_metadata
 from flywheel.retrieval.space import table_name
 from flywheel.workspace import Workspace
-from pipelines.embedders import EfficientNetImageEmbedder, MiniLMTextEmbedder, clip_from_config
 from pipelines.ray_runtime import init_ray
 
 APPEND_CHUNK_ROWS = 4096

@@ -6,14 +6,14 @@ from pathlib import Path
 
 from rich.console import Console
 
+from corpus.build import build_corpus
 from filters.config import ScoringConfig
 from flywheel.recipes import load_recipe
 from flywheel.select import select
 from flywheel.workspace import Workspace
-from pipelines.demo_caption import caption_demo
-from pipelines.demo_corpus import build_corpus
-from pipelines.demo_loop import loop_demo
-from pipelines.score import score
+from pipelines.demo.caption import caption_demo
+from pipelines.demo.loop import loop_demo
+from pipelines.steps.score import score
 
 
 def run_demo(workspace: Path, *, scale: int = 1, console: Console | None = None,

@@ -9,9 +9,9 @@ from typing import Annotated
 import typer
 from rich.table import Table
 
-from pipelines.cli_common import console, err
-from pipelines.cli_common import fail as _fail
-from pipelines.cli_common import progress_bar as _progress
+from pipelines.cli.common import console, err
+from pipelines.cli.common import fail as _fail
+from pipelines.cli.common import progress_bar as _progress
 
 app = typer.Typer(add_completion=False, no_args_is_help=True,
                   help="Curate image-text training data: score a pool, select stages, inspect rejections.")
@@ -34,8 +34,8 @@ def score(
     from flywheel.config import ConfigError
     from flywheel.ingest.base import SourceError
     from flywheel.workspace import Workspace, WorkspaceError
-    from pipelines.score import ScoreFailed
-    from pipelines.score import score as run_score
+    from pipelines.steps.score import ScoreFailed
+    from pipelines.steps.score import score as run_score
 
     ws = Workspace.at(workspace)
     names = filters.split(",") if filters else None
@@ -155,7 +155,7 @@ def demo(
     captions: Annotated[bool, typer.Option("--captions", help="Also OCR-caption the curated set (slower).")] = False,
 ) -> None:
     """Build a small real corpus offline, score it and select stage 1 (a few minutes on 2 cores)."""
-    from pipelines.demo import run_demo
+    from pipelines.demo.run import run_demo
 
     run_demo(workspace, scale=scale, console=console, captions=captions)
 
@@ -176,7 +176,9 @@ def curate(
 
 def _register_parts() -> None:
     """Each part (trainer, captioners, flywheel loop) owns its commands in its own module."""
-    from pipelines import cli_caption, cli_loop, cli_train
+    from pipelines.cli import caption as cli_caption
+    from pipelines.cli import loop as cli_loop
+    from pipelines.cli import train as cli_train
 
     for part in (cli_train, cli_caption, cli_loop):
         part.register(app)
@@ -188,6 +190,3 @@ _register_parts()
 def main() -> None:
     app()
 
-
-if __name__ == "__main__":
-    main()

@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from flywheel.badcases.store import BadCaseStore
+from flywheel.models.embedders import MiniLMTextEmbedder, clip_from_config
 from flywheel.retrieval.config import IndexConfig
 from flywheel.retrieval.engine import IndexError_, RetrievalEngine
 from flywheel.routing.evidence import IndexCoverage
@@ -22,7 +23,6 @@ from flywheel.tracks.pretrain import ExpansionConfig, expand
 from flywheel.tracks.prompt import LlmEndpoint, rewrite_pairs
 from flywheel.tracks.rl import write_rl_track
 from flywheel.workspace import Workspace
-from pipelines.embedders import MiniLMTextEmbedder, clip_from_config
 
 
 def router_path(ws: Workspace) -> Path:

@@ -1,4 +1,4 @@
-"""Label schema, plan and writer of the demo corpus (pipelines.demo_corpus builds with them).
+"""Label schema, plan and writer of the demo corpus (corpus.build builds with them).
 
 `OUT/labels.jsonl` has one JSON object per SAMPLE file (edit sources are not samples and have
 no row), sorted by file name. Every row has these keys:
@@ -36,7 +36,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from pipelines.demo_photos import PHOTOS
+from corpus.photos import PHOTOS
 
 
 @dataclass(frozen=True)

@@ -28,7 +28,7 @@ from flywheel.ingest.base import PartitionSpec
 from flywheel.store.shards import write_json_atomic
 from flywheel.workspace import Workspace
 from pipelines.ray_runtime import init_ray
-from pipelines.score_stages import COUNTERS, EXPECTED, ModelStage, score_partitions, spec_to_row
+from pipelines.steps.score_stages import COUNTERS, EXPECTED, ModelStage, score_partitions, spec_to_row
 
 ProgressFn = Callable[[int, int], None]  # (shards complete, shards in the plan)
 

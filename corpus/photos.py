@@ -17,7 +17,7 @@ import numpy as np
 import skimage.data
 from PIL import Image
 
-from pipelines.demo_variants import hamming, phash
+from corpus.variants import hamming, phash
 
 
 @dataclass(frozen=True)

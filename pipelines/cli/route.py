@@ -1,4 +1,4 @@
-"""`flywheel route`, `route-fit`, `tracks` and `cycle` (registered by pipelines.cli_loop)."""
+"""`flywheel route`, `route-fit`, `tracks` and `cycle` (registered by pipelines.cli.loop)."""
 
 from __future__ import annotations
 
@@ -27,7 +27,7 @@ def register_route(app: typer.Typer, fail: Callable[[str], None],
               ) -> None:
         """Attribute each bad case (evidence) and route it to the rl, pretrain or prompt track."""
         from flywheel.workspace import Workspace
-        from pipelines.loop import route as run_route
+        from pipelines.steps.loop import route as run_route
 
         try:
             s = run_route(Workspace.at(workspace), policy_path=policy, mode=mode, min_confidence=min_confidence,
@@ -47,7 +47,7 @@ def register_route(app: typer.Typer, fail: Callable[[str], None],
         from flywheel.badcases import BadCaseStore
         from flywheel.routing import fit_router
         from flywheel.workspace import Workspace
-        from pipelines.loop import router_path
+        from pipelines.steps.loop import router_path
 
         ws = Workspace.at(workspace)
         store = BadCaseStore.for_workspace(ws.root)
@@ -86,7 +86,7 @@ def register_route(app: typer.Typer, fail: Callable[[str], None],
 
         from flywheel.tracks.prompt import LlmEndpoint
         from flywheel.workspace import Workspace
-        from pipelines.loop import write_tracks
+        from pipelines.steps.loop import write_tracks
 
         llm = LlmEndpoint(llm_endpoint, llm_model, os.environ.get("OPENAI_API_KEY")) if llm_endpoint else None
         try:

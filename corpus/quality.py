@@ -1,4 +1,4 @@
-"""Precision and recall of each filter against the labeled corpus of `pipelines.demo_corpus`.
+"""Precision and recall of each filter against the labeled corpus of `corpus.build`.
 
 Each filter's decision is read from the pool exactly as a recipe would make it (the same
 thresholds as `stage1_256p` unless given), and compared with the generator's labels.

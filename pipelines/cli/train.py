@@ -8,8 +8,8 @@ from typing import Annotated
 import typer
 from rich.table import Table
 
-from pipelines.cli_common import console, err
-from pipelines.cli_common import fail as _fail
+from pipelines.cli.common import console, err
+from pipelines.cli.common import fail as _fail
 
 WorkspaceOpt = Annotated[Path, typer.Option("--workspace", "-w", help="Workspace folder (curated, checkpoints).")]
 CheckpointOpt = Annotated[str, typer.Option(
@@ -68,7 +68,7 @@ def register(app: typer.Typer) -> None:
                 cfg = cfg.replace(train={"device": device})
             if ray_workers:
                 from pipelines.ray_runtime import init_ray
-                from pipelines.train_ray import train_on_ray
+                from pipelines.steps.train_ray import train_on_ray
 
                 init_ray(ray_address)
                 metrics = train_on_ray(cfg.to_dict(), workspace, num_workers=ray_workers, use_gpu=ray_gpu,

@@ -8,7 +8,7 @@ from rich.table import Table
 
 from captioners.config import CaptionConfig
 from flywheel.workspace import Workspace
-from pipelines.caption import caption
+from pipelines.steps.caption import caption
 
 
 def caption_demo(ws: Workspace, console: Console, recipe: str = "stage1_256p") -> dict:

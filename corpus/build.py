@@ -5,14 +5,14 @@ rendering) needs inputs whose right answer is known. This module writes real fil
 crops, text images in ten scripts, and deliberately damaged or duplicated variants) into
 `OUT/images/` with `name.txt` caption sidecars (and `name.json` edit sidecars for TI2I
 triples), plus `OUT/labels.jsonl` outside the image folder so ingest never sees the answers
-(schema: pipelines/demo_labels.py). Output is a pure function of (plan, seed) on a given
+(schema: corpus/labels.py). Output is a pure function of (plan, seed) on a given
 machine (Pillow/libjpeg/zlib/fonts): the same seed gives the same bytes.
 
 Layout: photo crops and text images come first (the originals), then labeled variants made
 from them or from fresh crops: exact/near duplicates, rotated and EXIF-oriented copies,
 blank, tiny, broken and mislabeled files, bad captions, and TI2I edit triples.
 
-Usage: python -m pipelines.demo_corpus OUT [--scale N] [--seed S] [--overwrite] [--small]
+Usage: python -m corpus.build OUT [--scale N] [--seed S] [--overwrite] [--small]
 """
 
 from __future__ import annotations
@@ -31,11 +31,10 @@ from typing import Any
 import numpy as np
 from PIL import Image, ImageFont
 
-from flywheel.imaging import decode
-from pipelines import demo_variants as V
-from pipelines.demo_labels import CorpusInfo, CorpusPlan, LabelWriter
-from pipelines.demo_photos import PHOTOS, Crop, PhotoPool
-from pipelines.demo_text import (
+from corpus import variants as V
+from corpus.labels import CorpusInfo, CorpusPlan, LabelWriter
+from corpus.photos import PHOTOS, Crop, PhotoPool
+from corpus.text import (
     FONT_DIRS,
     PALETTE,
     TextImage,
@@ -43,6 +42,7 @@ from pipelines.demo_text import (
     render_text_image,
     usable_scripts,
 )
+from flywheel.imaging import decode
 
 __all__ = ["CorpusInfo", "CorpusPlan", "build_corpus", "main"]
 
@@ -299,7 +299,7 @@ def _mislabeled_and_captions(w: LabelWriter, plan: CorpusPlan, r: np.random.Gene
 def main(argv: list[str] | None = None) -> int:
     """CLI: build the corpus and print a one-screen summary."""
     summary = (__doc__ or "").split("\n\n")[0]
-    parser = argparse.ArgumentParser(prog="python -m pipelines.demo_corpus", description=summary)
+    parser = argparse.ArgumentParser(prog="python -m corpus.build", description=summary)
     parser.add_argument("out", type=Path, help="output dir: images/ and labels.jsonl are written inside")
     parser.add_argument("--scale", type=int, default=1, help="multiplies photo crops and text images")
     parser.add_argument("--seed", type=int, default=0)

@@ -9,8 +9,8 @@ from typing import Annotated
 import typer
 from rich.table import Table
 
-from pipelines.cli_common import console, err
-from pipelines.cli_common import fail as _fail
+from pipelines.cli.common import console, err
+from pipelines.cli.common import fail as _fail
 
 WorkspaceOpt = Annotated[Path, typer.Option("--workspace", "-w", help="Workspace folder (pool, index, badcases).")]
 
@@ -39,7 +39,7 @@ def register(app: typer.Typer) -> None:
         """Embed the pool (images and captions) into WORKSPACE/index (LanceDB); only new ids are embedded."""
         from flywheel.retrieval import IndexConfig
         from flywheel.workspace import Workspace
-        from pipelines.index import build_index
+        from pipelines.steps.index import build_index
 
         try:
             report = build_index(Workspace.at(workspace), IndexConfig.load(config), ray_address=ray_address,
@@ -65,7 +65,7 @@ def register(app: typer.Typer) -> None:
                json_out: Annotated[bool, typer.Option("--json", help="Print JSON rows.")] = False) -> None:
         """Nearest pool samples of a text, an image or an id, with similarity, metadata and the space used."""
         from flywheel.workspace import Workspace
-        from pipelines.search import search_pool
+        from pipelines.steps.search import search_pool
 
         if sum(x is not None for x in (text, image, id_)) != 1:
             _fail("give exactly one of --text, --image, --id")
@@ -89,8 +89,8 @@ def register(app: typer.Typer) -> None:
                         str(r.get("reject_reason") or ""), str(r.get("uri") or ""))
         console.print(out)
 
-    from pipelines.cli_loop_badcases import register_badcases
-    from pipelines.cli_loop_route import register_route
+    from pipelines.cli.badcases import register_badcases
+    from pipelines.cli.route import register_route
 
     register_badcases(badcases, _fail, _user_errors, console)
     register_route(app, _fail, _user_errors, console)

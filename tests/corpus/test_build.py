@@ -11,9 +11,9 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from corpus import variants as V
+from corpus.build import CorpusPlan, build_corpus, main
 from flywheel.imaging import BROKEN_REASONS, decode
-from pipelines import demo_variants as V
-from pipelines.demo_corpus import CorpusPlan, build_corpus, main
 from tests.datagen import CorpusInfo, labels_by_file, load_labels, small_corpus
 
 LABEL_KEYS = {"file", "kind", "broken", "mislabeled", "rotated", "exif_orientation", "exact_dup_of",
@@ -207,7 +207,7 @@ def test_stored_exif_header_is_what_the_label_says(corpus: CorpusInfo, labels: l
 
 def test_without_raqm_complex_scripts_are_flagged_not_hidden(
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    from pipelines import demo_text
+    from corpus import text as demo_text
 
     monkeypatch.setattr(demo_text.features, "check", lambda name: False)  # as on a Pillow built without raqm
     info = build_corpus(tmp_path, plan=CorpusPlan.small())

@@ -1,0 +1,1 @@
+"""The labeled demo/test corpus: a product that the demo, benches and tests build images from."""

@@ -1,0 +1,1 @@
+"""Pipeline steps: the Ray jobs the CLI and flows call (score, caption, index, search, loop, train)."""
