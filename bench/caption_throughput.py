@@ -38,17 +38,21 @@ def structured_validity(model_dir: str, pngs: list[bytes], a: argparse.Namespace
     from captioners.config import CaptionConfig, GenerationConfig, TypeBackends
 
     budget = {k: a.new_tokens for k in ("general", "text", "knowledge", "structured")}
-    cfg = CaptionConfig(types=TypeBackends(text=None, structured="transformers"),
-                        transformers=TransformersConfig(model_path=model_dir, batch_size=a.batch,
-                                                        max_image_side=a.image_side),
-                        generation=GenerationConfig(max_new_tokens=budget))
+    cfg = CaptionConfig(
+        types=TypeBackends(text=None, structured="transformers"),
+        transformers=TransformersConfig(model_path=model_dir, batch_size=a.batch, max_image_side=a.image_side),
+        generation=GenerationConfig(max_new_tokens=budget),
+    )
     with tempfile.TemporaryDirectory() as cache:
         out = Captioner(cfg, ("structured",), cache)(pngs, [None] * len(pngs))
     status = out["caption_structured_status"]
     n = max(1, len(status))
-    return {"images": len(status), "valid_first": round(status.count("ok") / n, 3),
-            "valid_after_repair": round((status.count("ok") + status.count("repaired")) / n, 3),
-            "failed": round(status.count("failed") / n, 3)}
+    return {
+        "images": len(status),
+        "valid_first": round(status.count("ok") / n, 3),
+        "valid_after_repair": round((status.count("ok") + status.count("repaired")) / n, 3),
+        "failed": round(status.count("failed") / n, 3),
+    }
 
 
 def main() -> None:
@@ -74,8 +78,10 @@ def main() -> None:
         vlm.model.generation_config.suppress_tokens = None
         build_s = time.perf_counter() - t0
         rng = np.random.default_rng(0)
-        pngs = [bounded_png(Image.fromarray(rng.integers(0, 255, (a.image_side, a.image_side, 3), np.uint8)),
-                            a.image_side) for _ in range(a.images)]
+        pngs = [
+            bounded_png(Image.fromarray(rng.integers(0, 255, (a.image_side, a.image_side, 3), np.uint8)), a.image_side)
+            for _ in range(a.images)
+        ]
         reqs = [VlmRequest(p, "Describe this image comprehensively.", a.new_tokens) for p in pngs]
         vlm.generate(reqs[: a.batch])  # warm-up (kernels, allocator)
         if torch.cuda.is_available():
@@ -87,10 +93,8 @@ def main() -> None:
         gen_s = time.perf_counter() - t0
         tokens = sum(r.output_tokens for r in replies)
         with LoopbackServer(build_app(vlm, model_name=a.size)) as url:
-            client = OpenAIVlm(OpenAIConfig(base_url=url, model=a.size, concurrency=a.concurrency),
-                               Path(tmp) / "cache")
-            ep_reqs = [VlmRequest(pngs[i % len(pngs)], f"Describe image {i}.", a.new_tokens)
-                       for i in range(a.requests)]
+            client = OpenAIVlm(OpenAIConfig(base_url=url, model=a.size, concurrency=a.concurrency), Path(tmp) / "cache")
+            ep_reqs = [VlmRequest(pngs[i % len(pngs)], f"Describe image {i}.", a.new_tokens) for i in range(a.requests)]
             t0 = time.perf_counter()
             ep = client.generate(ep_reqs)
             ep_s = time.perf_counter() - t0
@@ -100,17 +104,30 @@ def main() -> None:
         validity = structured_validity(tmp, pngs, a)
     errors = [r.error for r in ep if r.error]
     report = {
-        "machine": platform.machine(), "device": resolve_device("auto"),
+        "machine": platform.machine(),
+        "device": resolve_device("auto"),
         "gpu": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None,
-        "command": "python3 " + " ".join(sys.argv), "size": a.size, "parameters": params,
-        "dtype": str(vlm.model.dtype), "images": a.images, "batch": a.batch, "new_tokens": a.new_tokens,
-        "image_side": a.image_side, "build_and_load_s": round(build_s, 1),
-        "generate_s": round(gen_s, 2), "images_per_s": round(a.images / gen_s, 3),
+        "command": "python3 " + " ".join(sys.argv),
+        "size": a.size,
+        "parameters": params,
+        "dtype": str(vlm.model.dtype),
+        "images": a.images,
+        "batch": a.batch,
+        "new_tokens": a.new_tokens,
+        "image_side": a.image_side,
+        "build_and_load_s": round(build_s, 1),
+        "generate_s": round(gen_s, 2),
+        "images_per_s": round(a.images / gen_s, 3),
         "output_tokens_per_s": round(tokens / gen_s, 1),
         "structured_validity": validity,
-        "endpoint": {"requests": a.requests, "concurrency": a.concurrency, "seconds": round(ep_s, 2),
-                     "requests_per_s": round(a.requests / ep_s, 3), "errors": len(errors),
-                     "cached_requests_per_s": round(a.requests / max(cached_s, 1e-9), 1)},
+        "endpoint": {
+            "requests": a.requests,
+            "concurrency": a.concurrency,
+            "seconds": round(ep_s, 2),
+            "requests_per_s": round(a.requests / ep_s, 3),
+            "errors": len(errors),
+            "cached_requests_per_s": round(a.requests / max(cached_s, 1e-9), 1),
+        },
     }
     Path(a.out).parent.mkdir(parents=True, exist_ok=True)
     Path(a.out).write_text(json.dumps(report, indent=1), encoding="utf-8")

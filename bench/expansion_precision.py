@@ -48,8 +48,10 @@ def main() -> None:
                 present.add(label_of[caption])
     cases = [{"case_id": name, "prompt": PHOTOS[name].subject, "expected_label": None} for name in sorted(present)]
     results = {}
-    for mode, cfg in (("shipped (non-curated only)", ExpansionConfig()),
-                      ("whole pool (include_curated)", ExpansionConfig(include_curated=True))):
+    for mode, cfg in (
+        ("shipped (non-curated only)", ExpansionConfig()),
+        ("whole pool (include_curated)", ExpansionConfig(include_curated=True)),
+    ):
         res = expand(ws, engine, [text], cases, cfg)
         if res.path is None:
             results[mode] = {"written": 0}
@@ -59,9 +61,13 @@ def main() -> None:
         for r in rows:
             label = label_of.get(r["caption"], "text" if r["caption"] and "text" in r["caption"] else "other")
             hits[label in r["expansion_badcase_ids"]] += 1
-        results[mode] = {"cases": len(cases), "written": len(rows), "correct": hits[True],
-                         "precision": round(hits[True] / max(1, len(rows)), 4),
-                         "dropped_as_duplicates": res.dropped_as_duplicates}
+        results[mode] = {
+            "cases": len(cases),
+            "written": len(rows),
+            "correct": hits[True],
+            "precision": round(hits[True] / max(1, len(rows)), 4),
+            "dropped_as_duplicates": res.dropped_as_duplicates,
+        }
     print(json.dumps({"workspace": str(ws.root), "concepts": sorted(present), "results": results}, indent=1))
 
 

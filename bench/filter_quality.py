@@ -36,16 +36,18 @@ def main() -> None:
         result = score(str(info.images_dir), ws, rows_per_partition=64, log=lambda m: print(m, file=sys.stderr))
         seconds = time.perf_counter() - started
         scores = evaluate(ws.pool.shard_paths(), info.labels_path, info.images_dir)
-    text = "\n".join([
-        f"### Filter precision/recall on the labeled corpus (scale {args.scale}, seed {args.seed}, "
-        f"{result.rows_written} samples)",
-        "",
-        to_markdown(scores),
-        f"machine: {platform.machine()}, Python {platform.python_version()}; scoring took {seconds:.1f}s "
-        "(Ray start included)",
-        f"command: `python3 bench/filter_quality.py --scale {args.scale} --seed {args.seed}`",
-        "",
-    ])
+    text = "\n".join(
+        [
+            f"### Filter precision/recall on the labeled corpus (scale {args.scale}, seed {args.seed}, "
+            f"{result.rows_written} samples)",
+            "",
+            to_markdown(scores),
+            f"machine: {platform.machine()}, Python {platform.python_version()}; scoring took {seconds:.1f}s "
+            "(Ray start included)",
+            f"command: `python3 bench/filter_quality.py --scale {args.scale} --seed {args.seed}`",
+            "",
+        ]
+    )
     print(text)
     if args.out:
         args.out.parent.mkdir(parents=True, exist_ok=True)

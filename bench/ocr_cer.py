@@ -44,9 +44,18 @@ def job(args: tuple[str, str, int, int]) -> dict[str, object]:
     except OcrError as exc:  # e.g. a tesseract process killed from outside: reported, not counted as CER
         return {"script": script, "kind": kind, "error": str(exc), "edits": 0, "chars": 0, "seconds": 0.0}
     err, n = edits("\n".join(sample.lines), result.text)
-    return {"script": script, "kind": kind, "edits": err, "chars": n, "seconds": result.seconds,
-            "detected": result.script, "truth": "\n".join(sample.lines), "ocr": result.text, "px": px,
-            "layout": sample.layout}
+    return {
+        "script": script,
+        "kind": kind,
+        "edits": err,
+        "chars": n,
+        "seconds": result.seconds,
+        "detected": result.script,
+        "truth": "\n".join(sample.lines),
+        "ocr": result.text,
+        "px": px,
+        "layout": sample.layout,
+    }
 
 
 def main() -> None:
@@ -72,21 +81,31 @@ def main() -> None:
                 continue
             e, n = sum(int(r["edits"]) for r in mine), sum(int(r["chars"]) for r in mine)
             table.setdefault(script, {})[kind] = {
-                "cer": round(e / max(1, n), 4), "images": len(mine), "chars": n,
-                "s_per_image": round(sum(float(r["seconds"]) for r in mine) / len(mine), 2)}
-    report = {"machine": f"{platform.machine()} {platform.processor() or ''}".strip(),
-              "command": "python3 " + " ".join(sys.argv), "font_px": a.font_px, "complex_px": a.complex_px,
-              "seconds": round(time.perf_counter() - started, 1), "cer": table,
-              "errors": [r for r in rows if "error" in r],
-              "worst": sorted(rows, key=lambda r: -int(r["edits"]) / max(1, int(r["chars"])))[:8]}
+                "cer": round(e / max(1, n), 4),
+                "images": len(mine),
+                "chars": n,
+                "s_per_image": round(sum(float(r["seconds"]) for r in mine) / len(mine), 2),
+            }
+    report = {
+        "machine": f"{platform.machine()} {platform.processor() or ''}".strip(),
+        "command": "python3 " + " ".join(sys.argv),
+        "font_px": a.font_px,
+        "complex_px": a.complex_px,
+        "seconds": round(time.perf_counter() - started, 1),
+        "cer": table,
+        "errors": [r for r in rows if "error" in r],
+        "worst": sorted(rows, key=lambda r: -int(r["edits"]) / max(1, int(r["chars"])))[:8],
+    }
     Path(a.out).parent.mkdir(parents=True, exist_ok=True)
     Path(a.out).write_text(json.dumps(report, indent=1, ensure_ascii=False), encoding="utf-8")
     print("| script | pure CER | complex CER | pure images | s/image |")
     print("|---|---|---|---|---|")
     for script, entry in table.items():
         p, c = entry.get("pure", {}), entry.get("complex", {})
-        print(f"| {script} | {p.get('cer', float('nan')):.2%} | {c.get('cer', float('nan')):.2%} | "
-              f"{p.get('images', 0)} | {p.get('s_per_image', 0)} |")
+        print(
+            f"| {script} | {p.get('cer', float('nan')):.2%} | {c.get('cer', float('nan')):.2%} | "
+            f"{p.get('images', 0)} | {p.get('s_per_image', 0)} |"
+        )
     print(f"total {report['seconds']}s, {len(report['errors'])} OCR error(s) -> {a.out}")
 
 

@@ -38,7 +38,7 @@ def clustered(n: int, dim: int, clusters: int, rng: np.random.Generator, centres
     for start in range(0, n, 100_000):
         m = min(100_000, n - start)
         x = centres[rng.integers(0, clusters, m)] + rng.normal(0, 0.6, (m, dim)).astype(np.float32) / np.sqrt(dim)
-        out[start:start + m] = x / np.linalg.norm(x, axis=1, keepdims=True)
+        out[start : start + m] = x / np.linalg.norm(x, axis=1, keepdims=True)
     return out
 
 
@@ -53,8 +53,9 @@ def main() -> None:
     ap.add_argument("--index-type", default="IVF_PQ")
     ap.add_argument("--sub-vectors", type=int, default=48)
     ap.add_argument("--partitions", type=int, default=None, help="IVF partitions (default min(256, sqrt(n)))")
-    ap.add_argument("--sweep", default="", help="extra NPROBES:REFINE settings measured on the same index, "
-                    "e.g. 32:50,64:100")
+    ap.add_argument(
+        "--sweep", default="", help="extra NPROBES:REFINE settings measured on the same index, e.g. 32:50,64:100"
+    )
     ap.add_argument("--out", type=Path, default=None)
     args = ap.parse_args()
     rng = np.random.default_rng(0)
@@ -62,17 +63,30 @@ def main() -> None:
     base = clustered(args.n, args.dim, args.clusters, rng, centres)
     queries = clustered(args.queries, args.dim, args.clusters, rng, centres)
     root = Path(tempfile.mkdtemp(prefix="fw-bench-"))
-    ann = AnnConfig(min_rows=256, index_type=args.index_type, nprobes=args.nprobes, refine_factor=args.refine_factor,
-                    num_sub_vectors=args.sub_vectors,
-                    num_partitions=args.partitions or max(16, min(256, int(args.n ** 0.5))))
+    ann = AnnConfig(
+        min_rows=256,
+        index_type=args.index_type,
+        nprobes=args.nprobes,
+        refine_factor=args.refine_factor,
+        num_sub_vectors=args.sub_vectors,
+        num_partitions=args.partitions or max(16, min(256, int(args.n**0.5))),
+    )
     engine = RetrievalEngine(root, ann)
     space = EmbeddingSpace("bench-clustered", args.dim, True)
     t0 = time.perf_counter()
     for start in range(0, args.n, 200_000):
-        chunk = base[start:start + 200_000]
-        engine.add("caption", space, pa.table({"id": [f"v{i}" for i in range(start, start + len(chunk))],
-                                               "vector": vectors_to_arrow(chunk),
-                                               "curated": np.arange(start, start + len(chunk)) % 2 == 0}))
+        chunk = base[start : start + 200_000]
+        engine.add(
+            "caption",
+            space,
+            pa.table(
+                {
+                    "id": [f"v{i}" for i in range(start, start + len(chunk))],
+                    "vector": vectors_to_arrow(chunk),
+                    "curated": np.arange(start, start + len(chunk)) % 2 == 0,
+                }
+            ),
+        )
     write_s = time.perf_counter() - t0
     name = engine.find("caption").name
     t1 = time.perf_counter()
@@ -80,11 +94,21 @@ def main() -> None:
     build_s = time.perf_counter() - t1
     _sims, exact = exact_knn(base, queries, 10)
     truth = [{f"v{i}" for i in row} for row in exact]
-    result = {"n": args.n, "dim": args.dim, "clusters": args.clusters, "queries": args.queries,
-              "index_type": args.index_type, "num_partitions": ann.num_partitions, "num_sub_vectors": args.sub_vectors,
-              "write_s": round(write_s, 1), "index_build_s": round(build_s, 1), "settings": []}
-    settings = [(args.nprobes, args.refine_factor)] + [tuple(int(x) for x in p.split(":"))
-                                                       for p in args.sweep.split(",") if p]
+    result = {
+        "n": args.n,
+        "dim": args.dim,
+        "clusters": args.clusters,
+        "queries": args.queries,
+        "index_type": args.index_type,
+        "num_partitions": ann.num_partitions,
+        "num_sub_vectors": args.sub_vectors,
+        "write_s": round(write_s, 1),
+        "index_build_s": round(build_s, 1),
+        "settings": [],
+    }
+    settings = [(args.nprobes, args.refine_factor)] + [
+        tuple(int(x) for x in p.split(":")) for p in args.sweep.split(",") if p
+    ]
     for nprobes, refine in settings:
         engine.ann.nprobes, engine.ann.refine_factor = nprobes, refine
         for q in queries[:5]:  # warm the index cache
@@ -100,11 +124,16 @@ def main() -> None:
             t = time.perf_counter()
             engine.search(name, q, k=10, where="curated = true", columns=["id"])
             lat_f.append((time.perf_counter() - t) * 1000)
-        result["settings"].append({
-            "nprobes": nprobes, "refine_factor": refine,
-            "p50_ms": round(float(np.percentile(lat, 50)), 2), "p99_ms": round(float(np.percentile(lat, 99)), 2),
-            "p50_ms_filtered": round(float(np.percentile(lat_f, 50)), 2),
-            "recall_at_10": round(float(np.mean(recall)), 4)})
+        result["settings"].append(
+            {
+                "nprobes": nprobes,
+                "refine_factor": refine,
+                "p50_ms": round(float(np.percentile(lat, 50)), 2),
+                "p99_ms": round(float(np.percentile(lat, 99)), 2),
+                "p50_ms_filtered": round(float(np.percentile(lat_f, 50)), 2),
+                "recall_at_10": round(float(np.mean(recall)), 4),
+            }
+        )
         print(json.dumps(result["settings"][-1]), flush=True)
     result["peak_rss_mb"] = round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)
     result["index_bytes_mb"] = round(sum(p.stat().st_size for p in root.rglob("*") if p.is_file()) / 2**20)

@@ -33,33 +33,84 @@ from flywheel.retrieval.engine import RetrievalEngine, vectors_to_arrow
 from flywheel.routing import IndexCoverage, Policy, fit_router, gather_evidence
 from flywheel.routing.router import decide_track
 
-COVERED = ["tabby cat", "golden retriever", "red sports car", "wooden chair", "coffee cup", "bicycle", "sailboat",
-           "lighthouse", "pizza", "violin", "umbrella", "mountain lake", "city skyline", "sunflower", "teapot",
-           "horse", "laptop", "bookshelf", "fire truck", "strawberry cake"]
-ABSENT = ["axolotl", "theremin", "okapi", "astrolabe", "narwhal", "pangolin", "sextant", "quokka", "armadillo",
-          "didgeridoo", "platypus", "tapir", "abacus", "gramophone", "blobfish", "samovar", "kiwi bird", "yurt",
-          "sundial", "harp seal"]
-TEMPLATES = ["a photo of a {c}", "a close-up of a {c} in natural light", "a {c} on a plain background",
-             "an old photograph of a {c}", "a {c} seen from the side"]
-COMPLAINTS = {"pretrain": ["it doesn't know what a {c} looks like", "that looks nothing like a {c}"],
-              "rl": ["the image is blurry and distorted", "ugly artifacts everywhere"],
-              "prompt": ["it ignored half of what I asked for", "wrong number of things, I asked for three"]}
+COVERED = [
+    "tabby cat",
+    "golden retriever",
+    "red sports car",
+    "wooden chair",
+    "coffee cup",
+    "bicycle",
+    "sailboat",
+    "lighthouse",
+    "pizza",
+    "violin",
+    "umbrella",
+    "mountain lake",
+    "city skyline",
+    "sunflower",
+    "teapot",
+    "horse",
+    "laptop",
+    "bookshelf",
+    "fire truck",
+    "strawberry cake",
+]
+ABSENT = [
+    "axolotl",
+    "theremin",
+    "okapi",
+    "astrolabe",
+    "narwhal",
+    "pangolin",
+    "sextant",
+    "quokka",
+    "armadillo",
+    "didgeridoo",
+    "platypus",
+    "tapir",
+    "abacus",
+    "gramophone",
+    "blobfish",
+    "samovar",
+    "kiwi bird",
+    "yurt",
+    "sundial",
+    "harp seal",
+]
+TEMPLATES = [
+    "a photo of a {c}",
+    "a close-up of a {c} in natural light",
+    "a {c} on a plain background",
+    "an old photograph of a {c}",
+    "a {c} seen from the side",
+]
+COMPLAINTS = {
+    "pretrain": ["it doesn't know what a {c} looks like", "that looks nothing like a {c}"],
+    "rl": ["the image is blurry and distorted", "ugly artifacts everywhere"],
+    "prompt": ["it ignored half of what I asked for", "wrong number of things, I asked for three"],
+}
 
 
 def cases(rng: random.Random) -> list[tuple[dict, str]]:
     out = []
     for c in ABSENT:
-        out.append(({"prompt": f"a {c}", "expected_label": c, "failure_tags": ["object_missing"], "reward": 0.1},
-                    "pretrain"))
+        out.append(
+            ({"prompt": f"a {c}", "expected_label": c, "failure_tags": ["object_missing"], "reward": 0.1}, "pretrain")
+        )
     for c in COVERED:
         out.append(({"prompt": f"a {c}", "expected_label": c, "failure_tags": ["low_quality"], "reward": 0.2}, "rl"))
     for c in COVERED:
         other = rng.choice([x for x in COVERED if x != c])
-        prompt = rng.choice([f"three {c}s to the left of a {other}, no people",
-                             f'a {c} next to a {other} with signs reading "OPEN" and "SALE"',
-                             f"two {c}s behind a {other}, without any background"])
-        out.append(({"prompt": prompt, "expected_label": c, "failure_tags": ["object_missing"], "reward": 0.5},
-                    "prompt"))
+        prompt = rng.choice(
+            [
+                f"three {c}s to the left of a {other}, no people",
+                f'a {c} next to a {other} with signs reading "OPEN" and "SALE"',
+                f"two {c}s behind a {other}, without any background",
+            ]
+        )
+        out.append(
+            ({"prompt": prompt, "expected_label": c, "failure_tags": ["object_missing"], "reward": 0.5}, "prompt")
+        )
     for i, (case, label) in enumerate(out):
         case["case_id"] = f"c{i}"
         if i % 2 == 0:
@@ -98,10 +149,15 @@ def route_all(labeled: list[tuple[dict, str]], probe: IndexCoverage, policy: Pol
         confusion[order.index(label), order.index(track)] += 1
         rules[extra["rule"]] = rules.get(extra["rule"], 0) + 1
     router, cv_conf, cv_order = fit_router(evidence, [label for _, label in labeled])
-    return {"cases": len(labeled), "policy_accuracy": round(float(np.trace(confusion) / confusion.sum()), 4),
-            "confusion_rows_truth_cols_routed": {"order": order, "matrix": confusion.tolist()},
-            "rules_fired": rules, "learned_cv_agreement": round(router.cv_agreement, 4),
-            "learned_cv_folds": router.cv_folds, "learned_confusion": {"order": cv_order, "matrix": cv_conf.tolist()}}
+    return {
+        "cases": len(labeled),
+        "policy_accuracy": round(float(np.trace(confusion) / confusion.sum()), 4),
+        "confusion_rows_truth_cols_routed": {"order": order, "matrix": confusion.tolist()},
+        "rules_fired": rules,
+        "learned_cv_agreement": round(router.cv_agreement, 4),
+        "learned_cv_folds": router.cv_folds,
+        "learned_confusion": {"order": cv_order, "matrix": cv_conf.tolist()},
+    }
 
 
 def main() -> None:
@@ -111,14 +167,25 @@ def main() -> None:
     captions = [t.format(c=c) for c in COVERED for t in TEMPLATES]
     vecs = text.embed_texts(captions)
     engine = RetrievalEngine(Path(tempfile.mkdtemp(prefix="fw-route-")))
-    engine.add("caption", text.space, pa.table({"id": [f"p{i}" for i in range(len(captions))],
-                                                "vector": vectors_to_arrow(vecs), "caption": captions,
-                                                "curated": [True] * len(captions)}))
+    engine.add(
+        "caption",
+        text.space,
+        pa.table(
+            {
+                "id": [f"p{i}" for i in range(len(captions))],
+                "vector": vectors_to_arrow(vecs),
+                "caption": captions,
+                "curated": [True] * len(captions),
+            }
+        ),
+    )
     policy = Policy.load()
     probe = IndexCoverage(engine, text, policy.coverage.k, policy.coverage.near_similarity)
-    result = {"evaluation_style": route_all(cases(rng), probe, policy),
-              "feedback_style": route_all(feedback_cases(rng), probe, policy),
-              "seconds": round(time.perf_counter() - t0, 1)}
+    result = {
+        "evaluation_style": route_all(cases(rng), probe, policy),
+        "feedback_style": route_all(feedback_cases(rng), probe, policy),
+        "seconds": round(time.perf_counter() - t0, 1),
+    }
     print(json.dumps(result, indent=1))
 
 

@@ -60,16 +60,33 @@ def main() -> None:
             info = build_corpus(Path(tmp) / "corpus", scale=scale)
             files = [p for p in info.images_dir.rglob("*") if p.is_file()]
             size = sum(p.stat().st_size for p in files)
-            cmd = [sys.executable, "-m", "pipelines.cli", "score", str(info.images_dir), "--workspace",
-                   str(Path(tmp) / "ws"), "--rows-per-partition", "64"]
+            cmd = [
+                sys.executable,
+                "-m",
+                "pipelines.cli",
+                "score",
+                str(info.images_dir),
+                "--workspace",
+                str(Path(tmp) / "ws"),
+                "--rows-per-partition",
+                "64",
+            ]
             peak, seconds = peak_rss(cmd)
             rows.append((scale, len(files), size, peak, seconds))
-    lines = ["### Peak memory of scoring vs input size", "",
-             "| scale | files | input MB | peak RSS (driver + Ray workers) MB | seconds |", "|---|---|---|---|---|"]
+    lines = [
+        "### Peak memory of scoring vs input size",
+        "",
+        "| scale | files | input MB | peak RSS (driver + Ray workers) MB | seconds |",
+        "|---|---|---|---|---|",
+    ]
     for scale, n, size, peak, seconds in rows:
         lines.append(f"| {scale}x | {n} | {size / 1e6:.1f} | {peak / 1e6:.0f} | {seconds:.1f} |")
-    lines += ["", f"command: `python3 bench/score_memory.py --scales {args.scales}`; "
-              f"{os.cpu_count()} cores, all filters, 64 rows per partition", ""]
+    lines += [
+        "",
+        f"command: `python3 bench/score_memory.py --scales {args.scales}`; "
+        f"{os.cpu_count()} cores, all filters, 64 rows per partition",
+        "",
+    ]
     text = "\n".join(lines)
     print(text)
     if args.out:

@@ -44,7 +44,7 @@ def make_files(n: int, side: int, seed: int = 0) -> list[bytes]:
         h, w = photo.shape[:2]
         ch, cw = int(h * rng.uniform(0.6, 1.0)), int(w * rng.uniform(0.6, 1.0))
         y, x = int(rng.integers(0, h - ch + 1)), int(rng.integers(0, w - cw + 1))
-        img = Image.fromarray(photo[y:y + ch, x:x + cw])
+        img = Image.fromarray(photo[y : y + ch, x : x + cw])
         scale = side / max(img.size)
         img = img.resize((int(img.width * scale), int(img.height * scale)), Image.Resampling.BICUBIC)
         buf = io.BytesIO()
@@ -65,8 +65,13 @@ def scorers_pass(files: list[bytes], scorers: list, view: int) -> float:
     captions = ["a photograph of an everyday scene, with people and objects in daylight"] * len(files)
     start = time.perf_counter()
     decoded = [decode(blob, view) for blob in files]
-    batch = SampleBatch(ids=[str(i) for i in range(len(files))], images=files, captions=captions,
-                        decoded=decoded, uris=[f"f{i}.jpg" for i in range(len(files))])
+    batch = SampleBatch(
+        ids=[str(i) for i in range(len(files))],
+        images=files,
+        captions=captions,
+        decoded=decoded,
+        uris=[f"f{i}.jpg" for i in range(len(files))],
+    )
     for scorer in scorers:
         scorer(batch)
     return time.perf_counter() - start
@@ -113,8 +118,7 @@ def main() -> None:
         f"**ratio (scorers / baseline): {score_ips / base_ips:.2f}** (>= 1.0: the cheap filters together cost less "
         f"than one full decode); at the 256px view: {wide_ips / base_ips:.2f}",
         "",
-        "per-scorer cost after decoding (ms/image): "
-        + ", ".join(f"{k} {v:.2f}" for k, v in per_scorer.items()),
+        "per-scorer cost after decoding (ms/image): " + ", ".join(f"{k} {v:.2f}" for k, v in per_scorer.items()),
         "",
         f"command: `python3 bench/score_throughput.py --n {args.n} --side {args.side} --repeat {args.repeat}`",
     ]

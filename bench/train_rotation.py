@@ -137,16 +137,20 @@ def skimage_photos() -> list[Photo]:
     }
     photos = [Photo(f"sk_{k}", k, _from_array(f())) for k, f in loaders.items()]
     left, right, _ = data.stereo_motorcycle()
-    photos += [Photo("sk_motorcycle", "motorcycle_left", _from_array(left)),
-               Photo("sk_motorcycle", "motorcycle_right", _from_array(right))]
+    photos += [
+        Photo("sk_motorcycle", "motorcycle_left", _from_array(left)),
+        Photo("sk_motorcycle", "motorcycle_right", _from_array(right)),
+    ]
     return photos
 
 
 def skimage_text() -> list[Photo]:
     from skimage import data
 
-    return [Photo("text_page", "page", _from_array(data.page())), Photo("text_handwriting", "text",
-                                                                         _from_array(data.text()))]
+    return [
+        Photo("text_page", "page", _from_array(data.page())),
+        Photo("text_handwriting", "text", _from_array(data.text())),
+    ]
 
 
 def sklearn_photos() -> list[Photo]:
@@ -191,7 +195,7 @@ def random_crops(photo: Photo, n: int, seed: int) -> list[np.ndarray]:
             ch = min(h, round(np.sqrt(area / aspect)))
             y0 = int(rng.integers(0, h - ch + 1))
             x0 = int(rng.integers(0, w - cw + 1))
-        crop = Image.fromarray(photo.rgb[y0:y0 + ch, x0:x0 + cw])
+        crop = Image.fromarray(photo.rgb[y0 : y0 + ch, x0 : x0 + cw])
         decoded = decode(encode_jpeg(np.asarray(crop), quality=int(rng.integers(70, 95))), view_short_side=VIEW)
         if not decoded.ok:
             raise RuntimeError(f"crop {i} of {photo.name} did not decode: {decoded.broken_detail}")
@@ -307,8 +311,10 @@ def main(argv: list[str] | None = None) -> int:
     per_photo = {group: metrics(prob[g == group], y[g == group]) for group in groups}
     print(f"leave-one-photo-out over {len(groups)} photos: " + json.dumps({k: round(v, 3) for k, v in overall.items()}))
     for group, m in per_photo.items():
-        print(f"  {group:26s} acc4={m['acc4']:.2f} upright_kept={m['upright_kept']:.2f} "
-              f"rotated_recall={m['rotated_recall']:.2f} confident_share={m['confident_share']:.2f}")
+        print(
+            f"  {group:26s} acc4={m['acc4']:.2f} upright_kept={m['upright_kept']:.2f} "
+            f"rotated_recall={m['rotated_recall']:.2f} confident_share={m['confident_share']:.2f}"
+        )
 
     mean, scale, w = fit(x, y, args.l2)
     text_report: dict[str, dict[str, float]] = {}

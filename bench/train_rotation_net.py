@@ -110,8 +110,11 @@ def main(argv: list[str] | None = None) -> int:
         groups += [item.group] * len(views)
     g = np.concatenate(feats)
     grp = np.asarray(groups)
-    print(f"{len(photos)} photos, {len(texts)} text renders -> {len(g)} views, features in "
-          f"{time.perf_counter() - started:.0f}s", flush=True)
+    print(
+        f"{len(photos)} photos, {len(texts)} text renders -> {len(g)} views, features in "
+        f"{time.perf_counter() - started:.0f}s",
+        flush=True,
+    )
 
     x, y = candidates(g)
     gx = np.tile(grp, 4)
@@ -124,25 +127,39 @@ def main(argv: list[str] | None = None) -> int:
     is_text = np.char.startswith(gx.astype(str), "text_")
     report = {
         "cv": "leave-one-group-out (photo or stereo pair; text renders of one script)",
-        "views": len(g), "photos": len(photos), "text_renders": len(texts), "groups": len(names),
+        "views": len(g),
+        "photos": len(photos),
+        "text_renders": len(texts),
+        "groups": len(names),
         "photos_only": metrics(prob[~is_text], y[~is_text]),
         "text_only": metrics(prob[is_text], y[is_text]) if is_text.any() else {},
-        "per_angle_acc_photos": {str(90 * r): float((prob[~is_text & (y == r)].argmax(1) == r).mean())
-                                 for r in range(4)},
-        "l2": args.l2, "crops": args.crops, "seed": args.seed, "view": VIEW,
+        "per_angle_acc_photos": {
+            str(90 * r): float((prob[~is_text & (y == r)].argmax(1) == r).mean()) for r in range(4)
+        },
+        "l2": args.l2,
+        "crops": args.crops,
+        "seed": args.seed,
+        "view": VIEW,
     }
     print(json.dumps({k: v for k, v in report.items()}, indent=1, default=float))
     if args.report:
         args.report.write_text(json.dumps(report, indent=2, default=float))
     if not args.no_write:
         mean, scale, w = fit(x, y, args.l2)
-        save_head(args.out, mean, scale, w, {
-            "trained": dt.date.today().isoformat(), "backbone": "efficientnet-lite0 (ImageNet, frozen)",
-            "data": f"{len(photos)} photos x {args.crops} crops, {len(texts)} text renders, 4 rotations each",
-            "cv_photos_acc4": f"{report['photos_only']['acc4']:.3f}",
-            "cv_text_acc4": f"{report['text_only'].get('acc4', float('nan')):.3f}",
-            "command": "python bench/train_rotation_net.py " + " ".join(argv or sys.argv[1:]),
-        })
+        save_head(
+            args.out,
+            mean,
+            scale,
+            w,
+            {
+                "trained": dt.date.today().isoformat(),
+                "backbone": "efficientnet-lite0 (ImageNet, frozen)",
+                "data": f"{len(photos)} photos x {args.crops} crops, {len(texts)} text renders, 4 rotations each",
+                "cv_photos_acc4": f"{report['photos_only']['acc4']:.3f}",
+                "cv_text_acc4": f"{report['text_only'].get('acc4', float('nan')):.3f}",
+                "command": "python bench/train_rotation_net.py " + " ".join(argv or sys.argv[1:]),
+            },
+        )
         print(f"wrote {args.out}")
     print(f"total {time.perf_counter() - started:.0f}s")
     return 0

@@ -49,17 +49,29 @@ def write_shards(root: Path, rows: int, resolution: int, ti2i_every: int) -> Non
     records = []
     for i in range(rows):
         image = Image.fromarray(rng.integers(0, 255, (resolution, resolution, 3), dtype=np.uint8))
-        ImageDraw.Draw(image).ellipse((resolution * 0.2, resolution * 0.2, resolution * 0.8, resolution * 0.8),
-                                      fill=tuple(int(c) for c in rng.integers(0, 255, 3)))
+        ImageDraw.Draw(image).ellipse(
+            (resolution * 0.2, resolution * 0.2, resolution * 0.8, resolution * 0.8),
+            fill=tuple(int(c) for c in rng.integers(0, 255, 3)),
+        )
         data = encode_jpeg(np.asarray(image))
         edit = ti2i_every > 0 and i % ti2i_every == 0
         caption = f"a coloured circle on noise, sample {i}"
         source = encode_jpeg(np.asarray(image.transpose(Image.Transpose.FLIP_LEFT_RIGHT))) if edit else None
-        records.append({"id": sample_id(data, caption, source), "uri": f"bench#{i}", "image": data,
-                        "width": resolution, "height": resolution, "caption": caption,
-                        "task": "TI2I" if edit else "T2I", "source_image": source})
-    pq.write_table(pa.Table.from_pylist(records, schema=core_schema()), folder / "part-00000.parquet",
-                   row_group_size=64)
+        records.append(
+            {
+                "id": sample_id(data, caption, source),
+                "uri": f"bench#{i}",
+                "image": data,
+                "width": resolution,
+                "height": resolution,
+                "caption": caption,
+                "task": "TI2I" if edit else "T2I",
+                "source_image": source,
+            }
+        )
+    pq.write_table(
+        pa.Table.from_pylist(records, schema=core_schema()), folder / "part-00000.parquet", row_group_size=64
+    )
 
 
 def main() -> None:
@@ -86,21 +98,38 @@ def main() -> None:
         for name, cfg in MODEL_PRESETS.items():
             with torch.device("meta"):
                 model = MMDiT(cfg, in_channels=3 * 16 * 16, cond_dim=384)
-            print(f"{name:10s} hidden {cfg.hidden:5d} depth {cfg.depth:3d} heads {cfg.heads:3d} "
-                  f"params {sum(p.numel() for p in model.parameters()) / 1e6:8.1f}M")
+            print(
+                f"{name:10s} hidden {cfg.hidden:5d} depth {cfg.depth:3d} heads {cfg.heads:3d} "
+                f"params {sum(p.numel() for p in model.parameters()) / 1e6:8.1f}M"
+            )
         return
 
     with tempfile.TemporaryDirectory(prefix="flywheel-bench-") as tmp:
         rows = max(64, args.batch_size * 8)
         write_shards(Path(tmp), rows, args.resolution, ti2i_every=10 if args.t2i_ratio < 1 else 0)
-        cfg = StageConfig.from_dict({
-            "name": "bench", "model": {"preset": args.config},
-            "data": {"recipes": ["bench"], "resolutions": [args.resolution], "aspect_ratios": [1.0],
-                     "batch_size": args.batch_size, "num_workers": args.workers, "t2i_ratio": args.t2i_ratio},
-            "latents": {"patch_size": args.patch_size},
-            "train": {"steps": args.warmup + args.steps, "precision": args.precision, "compile": args.compile,
-                      "device": args.device, "log_every": 10**9, "checkpoint_every": 10**9},
-        })
+        cfg = StageConfig.from_dict(
+            {
+                "name": "bench",
+                "model": {"preset": args.config},
+                "data": {
+                    "recipes": ["bench"],
+                    "resolutions": [args.resolution],
+                    "aspect_ratios": [1.0],
+                    "batch_size": args.batch_size,
+                    "num_workers": args.workers,
+                    "t2i_ratio": args.t2i_ratio,
+                },
+                "latents": {"patch_size": args.patch_size},
+                "train": {
+                    "steps": args.warmup + args.steps,
+                    "precision": args.precision,
+                    "compile": args.compile,
+                    "device": args.device,
+                    "log_every": 10**9,
+                    "checkpoint_every": 10**9,
+                },
+            }
+        )
         trainer = Trainer(cfg, Workspace.at(tmp), log=lambda m: print(m, file=sys.stderr))
         batches = trainer.batches()
         for _ in range(args.warmup):
@@ -114,17 +143,32 @@ def main() -> None:
     n_txt = tokens / samples - n_img  # mean text tokens (edits add source tokens; counted on the image side)
     t2i_flops = training_flops_per_sample(trainer.model, n_img, round(n_txt))
     achieved = t2i_flops * samples / seconds
-    device = torch.cuda.get_device_name() if trainer.device.startswith("cuda") else \
-        f"{platform.machine()} CPU, {torch.get_num_threads()} torch threads"
+    device = (
+        torch.cuda.get_device_name()
+        if trainer.device.startswith("cuda")
+        else f"{platform.machine()} CPU, {torch.get_num_threads()} torch threads"
+    )
     report = {
-        "config": args.config, "params_m": round(sum(p.numel() for p in trainer.model.parameters()) / 1e6, 2),
-        "resolution": args.resolution, "patch_size": args.patch_size, "image_tokens": n_img,
-        "batch_size": args.batch_size, "precision": args.precision, "compile": args.compile, "device": device,
-        "timed_steps": args.steps, "samples_per_s": samples / seconds, "tokens_per_s": tokens / seconds,
-        "train_tflops_per_sample": t2i_flops / 1e12, "achieved_tflops": achieved / 1e12,
-        "mfu_vs_peak": achieved / (args.peak_tflops * 1e12), "peak_tflops": args.peak_tflops,
-        "data_wait_fraction": sum(e.data_seconds for e in logs) / seconds, "step_seconds_mean": seconds / len(logs),
-        "final_loss": logs[-1].loss, "time": time.strftime("%Y-%m-%d %H:%M:%S"),
+        "config": args.config,
+        "params_m": round(sum(p.numel() for p in trainer.model.parameters()) / 1e6, 2),
+        "resolution": args.resolution,
+        "patch_size": args.patch_size,
+        "image_tokens": n_img,
+        "batch_size": args.batch_size,
+        "precision": args.precision,
+        "compile": args.compile,
+        "device": device,
+        "timed_steps": args.steps,
+        "samples_per_s": samples / seconds,
+        "tokens_per_s": tokens / seconds,
+        "train_tflops_per_sample": t2i_flops / 1e12,
+        "achieved_tflops": achieved / 1e12,
+        "mfu_vs_peak": achieved / (args.peak_tflops * 1e12),
+        "peak_tflops": args.peak_tflops,
+        "data_wait_fraction": sum(e.data_seconds for e in logs) / seconds,
+        "step_seconds_mean": seconds / len(logs),
+        "final_loss": logs[-1].loss,
+        "time": time.strftime("%Y-%m-%d %H:%M:%S"),
     }
     print(json.dumps(report, indent=2))
     if args.out:

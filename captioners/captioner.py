@@ -84,9 +84,14 @@ class Captioner:
                 text = out[f"caption_{kind}"][i]
                 if text is None:
                     continue
-                flags, tokens = self.checks(kind, text, check_language=TYPES[kind].check_language,
-                                            ocr_text=ocr[i].text if ocr[i] is not None and kind != "structured"
-                                            and self.cfg.backend_for(kind) != "ocr" else None)
+                flags, tokens = self.checks(
+                    kind,
+                    text,
+                    check_language=TYPES[kind].check_language,
+                    ocr_text=ocr[i].text
+                    if ocr[i] is not None and kind != "structured" and self.cfg.backend_for(kind) != "ocr"
+                    else None,
+                )
                 out[f"caption_{kind}_checks"][i] = flags
                 out[f"caption_{kind}_tokens"][i] = tokens
             general_ok = out["caption_general_status"][i] in (C.OK, C.REPAIRED)
@@ -95,8 +100,15 @@ class Captioner:
         return out
 
     @staticmethod
-    def _set(out: dict[str, list[Any]], kind: str, i: int, text: str | None, status: str, backend: str | None,
-             error: str | None) -> None:
+    def _set(
+        out: dict[str, list[Any]],
+        kind: str,
+        i: int,
+        text: str | None,
+        status: str,
+        backend: str | None,
+        error: str | None,
+    ) -> None:
         out[f"caption_{kind}"][i] = text
         out[f"caption_{kind}_status"][i] = status
         out[f"caption_{kind}_backend"][i] = backend
@@ -128,8 +140,14 @@ class Captioner:
             out["ocr_tesseract_lang"][i] = res.tesseract_lang
         return results
 
-    def _from_ocr(self, out: dict[str, list[Any]], kind: str, live: list[int], ocr: list[OcrResult | None],
-                  views: list[Image.Image | None]) -> None:
+    def _from_ocr(
+        self,
+        out: dict[str, list[Any]],
+        kind: str,
+        live: list[int],
+        ocr: list[OcrResult | None],
+        views: list[Image.Image | None],
+    ) -> None:
         for i in live:
             res = ocr[i]
             if res is None:
@@ -142,12 +160,21 @@ class Captioner:
             else:
                 self._set(out, kind, i, dumps(from_ocr(out["ocr_lines"][i], res.script, res.lang)), C.OK, name, None)
 
-    def _from_vlm(self, out: dict[str, list[Any]], kind: str, live: list[int], views: list[Image.Image | None],
-                  backend: VlmBackend) -> None:
+    def _from_vlm(
+        self,
+        out: dict[str, list[Any]],
+        kind: str,
+        live: list[int],
+        views: list[Image.Image | None],
+        backend: VlmBackend,
+    ) -> None:
         ctype = TYPES[kind]
         budget = self.cfg.generation.max_new_tokens.get(kind, 256)
-        side = self.cfg.transformers.max_image_side if backend.name.startswith("transformers") \
+        side = (
+            self.cfg.transformers.max_image_side
+            if backend.name.startswith("transformers")
             else self.cfg.openai.max_image_side
+        )
         pngs = {i: bounded_png(views[i], side) for i in live}  # type: ignore[arg-type]
         replies = backend.generate([VlmRequest(pngs[i], ctype.prompt, budget) for i in live])
         repair: list[tuple[int, str, str]] = []
@@ -171,8 +198,15 @@ class Captioner:
                 self._set(out, kind, i, dumps(parsed.value), C.REPAIRED, backend.name, None)
             else:
                 why = reply.error or (parsed.error if parsed else "no answer")
-                self._set(out, kind, i, None, C.FAILED, backend.name,
-                          f"invalid structured output: {first_error}; after one repair: {why}")
+                self._set(
+                    out,
+                    kind,
+                    i,
+                    None,
+                    C.FAILED,
+                    backend.name,
+                    f"invalid structured output: {first_error}; after one repair: {why}",
+                )
 
 
 def _position(line_x: int, line_y: int, w: int, h: int, width: int, height: int) -> str:
@@ -195,7 +229,5 @@ def describe_ocr(res: OcrResult, width: int | None = None, height: int | None = 
     for line in res.lines:
         rel = line.h / max(1, height)
         size = "large" if rel >= 0.12 else "medium" if rel >= 0.05 else "small"
-        parts.append(f'"{line.text}" ({_position(line.x, line.y, line.w, line.h, width, height)}, '
-                     f"{size}, {line.h}px)")
+        parts.append(f'"{line.text}" ({_position(line.x, line.y, line.w, line.h, width, height)}, {size}, {line.h}px)')
     return f"{head}, in reading order: " + "; ".join(parts)
-

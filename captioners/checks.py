@@ -63,7 +63,7 @@ def is_degenerate(text: str) -> bool:
         return True
     words = text.split()
     if len(words) >= 8:
-        trigrams = [tuple(words[i:i + 3]) for i in range(len(words) - 2)]
+        trigrams = [tuple(words[i : i + 3]) for i in range(len(words) - 2)]
         if len(set(trigrams)) / len(trigrams) < 0.3:
             return True
     return False

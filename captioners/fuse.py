@@ -17,8 +17,30 @@ _QUOTED = re.compile(r'"([^"]{1,200})"|“([^”]{1,200})”|「([^」]{1,200})�
 # A run of capitalised words (allowing "of", "de", "van", ... inside), e.g. "Golden Gate Bridge", "Musée d'Orsay".
 _NAME = re.compile(r"\b([A-Z][\w'’-]+(?:\s+(?:of|de|la|le|van|von|der|du|d'|the|and|&)?\s*[A-Z][\w'’-]+)*)")
 _NUMBER = re.compile(r"\b\d[\d,.:/-]*(?:\s?(?:%|km|m|cm|kg|AD|BC|BCE|CE))?\b")
-_STOP = frozenset({"A", "An", "The", "This", "That", "These", "Those", "It", "In", "On", "At", "Of", "With", "And",
-                   "Photo", "Image", "Picture", "View", "Close", "Stock"})
+_STOP = frozenset(
+    {
+        "A",
+        "An",
+        "The",
+        "This",
+        "That",
+        "These",
+        "Those",
+        "It",
+        "In",
+        "On",
+        "At",
+        "Of",
+        "With",
+        "And",
+        "Photo",
+        "Image",
+        "Picture",
+        "View",
+        "Close",
+        "Stock",
+    }
+)
 
 
 @dataclass(frozen=True)

@@ -98,8 +98,9 @@ class TesseractOcr:
     def _read_at(self, base: Image.Image, scale: float, psm: int) -> OcrResult:
         view = base
         if scale != 1.0:
-            view = base.resize((max(1, round(base.width * scale)), max(1, round(base.height * scale))),
-                               Image.Resampling.LANCZOS)
+            view = base.resize(
+                (max(1, round(base.width * scale)), max(1, round(base.height * scale))), Image.Resampling.LANCZOS
+            )
         png = io.BytesIO()
         view.save(png, format="PNG")
         data = png.getvalue()
@@ -109,31 +110,58 @@ class TesseractOcr:
         candidates = [self._read(data, pack, scale, psm) for pack in candidate_packs(probe.text)] or [probe]
         # Most confident read wins, penalised when it reads much less than the probe saw; ties go to the
         # earlier (more likely) pack, e.g. chi_sim before chi_tra.
-        return max(candidates, key=lambda r: (round(r.mean_conf * min(1.0, len(r.text) / max(1, len(probe.text)))
-                                                    / 5), -candidates.index(r)))
+        return max(
+            candidates,
+            key=lambda r: (
+                round(r.mean_conf * min(1.0, len(r.text) / max(1, len(probe.text))) / 5),
+                -candidates.index(r),
+            ),
+        )
 
     def _read(self, png: bytes, langs: str, scale: float, psm: int) -> OcrResult:
-        cmd = [self.cfg.binary, "stdin", "stdout", "-l", langs, "--psm", str(psm),
-               "-c", "preserve_interword_spaces=1", "tsv"]
+        cmd = [
+            self.cfg.binary,
+            "stdin",
+            "stdout",
+            "-l",
+            langs,
+            "--psm",
+            str(psm),
+            "-c",
+            "preserve_interword_spaces=1",
+            "tsv",
+        ]
         try:
-            proc = subprocess.run(cmd, input=png, capture_output=True, timeout=self.cfg.timeout_s, check=False,
-                                  env=_ENV)
+            proc = subprocess.run(
+                cmd, input=png, capture_output=True, timeout=self.cfg.timeout_s, check=False, env=_ENV
+            )
         except FileNotFoundError as exc:
-            raise OcrError(f"tesseract binary {self.cfg.binary!r} not found: install tesseract-ocr "
-                           "(apt-get install tesseract-ocr) or set ocr.binary") from exc
+            raise OcrError(
+                f"tesseract binary {self.cfg.binary!r} not found: install tesseract-ocr "
+                "(apt-get install tesseract-ocr) or set ocr.binary"
+            ) from exc
         except subprocess.TimeoutExpired as exc:
             raise OcrError(f"tesseract timed out after {self.cfg.timeout_s}s (ocr.timeout_s)") from exc
         if proc.returncode != 0:
-            raise OcrError(f"tesseract -l {langs} failed ({proc.returncode}): "
-                           f"{proc.stderr.decode('utf-8', 'replace').strip()[-300:]}")
+            raise OcrError(
+                f"tesseract -l {langs} failed ({proc.returncode}): "
+                f"{proc.stderr.decode('utf-8', 'replace').strip()[-300:]}"
+            )
         lines = parse_tsv(proc.stdout.decode("utf-8", "replace"), self.cfg.min_word_conf, scale)
         kept = [ln for ln in lines if ln.conf >= self.cfg.min_line_conf and sum(ch.isalnum() for ch in ln.text) >= 2]
         return OcrResult(lines=kept, tesseract_lang=langs)
 
 
 # Scripts the all-packs probe confuses with each other on a few glyphs (measured with bench/ocr_cer.py).
-_CONFUSABLE = {"Deva": ("Gujr", "Beng"), "Gujr": ("Deva",), "Beng": ("Deva",), "Hani": ("Jpan",),
-               "Jpan": ("Hani",), "Taml": ("Thai",), "Thai": ("Taml",)}
+_CONFUSABLE = {
+    "Deva": ("Gujr", "Beng"),
+    "Gujr": ("Deva",),
+    "Beng": ("Deva",),
+    "Hani": ("Jpan",),
+    "Jpan": ("Hani",),
+    "Taml": ("Thai",),
+    "Thai": ("Taml",),
+}
 _CJK = ("Hani", "Jpan", "Kore")
 
 
@@ -195,6 +223,14 @@ def parse_tsv(tsv: str, min_word_conf: float, scale: float = 1.0) -> list[OcrLin
         y1 = max(w[2] + w[4] for w in words)
         text = join_words(words)
         conf = sum(w[5] * len(w[0]) for w in words) / max(1, sum(len(w[0]) for w in words))
-        out.append(OcrLine(text, round(x0 / scale), round(y0 / scale), round((x1 - x0) / scale),
-                           round((y1 - y0) / scale), round(conf, 1)))
+        out.append(
+            OcrLine(
+                text,
+                round(x0 / scale),
+                round(y0 / scale),
+                round((x1 - x0) / scale),
+                round((y1 - y0) / scale),
+                round(conf, 1),
+            )
+        )
     return out

@@ -20,8 +20,10 @@ class RequestCache:
         self._lock = threading.Lock()
         self._con = sqlite3.connect(str(self.path), timeout=60, check_same_thread=False, isolation_level=None)
         self._con.execute("PRAGMA journal_mode=WAL")
-        self._con.execute("CREATE TABLE IF NOT EXISTS replies (key TEXT PRIMARY KEY, text TEXT NOT NULL, "
-                          "output_tokens INTEGER NOT NULL, created TEXT DEFAULT CURRENT_TIMESTAMP)")
+        self._con.execute(
+            "CREATE TABLE IF NOT EXISTS replies (key TEXT PRIMARY KEY, text TEXT NOT NULL, "
+            "output_tokens INTEGER NOT NULL, created TEXT DEFAULT CURRENT_TIMESTAMP)"
+        )
 
     def get(self, key: str) -> tuple[str, int] | None:
         with self._lock:
@@ -30,8 +32,9 @@ class RequestCache:
 
     def put(self, key: str, text: str, output_tokens: int) -> None:
         with self._lock:
-            self._con.execute("INSERT OR REPLACE INTO replies (key, text, output_tokens) VALUES (?, ?, ?)",
-                              (key, text, output_tokens))
+            self._con.execute(
+                "INSERT OR REPLACE INTO replies (key, text, output_tokens) VALUES (?, ?, ?)", (key, text, output_tokens)
+            )
 
     def __len__(self) -> int:
         with self._lock:

@@ -13,38 +13,80 @@ from functools import lru_cache
 
 # (script, first code point, last code point). Order matters only for overlaps (none here).
 _RANGES: tuple[tuple[str, int, int], ...] = (
-    ("Latn", 0x0041, 0x005A), ("Latn", 0x0061, 0x007A), ("Latn", 0x00C0, 0x024F), ("Latn", 0x1E00, 0x1EFF),
+    ("Latn", 0x0041, 0x005A),
+    ("Latn", 0x0061, 0x007A),
+    ("Latn", 0x00C0, 0x024F),
+    ("Latn", 0x1E00, 0x1EFF),
     ("Cyrl", 0x0400, 0x052F),
     ("Grek", 0x0370, 0x03FF),
     ("Hebr", 0x0590, 0x05FF),
-    ("Arab", 0x0600, 0x06FF), ("Arab", 0x0750, 0x077F), ("Arab", 0xFB50, 0xFDFF), ("Arab", 0xFE70, 0xFEFF),
+    ("Arab", 0x0600, 0x06FF),
+    ("Arab", 0x0750, 0x077F),
+    ("Arab", 0xFB50, 0xFDFF),
+    ("Arab", 0xFE70, 0xFEFF),
     ("Deva", 0x0900, 0x097F),
     ("Beng", 0x0980, 0x09FF),
     ("Gujr", 0x0A80, 0x0AFF),
     ("Taml", 0x0B80, 0x0BFF),
     ("Thai", 0x0E00, 0x0E7F),
-    ("Hira", 0x3040, 0x309F), ("Kana", 0x30A0, 0x30FF), ("Kana", 0x31F0, 0x31FF),
-    ("Hang", 0xAC00, 0xD7AF), ("Hang", 0x1100, 0x11FF), ("Hang", 0x3130, 0x318F),
-    ("Hani", 0x4E00, 0x9FFF), ("Hani", 0x3400, 0x4DBF), ("Hani", 0xF900, 0xFAFF),
+    ("Hira", 0x3040, 0x309F),
+    ("Kana", 0x30A0, 0x30FF),
+    ("Kana", 0x31F0, 0x31FF),
+    ("Hang", 0xAC00, 0xD7AF),
+    ("Hang", 0x1100, 0x11FF),
+    ("Hang", 0x3130, 0x318F),
+    ("Hani", 0x4E00, 0x9FFF),
+    ("Hani", 0x3400, 0x4DBF),
+    ("Hani", 0xF900, 0xFAFF),
 )
 
 # Tesseract packs per script; several candidates are tried and the most confident read wins.
 TESSERACT_PACKS: dict[str, tuple[str, ...]] = {
-    "Latn": ("eng",), "Cyrl": ("rus",), "Hani": ("chi_sim", "chi_tra"), "Jpan": ("jpn",), "Kore": ("kor",),
-    "Arab": ("ara",), "Deva": ("hin",), "Thai": ("tha",), "Beng": ("ben",), "Taml": ("tam",), "Gujr": ("guj",),
+    "Latn": ("eng",),
+    "Cyrl": ("rus",),
+    "Hani": ("chi_sim", "chi_tra"),
+    "Jpan": ("jpn",),
+    "Kore": ("kor",),
+    "Arab": ("ara",),
+    "Deva": ("hin",),
+    "Thai": ("tha",),
+    "Beng": ("ben",),
+    "Taml": ("tam",),
+    "Gujr": ("guj",),
 }
 
 # Scripts whose language is implied (one major language uses them).
-_IMPLIED_LANG = {"Jpan": "ja", "Kore": "ko", "Thai": "th", "Beng": "bn", "Taml": "ta", "Gujr": "gu", "Hebr": "he",
-                 "Grek": "el"}
+_IMPLIED_LANG = {
+    "Jpan": "ja",
+    "Kore": "ko",
+    "Thai": "th",
+    "Beng": "bn",
+    "Taml": "ta",
+    "Gujr": "gu",
+    "Hebr": "he",
+    "Grek": "el",
+}
 
 # Scripts written without spaces between words: tesseract's inserted spaces are removed between them.
 NO_SPACE_SCRIPTS = frozenset({"Hani", "Hira", "Kana", "Thai"})
 
 SCRIPT_NAMES = {
-    "Latn": "Latin", "Cyrl": "Cyrillic", "Grek": "Greek", "Hebr": "Hebrew", "Arab": "Arabic", "Deva": "Devanagari",
-    "Beng": "Bengali", "Gujr": "Gujarati", "Taml": "Tamil", "Thai": "Thai", "Hani": "Chinese (Han)",
-    "Jpan": "Japanese", "Kore": "Korean", "Hira": "Hiragana", "Kana": "Katakana", "Hang": "Hangul",
+    "Latn": "Latin",
+    "Cyrl": "Cyrillic",
+    "Grek": "Greek",
+    "Hebr": "Hebrew",
+    "Arab": "Arabic",
+    "Deva": "Devanagari",
+    "Beng": "Bengali",
+    "Gujr": "Gujarati",
+    "Taml": "Tamil",
+    "Thai": "Thai",
+    "Hani": "Chinese (Han)",
+    "Jpan": "Japanese",
+    "Kore": "Korean",
+    "Hira": "Hiragana",
+    "Kana": "Katakana",
+    "Hang": "Hangul",
 }
 
 

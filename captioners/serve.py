@@ -43,10 +43,11 @@ def build_app(backend: VlmBackend, model_name: str = "default", fail_first: int 
         if reply.error is not None:
             raise HTTPException(status_code=500, detail=reply.error)
         return {
-            "id": f"chatcmpl-{state['requests']}", "object": "chat.completion", "created": int(time.time()),
+            "id": f"chatcmpl-{state['requests']}",
+            "object": "chat.completion",
+            "created": int(time.time()),
             "model": model_name,
-            "choices": [{"index": 0, "finish_reason": "stop",
-                         "message": {"role": "assistant", "content": reply.text}}],
+            "choices": [{"index": 0, "finish_reason": "stop", "message": {"role": "assistant", "content": reply.text}}],
             "usage": {"completion_tokens": reply.output_tokens},
         }
 

@@ -25,20 +25,46 @@ STRUCTURED_SCHEMA: dict[str, Any] = {
     "properties": {
         "image_type": _NULLABLE_STR,
         "style": _NULLABLE_STR,
-        "entities": {"type": ["array", "null"], "items": {
-            "type": "object", "additionalProperties": False, "required": ["name"],
-            "properties": {"name": {"type": "string"},
-                           "attributes": {"type": "array", "items": {"type": "string"}}}}},
-        "relations": {"type": ["array", "null"], "items": {
-            "type": "object", "additionalProperties": False, "required": ["subject", "predicate", "object"],
-            "properties": {"subject": {"type": "string"}, "predicate": {"type": "string"},
-                           "object": {"type": "string"}}}},
-        "visible_text": {"type": ["array", "null"], "items": {
-            "type": "object", "additionalProperties": False, "required": ["text"],
-            "properties": {"text": {"type": "string"}, "script": _NULLABLE_STR, "lang": _NULLABLE_STR,
-                           "box": {"type": ["array", "null"], "items": {"type": "integer"},
-                                   "minItems": 4, "maxItems": 4},
-                           "height_px": {"type": ["integer", "null"]}}}},
+        "entities": {
+            "type": ["array", "null"],
+            "items": {
+                "type": "object",
+                "additionalProperties": False,
+                "required": ["name"],
+                "properties": {
+                    "name": {"type": "string"},
+                    "attributes": {"type": "array", "items": {"type": "string"}},
+                },
+            },
+        },
+        "relations": {
+            "type": ["array", "null"],
+            "items": {
+                "type": "object",
+                "additionalProperties": False,
+                "required": ["subject", "predicate", "object"],
+                "properties": {
+                    "subject": {"type": "string"},
+                    "predicate": {"type": "string"},
+                    "object": {"type": "string"},
+                },
+            },
+        },
+        "visible_text": {
+            "type": ["array", "null"],
+            "items": {
+                "type": "object",
+                "additionalProperties": False,
+                "required": ["text"],
+                "properties": {
+                    "text": {"type": "string"},
+                    "script": _NULLABLE_STR,
+                    "lang": _NULLABLE_STR,
+                    "box": {"type": ["array", "null"], "items": {"type": "integer"}, "minItems": 4, "maxItems": 4},
+                    "height_px": {"type": ["integer", "null"]},
+                },
+            },
+        },
         "watermark": {"type": ["boolean", "null"]},
         "anomalies": {"type": ["array", "null"], "items": {"type": "string"}},
     },
@@ -78,7 +104,7 @@ def first_json_object(text: str) -> str | None:
             elif ch == "}":
                 depth -= 1
                 if depth == 0:
-                    return text[start:i + 1]
+                    return text[start : i + 1]
         start = text.find("{", start + 1)
     return None
 
@@ -115,7 +141,22 @@ def repair_prompt(previous: str, error: str) -> str:
 
 def from_ocr(lines: list[dict[str, Any]], script: str | None, lang: str | None) -> dict[str, Any]:
     """The structured caption OCR can vouch for: visible text only; everything it cannot know is null."""
-    visible = [{"text": ln["text"], "script": script, "lang": lang,
-                "box": [ln["x"], ln["y"], ln["w"], ln["h"]], "height_px": ln["h"]} for ln in lines]
-    return {"image_type": None, "style": None, "entities": None, "relations": None,
-            "visible_text": visible, "watermark": None, "anomalies": None}
+    visible = [
+        {
+            "text": ln["text"],
+            "script": script,
+            "lang": lang,
+            "box": [ln["x"], ln["y"], ln["w"], ln["h"]],
+            "height_px": ln["h"],
+        }
+        for ln in lines
+    ]
+    return {
+        "image_type": None,
+        "style": None,
+        "entities": None,
+        "relations": None,
+        "visible_text": visible,
+        "watermark": None,
+        "anomalies": None,
+    }

@@ -14,8 +14,15 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-SPECIAL_TOKENS = ("<|endoftext|>", "<|im_start|>", "<|im_end|>", "<|vision_start|>", "<|vision_end|>",
-                  "<|image_pad|>", "<|video_pad|>")
+SPECIAL_TOKENS = (
+    "<|endoftext|>",
+    "<|im_start|>",
+    "<|im_end|>",
+    "<|vision_start|>",
+    "<|vision_end|>",
+    "<|image_pad|>",
+    "<|video_pad|>",
+)
 
 # The Qwen2-VL chat template, reduced to what captioning sends (system + user turns with images and text).
 CHAT_TEMPLATE = (
@@ -28,9 +35,9 @@ CHAT_TEMPLATE = (
 )
 
 _CORPUS = (
-    "A photo of a red bus on a city street with the text OPEN DAILY. {\"image_type\": \"photo\", \"style\": null}",
+    'A photo of a red bus on a city street with the text OPEN DAILY. {"image_type": "photo", "style": null}',
     "A poster with Chinese text 欢迎光临 and a menu table, 価格 안녕하세요 Добро пожаловать مرحبا नमस्ते สวัสดี",
-    "The image shows entities, attributes and relations: a cat sits on a mat near a window. [\"watermark\", true]",
+    'The image shows entities, attributes and relations: a cat sits on a mat near a window. ["watermark", true]',
 )
 
 
@@ -50,11 +57,29 @@ class VlmSize:
 
 
 SIZES: dict[str, VlmSize] = {
-    "tiny": VlmSize(vocab_size=512, hidden_size=64, intermediate_size=128, layers=2, heads=4, kv_heads=2,
-                    vision_depth=1, vision_embed_dim=32, vision_heads=2),
+    "tiny": VlmSize(
+        vocab_size=512,
+        hidden_size=64,
+        intermediate_size=128,
+        layers=2,
+        heads=4,
+        kv_heads=2,
+        vision_depth=1,
+        vision_embed_dim=32,
+        vision_heads=2,
+    ),
     # Qwen2-VL-2B: 1536 hidden, 28 layers, 12/2 heads, 8960 FFN, 32-layer 1280-d ViT (~2.2B parameters).
-    "2b": VlmSize(vocab_size=151_936, hidden_size=1536, intermediate_size=8960, layers=28, heads=12, kv_heads=2,
-                  vision_depth=32, vision_embed_dim=1280, vision_heads=16),
+    "2b": VlmSize(
+        vocab_size=151_936,
+        hidden_size=1536,
+        intermediate_size=8960,
+        layers=28,
+        heads=12,
+        kv_heads=2,
+        vision_depth=32,
+        vision_embed_dim=1280,
+        vision_heads=16,
+    ),
 }
 
 
@@ -66,12 +91,17 @@ def build_tokenizer(vocab_size: int):  # -> PreTrainedTokenizerFast
     tok = Tokenizer(models.BPE())
     tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
     tok.decoder = decoders.ByteLevel()
-    trainer = trainers.BpeTrainer(vocab_size=vocab_size - len(SPECIAL_TOKENS), special_tokens=[],
-                                  initial_alphabet=pre_tokenizers.ByteLevel.alphabet(), show_progress=False)
+    trainer = trainers.BpeTrainer(
+        vocab_size=vocab_size - len(SPECIAL_TOKENS),
+        special_tokens=[],
+        initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
+        show_progress=False,
+    )
     tok.train_from_iterator(list(_CORPUS) * 4, trainer=trainer)
     tok.add_special_tokens(list(SPECIAL_TOKENS))
-    fast = PreTrainedTokenizerFast(tokenizer_object=tok, eos_token="<|im_end|>", pad_token="<|endoftext|>",
-                                   padding_side="left")
+    fast = PreTrainedTokenizerFast(
+        tokenizer_object=tok, eos_token="<|im_end|>", pad_token="<|endoftext|>", padding_side="left"
+    )
     fast.chat_template = CHAT_TEMPLATE
     return fast
 
@@ -97,20 +127,32 @@ def build_random_vlm(out_dir: str | Path, size: str = "tiny", seed: int = 0, sav
     section = [half - 2 * (3 * half // 8), 3 * half // 8, 3 * half // 8]  # temporal, height, width rotary split
     config = Qwen2VLConfig(
         text_config={
-            "vocab_size": max(dims.vocab_size, len(tokenizer)), "hidden_size": dims.hidden_size,
-            "intermediate_size": dims.intermediate_size, "num_hidden_layers": dims.layers,
-            "num_attention_heads": dims.heads, "num_key_value_heads": dims.kv_heads,
-            "max_position_embeddings": 4096, "tie_word_embeddings": size == "tiny",
+            "vocab_size": max(dims.vocab_size, len(tokenizer)),
+            "hidden_size": dims.hidden_size,
+            "intermediate_size": dims.intermediate_size,
+            "num_hidden_layers": dims.layers,
+            "num_attention_heads": dims.heads,
+            "num_key_value_heads": dims.kv_heads,
+            "max_position_embeddings": 4096,
+            "tie_word_embeddings": size == "tiny",
             "rope_parameters": {"rope_type": "default", "rope_theta": 1_000_000.0, "mrope_section": section},
-            "bos_token_id": ids["<|endoftext|>"], "eos_token_id": ids["<|im_end|>"],
+            "bos_token_id": ids["<|endoftext|>"],
+            "eos_token_id": ids["<|im_end|>"],
             "pad_token_id": ids["<|endoftext|>"],
         },
         vision_config={
-            "depth": dims.vision_depth, "embed_dim": dims.vision_embed_dim, "hidden_size": dims.hidden_size,
-            "num_heads": dims.vision_heads, "patch_size": 14, "spatial_merge_size": 2, "temporal_patch_size": 2,
+            "depth": dims.vision_depth,
+            "embed_dim": dims.vision_embed_dim,
+            "hidden_size": dims.hidden_size,
+            "num_heads": dims.vision_heads,
+            "patch_size": 14,
+            "spatial_merge_size": 2,
+            "temporal_patch_size": 2,
         },
-        image_token_id=ids["<|image_pad|>"], video_token_id=ids["<|video_pad|>"],
-        vision_start_token_id=ids["<|vision_start|>"], vision_end_token_id=ids["<|vision_end|>"],
+        image_token_id=ids["<|image_pad|>"],
+        video_token_id=ids["<|video_pad|>"],
+        vision_start_token_id=ids["<|vision_start|>"],
+        vision_end_token_id=ids["<|vision_end|>"],
     )
     torch.manual_seed(seed)
     model = Qwen2VLForConditionalGeneration(config).eval()
@@ -119,8 +161,12 @@ def build_random_vlm(out_dir: str | Path, size: str = "tiny", seed: int = 0, sav
     # Few image tokens keep the tiny model fast: at most 112x112 pixels (16 patches, 4 merged tokens).
     max_pixels = 112 * 112 if size == "tiny" else 448 * 448
     image_processor = Qwen2VLImageProcessor(min_pixels=56 * 56, max_pixels=max_pixels)
-    processor = Qwen2VLProcessor(image_processor=image_processor, tokenizer=tokenizer,
-                                 video_processor=Qwen2VLVideoProcessor(), chat_template=CHAT_TEMPLATE)
+    processor = Qwen2VLProcessor(
+        image_processor=image_processor,
+        tokenizer=tokenizer,
+        video_processor=Qwen2VLVideoProcessor(),
+        chat_template=CHAT_TEMPLATE,
+    )
     if save:
         out = Path(out_dir)
         out.mkdir(parents=True, exist_ok=True)

@@ -49,8 +49,9 @@ def bounded_png(image: Image.Image, max_side: int) -> bytes:
     img = image.convert("RGB")
     if max(img.size) > max_side:
         ratio = max_side / max(img.size)
-        img = img.resize((max(1, round(img.width * ratio)), max(1, round(img.height * ratio))),
-                         Image.Resampling.LANCZOS)
+        img = img.resize(
+            (max(1, round(img.width * ratio)), max(1, round(img.height * ratio))), Image.Resampling.LANCZOS
+        )
     buf = io.BytesIO()
     img.save(buf, format="PNG")
     return buf.getvalue()

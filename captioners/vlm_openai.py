@@ -76,17 +76,22 @@ class OpenAIVlm:
                         return VlmReply(text=None, error=error)
                     wait = _retry_after(resp)
             if attempt < self.cfg.retries:
-                await asyncio.sleep(wait if wait is not None else self.cfg.backoff_s * (2 ** attempt))
+                await asyncio.sleep(wait if wait is not None else self.cfg.backoff_s * (2**attempt))
         return VlmReply(text=None, error=f"gave up after {self.cfg.retries + 1} attempts: {error}")
 
     def _body(self, req: VlmRequest) -> dict[str, Any]:
         uri = "data:image/png;base64," + base64.b64encode(req.image_png).decode("ascii")
         return {
             "model": self.cfg.model,
-            "messages": [{"role": "user", "content": [
-                {"type": "image_url", "image_url": {"url": uri}},
-                {"type": "text", "text": req.prompt},
-            ]}],
+            "messages": [
+                {
+                    "role": "user",
+                    "content": [
+                        {"type": "image_url", "image_url": {"url": uri}},
+                        {"type": "text", "text": req.prompt},
+                    ],
+                }
+            ],
             "max_tokens": req.max_new_tokens,
             "temperature": self.cfg.temperature,
         }

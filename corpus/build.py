@@ -48,8 +48,7 @@ __all__ = ["CorpusInfo", "CorpusPlan", "build_corpus", "main"]
 
 PLACEHOLDERS = ("IMG_2041.JPG", "DSC_0042", "untitled")
 GARBLED = ("Ã©Ã¨ï¿½ï¿½", "Ã¢â‚¬Å“cafÃƒÂ© Ã  la crÃ¨me ï¿½ï¿½ï¿½")
-REPETITIVE = ("cat cat cat cat cat cat cat cat",
-              "a photo of a photo of a photo of a photo of a photo of a photo of")
+REPETITIVE = ("cat cat cat cat cat cat cat cat", "a photo of a photo of a photo of a photo of a photo of a photo of")
 EMPTY = ("", "   \n")
 
 
@@ -67,8 +66,15 @@ def _text_fields(t: TextImage) -> dict[str, Any]:
     return {"script": t.script, "text": t.text, "lang": t.lang, "font": t.font, "shaped": t.shaped}
 
 
-def build_corpus(out_dir: Path, scale: int = 1, seed: int = 0, *, plan: CorpusPlan | None = None,
-                 overwrite: bool = False, font_dirs: tuple[Path, ...] = FONT_DIRS) -> CorpusInfo:
+def build_corpus(
+    out_dir: Path,
+    scale: int = 1,
+    seed: int = 0,
+    *,
+    plan: CorpusPlan | None = None,
+    overwrite: bool = False,
+    font_dirs: tuple[Path, ...] = FONT_DIRS,
+) -> CorpusInfo:
     """Write the corpus under `out_dir` (images/ + labels.jsonl) and say what was written.
 
     Refuses to write into a non-empty `out_dir/images` unless `overwrite` (which removes only that
@@ -115,8 +121,14 @@ def build_corpus(out_dir: Path, scale: int = 1, seed: int = 0, *, plan: CorpusPl
     for name in plan.photos:
         for _ in range(plan.crops_per_photo):
             c, q = pool.crop(r, name), quality(r)
-            f = w.add(V.encode(c.image, "JPEG", q, progressive=r.random() < 0.2), "jpg", "photo", c.caption,
-                      c.image.size, "JPEG")
+            f = w.add(
+                V.encode(c.image, "JPEG", q, progressive=r.random() < 0.2),
+                "jpg",
+                "photo",
+                c.caption,
+                c.image.size,
+                "JPEG",
+            )
             photos.append((f, c, q))
     # 2. Text images (originals): flat ones as PNG, gradients as JPEG.
     r = rng(2)
@@ -137,8 +149,17 @@ def build_corpus(out_dir: Path, scale: int = 1, seed: int = 0, *, plan: CorpusPl
         src, kind = originals[int(i)]
         lab = by_file[src]
         extra = {k: lab[k] for k in ("script", "text", "lang", "font", "shaped") if k in lab}
-        w.add((images_dir / src).read_bytes(), src.rsplit(".", 1)[1], kind, lab["caption"],
-              (lab["width"], lab["height"]), lab["format"], exact_dup_of=src, derived_from=src, **extra)
+        w.add(
+            (images_dir / src).read_bytes(),
+            src.rsplit(".", 1)[1],
+            kind,
+            lab["caption"],
+            (lab["width"], lab["height"]),
+            lab["format"],
+            exact_dup_of=src,
+            derived_from=src,
+            **extra,
+        )
     # 4. Near duplicates (resized + requantised, or trimmed 2-4%) and 5. pixel-rotated copies of photos.
     r = rng(4)
     order = [photos[int(i)] for i in r.permutation(len(photos))]
@@ -148,19 +169,36 @@ def build_corpus(out_dir: Path, scale: int = 1, seed: int = 0, *, plan: CorpusPl
         img = V.near_dup_resized(c.image, float(r.uniform(0.5, 0.8)))
         q2 = int(np.clip(q + r.choice([-1, 1]) * r.integers(12, 25), 40, 95))
         data = V.encode(img, "JPEG", q2)
-        w.add(data, "jpg", "photo", c.caption, img.size, "JPEG", near_dup_of=f, derived_from=f,
-              phash_distance=_decoded_distance(data, images_dir / f))
+        w.add(
+            data,
+            "jpg",
+            "photo",
+            c.caption,
+            img.size,
+            "JPEG",
+            near_dup_of=f,
+            derived_from=f,
+            phash_distance=_decoded_distance(data, images_dir / f),
+        )
     for _ in range(plan.near_dups_cropped):
         f, c, q = next(pick)
         img = V.near_dup_cropped(c.image, float(r.uniform(0.02, 0.04)))
         data = V.encode(img, "JPEG", quality(r))
-        w.add(data, "jpg", "photo", c.caption, img.size, "JPEG", near_dup_of=f, derived_from=f,
-              phash_distance=_decoded_distance(data, images_dir / f))
+        w.add(
+            data,
+            "jpg",
+            "photo",
+            c.caption,
+            img.size,
+            "JPEG",
+            near_dup_of=f,
+            derived_from=f,
+            phash_distance=_decoded_distance(data, images_dir / f),
+        )
     for deg in plan.rotations:
         f, c, q = next(pick)
         img = V.rotate_clockwise(c.image, deg)
-        w.add(V.encode(img, "JPEG", q), "jpg", "photo", c.caption, img.size, "JPEG", rotated=deg,
-              derived_from=f)
+        w.add(V.encode(img, "JPEG", q), "jpg", "photo", c.caption, img.size, "JPEG", rotated=deg, derived_from=f)
     # 6. EXIF-orientation copies: stored turned, tagged so they display upright (rotated stays 0).
     r = rng(6)
     for orientation in plan.exif_orientations:
@@ -179,10 +217,14 @@ def build_corpus(out_dir: Path, scale: int = 1, seed: int = 0, *, plan: CorpusPl
             img, fmt = V.flat(size, colour), ("PNG", "JPEG")[i % 2]
         else:
             n = int(r.integers(3, 20))
-            specks = np.column_stack([r.integers(0, size[0], n), r.integers(0, size[1], n),
-                                      r.integers(0, 256, (n, 3))]) if i % 2 == 0 else None
-            img = V.near_empty(size, colour, specks, line_delta=0 if specks is not None else 5,
-                               line_y=int(r.integers(0, size[1] - 2)))
+            specks = (
+                np.column_stack([r.integers(0, size[0], n), r.integers(0, size[1], n), r.integers(0, 256, (n, 3))])
+                if i % 2 == 0
+                else None
+            )
+            img = V.near_empty(
+                size, colour, specks, line_delta=0 if specks is not None else 5, line_y=int(r.integers(0, size[1] - 2))
+            )
             fmt = "PNG"
         caption = f"a plain {colour_name} background"
         w.add(V.encode(img, fmt, 90), _ext(fmt), "blank", caption, size, fmt, blank=True)
@@ -206,27 +248,50 @@ def build_corpus(out_dir: Path, scale: int = 1, seed: int = 0, *, plan: CorpusPl
         instruction, prefix = V.EDITS[i % len(V.EDITS)]
         src = w.source(V.encode(c.image, "JPEG", quality(r)), "jpg")
         target = V.apply_edit(c.image, instruction)
-        f = w.add(V.encode(target, "JPEG", quality(r)), "jpg", "edit", instruction, target.size, "JPEG",
-                  write_caption=False, task="TI2I", edit_source=src, instruction=instruction,
-                  description=f"{prefix} {c.subject}", derived_from=src)
+        f = w.add(
+            V.encode(target, "JPEG", quality(r)),
+            "jpg",
+            "edit",
+            instruction,
+            target.size,
+            "JPEG",
+            write_caption=False,
+            task="TI2I",
+            edit_source=src,
+            instruction=instruction,
+            description=f"{prefix} {c.subject}",
+            derived_from=src,
+        )
         sidecar = json.dumps({"task": "TI2I", "source": src, "instruction": instruction}, ensure_ascii=False)
         (images_dir / f).with_suffix(".json").write_text(sidecar, encoding="utf-8")
     engine = layout_engine()
     if engine == ImageFont.Layout.RAQM:
-        caveats = [f"{s.code}: shaped with raqm; label text is in logical (typed) order" for s in scripts
-                   if s.needs_shaping]
+        caveats = [
+            f"{s.code}: shaped with raqm; label text is in logical (typed) order" for s in scripts if s.needs_shaping
+        ]
     else:
-        caveats = [f"{s.code}: drawn WITHOUT raqm, so joining/reordering/bidi are wrong (label shaped=false)"
-                   for s in scripts if s.needs_shaping]
-    return w.finish(labels_path, seed=seed, scale=scale, scripts=[s.code for s in scripts], missing=missing,
-                    layout=engine.name, caveats=caveats)
+        caveats = [
+            f"{s.code}: drawn WITHOUT raqm, so joining/reordering/bidi are wrong (label shaped=false)"
+            for s in scripts
+            if s.needs_shaping
+        ]
+    return w.finish(
+        labels_path,
+        seed=seed,
+        scale=scale,
+        scripts=[s.code for s in scripts],
+        missing=missing,
+        layout=engine.name,
+        caveats=caveats,
+    )
 
 
 _Fresh = Any  # callables passed down from build_corpus (kept loose to avoid a Protocol per helper)
 
 
-def _png_sample(r: np.random.Generator, fresh: _Fresh, fresh_text: _Fresh
-                ) -> tuple[Image.Image, str, str, dict[str, Any]]:
+def _png_sample(
+    r: np.random.Generator, fresh: _Fresh, fresh_text: _Fresh
+) -> tuple[Image.Image, str, str, dict[str, Any]]:
     """A PNG-worthy sample: a text image, or a small photo crop when no script font exists."""
     t = fresh_text(r, int(r.integers(1000)))
     if t is not None:
@@ -237,8 +302,9 @@ def _png_sample(r: np.random.Generator, fresh: _Fresh, fresh_text: _Fresh
     return img, "photo", c.caption, {}
 
 
-def _broken(w: LabelWriter, plan: CorpusPlan, r: np.random.Generator, fresh: _Fresh, fresh_text: _Fresh,
-            quality: _Fresh) -> None:
+def _broken(
+    w: LabelWriter, plan: CorpusPlan, r: np.random.Generator, fresh: _Fresh, fresh_text: _Fresh, quality: _Fresh
+) -> None:
     """Files `flywheel.imaging.decode` must reject, each labeled with the reason decode reports."""
 
     def any_caption() -> str:
@@ -254,12 +320,19 @@ def _broken(w: LabelWriter, plan: CorpusPlan, r: np.random.Generator, fresh: _Fr
         if fmt == "JPEG":
             c = fresh(r)
             data = V.encode(c.image, "JPEG", quality(r))
-            w.add(V.truncated(data, fraction), "jpg", "photo", c.caption, c.image.size, "JPEG",
-                  broken="truncated")
+            w.add(V.truncated(data, fraction), "jpg", "photo", c.caption, c.image.size, "JPEG", broken="truncated")
         else:
             img, kind, caption, extra = _png_sample(r, fresh, fresh_text)
-            w.add(V.truncated(V.encode(img, "PNG"), fraction), "png", kind, caption, img.size, "PNG",
-                  broken="truncated", **extra)
+            w.add(
+                V.truncated(V.encode(img, "PNG"), fraction),
+                "png",
+                kind,
+                caption,
+                img.size,
+                "PNG",
+                broken="truncated",
+                **extra,
+            )
     side = 60_000  # 3.6 gigapixels claimed; well past every limit, still a legal 16-bit JPEG size
     for fmt in plan.bombs:
         small = V.encode(Image.new("RGB", (64, 64), (128, 64, 32)), "JPEG", 80)
@@ -274,8 +347,9 @@ def _broken(w: LabelWriter, plan: CorpusPlan, r: np.random.Generator, fresh: _Fr
         w.add(data, _ext(fmt), "photo", c.caption, gray.size, fmt, broken="unsupported_mode", mode=mode)
 
 
-def _mislabeled_and_captions(w: LabelWriter, plan: CorpusPlan, r: np.random.Generator, fresh: _Fresh,
-                             fresh_text: _Fresh, quality: _Fresh) -> None:
+def _mislabeled_and_captions(
+    w: LabelWriter, plan: CorpusPlan, r: np.random.Generator, fresh: _Fresh, fresh_text: _Fresh, quality: _Fresh
+) -> None:
     """Decodable files whose extension lies, then clean photos whose caption sidecar is bad."""
     for fmt in plan.mislabeled:
         if fmt == "PNG":
@@ -283,8 +357,9 @@ def _mislabeled_and_captions(w: LabelWriter, plan: CorpusPlan, r: np.random.Gene
             w.add(V.encode(img, "PNG"), "jpg", kind, caption, img.size, "PNG", mislabeled=True, **extra)
         else:
             c = fresh(r)
-            w.add(V.encode(c.image, "JPEG", quality(r)), "png", "photo", c.caption, c.image.size, "JPEG",
-                  mislabeled=True)
+            w.add(
+                V.encode(c.image, "JPEG", quality(r)), "png", "photo", c.caption, c.image.size, "JPEG", mislabeled=True
+            )
     seen: Counter[str] = Counter()
     for issue in plan.caption_issues:
         n = seen[issue]
@@ -292,8 +367,7 @@ def _mislabeled_and_captions(w: LabelWriter, plan: CorpusPlan, r: np.random.Gene
         choices = {"empty": EMPTY, "placeholder": PLACEHOLDERS, "garbled": GARBLED, "repetitive": REPETITIVE}
         caption = choices[issue][n % len(choices[issue])] if issue in choices else None
         c = fresh(r)
-        w.add(V.encode(c.image, "JPEG", quality(r)), "jpg", "photo", caption, c.image.size, "JPEG",
-              caption_issue=issue)
+        w.add(V.encode(c.image, "JPEG", quality(r)), "jpg", "photo", caption, c.image.size, "JPEG", caption_issue=issue)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -313,8 +387,10 @@ def main(argv: list[str] | None = None) -> int:
     except (FileExistsError, ValueError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
-    print(f"wrote {info.n_samples} samples ({info.n_files} files, {info.total_bytes / 1e6:.1f} MB) to "
-          f"{info.images_dir} in {time.perf_counter() - start:.1f}s; labels: {info.labels_path}")
+    print(
+        f"wrote {info.n_samples} samples ({info.n_files} files, {info.total_bytes / 1e6:.1f} MB) to "
+        f"{info.images_dir} in {time.perf_counter() - start:.1f}s; labels: {info.labels_path}"
+    )
     print("kinds: " + ", ".join(f"{k}={v}" for k, v in info.counts.items()))
     print("labels: " + ", ".join(f"{k}={v}" for k, v in info.label_counts.items()))
     missing = " ".join(info.missing_scripts) or "none"

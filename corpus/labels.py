@@ -61,8 +61,19 @@ class CorpusPlan:
     bombs: tuple[str, ...] = ("PNG", "JPEG")
     unsupported: tuple[str, ...] = ("F", "I;16")
     mislabeled: tuple[str, ...] = ("PNG", "PNG", "JPEG")  # the real format; the extension is the other one
-    caption_issues: tuple[str, ...] = ("missing", "missing", "empty", "empty", "placeholder", "placeholder",
-                                       "placeholder", "garbled", "garbled", "repetitive", "repetitive")
+    caption_issues: tuple[str, ...] = (
+        "missing",
+        "missing",
+        "empty",
+        "empty",
+        "placeholder",
+        "placeholder",
+        "placeholder",
+        "garbled",
+        "garbled",
+        "repetitive",
+        "repetitive",
+    )
     edits: int = 4
 
     @classmethod
@@ -75,12 +86,26 @@ class CorpusPlan:
     @classmethod
     def small(cls) -> CorpusPlan:
         """About 50 samples, at least one of every label kind, sides <= 512: builds in ~1 s for tests."""
-        return cls(photos=("astronaut", "coffee", "chelsea", "camera"), crops_per_photo=2, texts_per_script=1,
-                   max_side=512, exact_dups=2, near_dups_resized=1, near_dups_cropped=1,
-                   rotations=(90, 180, 270), exif_orientations=(6, 8), blank_flat=1, blank_near=1,
-                   tiny_sides=(24, 40), zero_byte=("jpg",), not_image=("html", "random"),
-                   truncated=("JPEG", "PNG"), mislabeled=("PNG",),
-                   caption_issues=("missing", "empty", "placeholder", "garbled", "repetitive"), edits=1)
+        return cls(
+            photos=("astronaut", "coffee", "chelsea", "camera"),
+            crops_per_photo=2,
+            texts_per_script=1,
+            max_side=512,
+            exact_dups=2,
+            near_dups_resized=1,
+            near_dups_cropped=1,
+            rotations=(90, 180, 270),
+            exif_orientations=(6, 8),
+            blank_flat=1,
+            blank_near=1,
+            tiny_sides=(24, 40),
+            zero_byte=("jpg",),
+            not_image=("html", "random"),
+            truncated=("JPEG", "PNG"),
+            mislabeled=("PNG",),
+            caption_issues=("missing", "empty", "placeholder", "garbled", "repetitive"),
+            edits=1,
+        )
 
 
 @dataclass
@@ -124,8 +149,17 @@ class LabelWriter:
         (self.dir / name).write_bytes(data)
         return name
 
-    def add(self, data: bytes, ext: str, kind: str, caption: str | None, size: tuple[int, int] | None,
-            fmt: str | None, write_caption: bool = True, **fields: Any) -> str:
+    def add(
+        self,
+        data: bytes,
+        ext: str,
+        kind: str,
+        caption: str | None,
+        size: tuple[int, int] | None,
+        fmt: str | None,
+        write_caption: bool = True,
+        **fields: Any,
+    ) -> str:
         """Write one sample (+ its .txt unless the caption is None or `write_caption` is False)."""
         name = self._name(ext)
         (self.dir / name).write_bytes(data)
@@ -133,10 +167,24 @@ class LabelWriter:
             (self.dir / name).with_suffix(".txt").write_text(caption, encoding="utf-8")
         width, height = size if size else (None, None)
         label: dict[str, Any] = {
-            "file": name, "kind": kind, "broken": None, "mislabeled": False, "rotated": 0,
-            "exif_orientation": None, "exact_dup_of": None, "near_dup_of": None, "blank": False,
-            "tiny": False, "caption_issue": None, "script": None, "text": None,
-            "task": "T2I", "caption": caption, "format": fmt, "width": width, "height": height,
+            "file": name,
+            "kind": kind,
+            "broken": None,
+            "mislabeled": False,
+            "rotated": 0,
+            "exif_orientation": None,
+            "exact_dup_of": None,
+            "near_dup_of": None,
+            "blank": False,
+            "tiny": False,
+            "caption_issue": None,
+            "script": None,
+            "text": None,
+            "task": "T2I",
+            "caption": caption,
+            "format": fmt,
+            "width": width,
+            "height": height,
             "derived_from": None,
         }
         label.update(fields)
@@ -145,8 +193,17 @@ class LabelWriter:
         self.labels.append(label)
         return name
 
-    def finish(self, labels_path: Path, *, seed: int, scale: int, scripts: list[str], missing: list[str],
-               layout: str, caveats: list[str]) -> CorpusInfo:
+    def finish(
+        self,
+        labels_path: Path,
+        *,
+        seed: int,
+        scale: int,
+        scripts: list[str],
+        missing: list[str],
+        layout: str,
+        caveats: list[str],
+    ) -> CorpusInfo:
         """Write labels.jsonl (sorted by file) and count what the folder holds."""
         labels = sorted(self.labels, key=lambda lab: lab["file"])
         with labels_path.open("w", encoding="utf-8") as fh:
@@ -155,10 +212,20 @@ class LabelWriter:
         files = [p for p in self.dir.rglob("*") if p.is_file()]
         kinds = Counter(lab["kind"] for lab in labels)
         return CorpusInfo(
-            images_dir=self.dir, labels_path=labels_path, counts=dict(sorted(kinds.items())),
-            label_counts=count_labels(labels), n_samples=len(labels), n_files=len(files),
-            total_bytes=sum(p.stat().st_size for p in files), seed=seed, scale=scale, scripts=scripts,
-            missing_scripts=missing, layout_engine=layout, shaping_caveats=caveats)
+            images_dir=self.dir,
+            labels_path=labels_path,
+            counts=dict(sorted(kinds.items())),
+            label_counts=count_labels(labels),
+            n_samples=len(labels),
+            n_files=len(files),
+            total_bytes=sum(p.stat().st_size for p in files),
+            seed=seed,
+            scale=scale,
+            scripts=scripts,
+            missing_scripts=missing,
+            layout_engine=layout,
+            shaping_caveats=caveats,
+        )
 
 
 def count_labels(labels: list[dict[str, Any]]) -> dict[str, int]:

@@ -30,56 +30,89 @@ class PhotoSpec:
 
 
 PHOTOS: dict[str, PhotoSpec] = {
-    "astronaut": PhotoSpec("a smiling astronaut in an orange spacesuit", (
-        "a portrait photo of a smiling astronaut in an orange spacesuit in front of an American flag",
-        "an astronaut in an orange flight suit next to a helmet and a space shuttle model",
-        "a cropped photo of a woman astronaut wearing an orange pressure suit",
-    )),
-    "coffee": PhotoSpec("a cup of coffee on a saucer", (
-        "a cup of coffee on a saucer, top view",
-        "a red cup of espresso with a spoon on a red saucer on a wooden table",
-        "a close-up photo of a coffee cup and saucer on a wooden table",
-    )),
-    "chelsea": PhotoSpec("a tabby cat", (
-        "a close-up photo of a tabby cat with green eyes",
-        "a ginger tabby cat looking at the camera",
-        "the face of a striped cat with long white whiskers",
-    )),
-    "rocket": PhotoSpec("a rocket on a launch pad", (
-        "a rocket on a launch pad at dusk between tall lightning towers",
-        "a photo of a rocket launch pad lit up at night under a blue sky",
-        "a white rocket standing on the launch pad before lift-off",
-    )),
-    "camera": PhotoSpec("a cameraman with a tripod", (
-        "a black and white photo of a man with a film camera on a tripod",
-        "a grayscale photo of a cameraman standing on a lawn",
-        "a man in a dark coat looking through a camera, black and white",
-    ), gray=True),
-    "hubble_deep_field": PhotoSpec("distant galaxies in deep space", (
-        "a telescope image of many distant galaxies in deep space",
-        "colourful galaxies scattered across a black sky, Hubble deep field",
-        "a deep-field astronomy photo full of tiny galaxies and stars",
-    )),
-    "coins": PhotoSpec("ancient coins", (
-        "a grayscale photo of ancient coins arranged in rows on a dark background",
-        "old silver coins laid out in a grid, black and white",
-        "a close-up of antique coins with engraved portraits",
-    ), gray=True),
-    "immunohistochemistry": PhotoSpec("stained tissue under a microscope", (
-        "a microscope image of tissue stained brown and blue",
-        "an immunohistochemistry slide showing brown stained cells",
-        "a micrograph of stained glandular tissue",
-    )),
-    "retina": PhotoSpec("a human retina", (
-        "a fundus photograph of a human retina with branching blood vessels",
-        "an orange retina image showing the optic disc and blood vessels",
-        "a medical photo of the back of the eye",
-    )),
-    "grass": PhotoSpec("grass", (
-        "a grayscale close-up photo of grass",
-        "a black and white texture of dense grass blades",
-        "a top-down photo of a lawn, black and white",
-    ), gray=True),
+    "astronaut": PhotoSpec(
+        "a smiling astronaut in an orange spacesuit",
+        (
+            "a portrait photo of a smiling astronaut in an orange spacesuit in front of an American flag",
+            "an astronaut in an orange flight suit next to a helmet and a space shuttle model",
+            "a cropped photo of a woman astronaut wearing an orange pressure suit",
+        ),
+    ),
+    "coffee": PhotoSpec(
+        "a cup of coffee on a saucer",
+        (
+            "a cup of coffee on a saucer, top view",
+            "a red cup of espresso with a spoon on a red saucer on a wooden table",
+            "a close-up photo of a coffee cup and saucer on a wooden table",
+        ),
+    ),
+    "chelsea": PhotoSpec(
+        "a tabby cat",
+        (
+            "a close-up photo of a tabby cat with green eyes",
+            "a ginger tabby cat looking at the camera",
+            "the face of a striped cat with long white whiskers",
+        ),
+    ),
+    "rocket": PhotoSpec(
+        "a rocket on a launch pad",
+        (
+            "a rocket on a launch pad at dusk between tall lightning towers",
+            "a photo of a rocket launch pad lit up at night under a blue sky",
+            "a white rocket standing on the launch pad before lift-off",
+        ),
+    ),
+    "camera": PhotoSpec(
+        "a cameraman with a tripod",
+        (
+            "a black and white photo of a man with a film camera on a tripod",
+            "a grayscale photo of a cameraman standing on a lawn",
+            "a man in a dark coat looking through a camera, black and white",
+        ),
+        gray=True,
+    ),
+    "hubble_deep_field": PhotoSpec(
+        "distant galaxies in deep space",
+        (
+            "a telescope image of many distant galaxies in deep space",
+            "colourful galaxies scattered across a black sky, Hubble deep field",
+            "a deep-field astronomy photo full of tiny galaxies and stars",
+        ),
+    ),
+    "coins": PhotoSpec(
+        "ancient coins",
+        (
+            "a grayscale photo of ancient coins arranged in rows on a dark background",
+            "old silver coins laid out in a grid, black and white",
+            "a close-up of antique coins with engraved portraits",
+        ),
+        gray=True,
+    ),
+    "immunohistochemistry": PhotoSpec(
+        "stained tissue under a microscope",
+        (
+            "a microscope image of tissue stained brown and blue",
+            "an immunohistochemistry slide showing brown stained cells",
+            "a micrograph of stained glandular tissue",
+        ),
+    ),
+    "retina": PhotoSpec(
+        "a human retina",
+        (
+            "a fundus photograph of a human retina with branching blood vessels",
+            "an orange retina image showing the optic disc and blood vessels",
+            "a medical photo of the back of the eye",
+        ),
+    ),
+    "grass": PhotoSpec(
+        "grass",
+        (
+            "a grayscale close-up photo of grass",
+            "a black and white texture of dense grass blades",
+            "a top-down photo of a lawn, black and white",
+        ),
+        gray=True,
+    ),
 }
 
 ASPECTS: tuple[float, ...] = (1.0, 4 / 3, 3 / 4, 3 / 2, 2 / 3, 16 / 9, 9 / 16)

@@ -20,7 +20,9 @@ import numpy as np
 from PIL import Image, ImageDraw, ImageFont, features
 
 FONT_DIRS: tuple[Path, ...] = (
-    Path("/usr/share/fonts"), Path("/usr/local/share/fonts"), Path.home() / ".fonts",
+    Path("/usr/share/fonts"),
+    Path("/usr/local/share/fonts"),
+    Path.home() / ".fonts",
 )
 
 
@@ -73,34 +75,65 @@ def _pair(sans: str, serif: str) -> tuple[FontChoice, ...]:
 
 
 SCRIPTS: tuple[ScriptSpec, ...] = (
-    ScriptSpec("Latn", "en", _LATIN_FONTS,
-               ("OPEN DAILY", "Fresh Coffee", "SUMMER SALE\n50% OFF", "Welcome Home", "Hello World",
-                "Good Morning", "Café Müller"), False),
-    ScriptSpec("Cyrl", "ru", _LATIN_FONTS,
-               ("Добро пожаловать", "Свежий хлеб", "Открыто", "Привет, мир"), False),
+    ScriptSpec(
+        "Latn",
+        "en",
+        _LATIN_FONTS,
+        (
+            "OPEN DAILY",
+            "Fresh Coffee",
+            "SUMMER SALE\n50% OFF",
+            "Welcome Home",
+            "Hello World",
+            "Good Morning",
+            "Café Müller",
+        ),
+        False,
+    ),
+    ScriptSpec("Cyrl", "ru", _LATIN_FONTS, ("Добро пожаловать", "Свежий хлеб", "Открыто", "Привет, мир"), False),
     ScriptSpec("Grek", "el", _LATIN_FONTS, ("Καλημέρα", "Καλώς ήρθατε", "Ανοιχτό"), False),
     ScriptSpec("Hans", "zh", _cjk(2), ("欢迎光临", "新鲜咖啡", "你好，世界", "春节快乐"), False),
     ScriptSpec("Jpan", "ja", _cjk(0), ("ようこそ", "こんにちは世界", "東京駅", "営業中"), False),
     ScriptSpec("Kore", "ko", _cjk(1), ("환영합니다", "안녕하세요", "신선한 커피", "서울역"), False),
-    ScriptSpec("Arab", "ar",
-               (FontChoice("NotoSansArabic-Regular.ttf", 0, "sans-serif"),
-                FontChoice("NotoSansArabic-Bold.ttf", 0, "bold sans-serif"),
-                FontChoice("NotoNaskhArabic-Regular.ttf", 0, "naskh calligraphic"),
-                FontChoice("NotoKufiArabic-Bold.ttf", 0, "bold kufi")),
-               ("مرحبا بالعالم", "أهلا وسهلا", "قهوة طازجة", "مفتوح"), True),
-    ScriptSpec("Hebr", "he", _pair("NotoSansHebrew", "NotoSerifHebrew"),
-               ("שלום עולם", "ברוכים הבאים", "קפה טרי"), True),
-    ScriptSpec("Deva", "hi", _pair("NotoSansDevanagari", "NotoSerifDevanagari"),
-               ("नमस्ते दुनिया", "स्वागत है", "ताज़ा कॉफ़ी", "शुभ प्रभात"), True),
-    ScriptSpec("Thai", "th", _pair("NotoSansThai", "NotoSerifThai"),
-               ("สวัสดีชาวโลก", "ยินดีต้อนรับ", "กาแฟสด"), True),
+    ScriptSpec(
+        "Arab",
+        "ar",
+        (
+            FontChoice("NotoSansArabic-Regular.ttf", 0, "sans-serif"),
+            FontChoice("NotoSansArabic-Bold.ttf", 0, "bold sans-serif"),
+            FontChoice("NotoNaskhArabic-Regular.ttf", 0, "naskh calligraphic"),
+            FontChoice("NotoKufiArabic-Bold.ttf", 0, "bold kufi"),
+        ),
+        ("مرحبا بالعالم", "أهلا وسهلا", "قهوة طازجة", "مفتوح"),
+        True,
+    ),
+    ScriptSpec(
+        "Hebr", "he", _pair("NotoSansHebrew", "NotoSerifHebrew"), ("שלום עולם", "ברוכים הבאים", "קפה טרי"), True
+    ),
+    ScriptSpec(
+        "Deva",
+        "hi",
+        _pair("NotoSansDevanagari", "NotoSerifDevanagari"),
+        ("नमस्ते दुनिया", "स्वागत है", "ताज़ा कॉफ़ी", "शुभ प्रभात"),
+        True,
+    ),
+    ScriptSpec("Thai", "th", _pair("NotoSansThai", "NotoSerifThai"), ("สวัสดีชาวโลก", "ยินดีต้อนรับ", "กาแฟสด"), True),
 )
 
 # Named colours so captions can say what is shown; luma decides which pairs are legible.
 PALETTE: dict[str, tuple[int, int, int]] = {
-    "white": (250, 250, 250), "black": (15, 15, 15), "cream": (245, 236, 210), "light grey": (205, 205, 205),
-    "yellow": (250, 210, 40), "sky blue": (135, 195, 235), "navy": (20, 35, 90), "dark red": (130, 20, 25),
-    "forest green": (30, 90, 45), "purple": (90, 40, 120), "orange": (240, 130, 30), "charcoal": (55, 55, 60),
+    "white": (250, 250, 250),
+    "black": (15, 15, 15),
+    "cream": (245, 236, 210),
+    "light grey": (205, 205, 205),
+    "yellow": (250, 210, 40),
+    "sky blue": (135, 195, 235),
+    "navy": (20, 35, 90),
+    "dark red": (130, 20, 25),
+    "forest green": (30, 90, 45),
+    "purple": (90, 40, 120),
+    "orange": (240, 130, 30),
+    "charcoal": (55, 55, 60),
 }
 
 _warned: set[str] = set()
@@ -192,8 +225,16 @@ def _foreground(rng: np.random.Generator, bg_luma: float) -> str:
     return legible[int(rng.integers(len(legible)))] if legible else ("black" if bg_luma > 128 else "white")
 
 
-def _fit(draw: ImageDraw.ImageDraw, text: str, path: Path, index: int, engine: ImageFont.Layout,
-         box_w: int, box_h: int, start: int) -> tuple[ImageFont.FreeTypeFont, tuple[int, int, int, int]]:
+def _fit(
+    draw: ImageDraw.ImageDraw,
+    text: str,
+    path: Path,
+    index: int,
+    engine: ImageFont.Layout,
+    box_w: int,
+    box_h: int,
+    start: int,
+) -> tuple[ImageFont.FreeTypeFont, tuple[int, int, int, int]]:
     size = start
     while True:
         font = _font(path, index, size, engine)
@@ -206,7 +247,8 @@ def _fit(draw: ImageDraw.ImageDraw, text: str, path: Path, index: int, engine: I
 def _aspect(path: Path, index: int, text: str, engine: ImageFont.Layout) -> float:
     """Width / height of `text` as set in this font: decides which canvas shapes keep it legible."""
     bbox = ImageDraw.Draw(Image.new("L", (1, 1))).multiline_textbbox(
-        (0, 0), text, font=_font(path, index, 48, engine), align="center")
+        (0, 0), text, font=_font(path, index, 48, engine), align="center"
+    )
     return (bbox[2] - bbox[0]) / max(1, bbox[3] - bbox[1])
 
 
@@ -224,8 +266,9 @@ class TextImage:
     plain_background: bool  # flat colour: PNG-friendly; gradients are stored as JPEG
 
 
-def render_text_image(rng: np.random.Generator, spec: ScriptSpec, phrase: str,
-                      dirs: Sequence[Path] = FONT_DIRS, max_side: int = 1024) -> TextImage:
+def render_text_image(
+    rng: np.random.Generator, spec: ScriptSpec, phrase: str, dirs: Sequence[Path] = FONT_DIRS, max_side: int = 1024
+) -> TextImage:
     """Draw `phrase` large and centred on a plain or gradient background, sides in [256, max_side]."""
     engine = layout_engine()
     fonts = available_fonts(spec, dirs)

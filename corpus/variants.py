@@ -102,8 +102,9 @@ def flat(size: tuple[int, int], colour: tuple[int, int, int]) -> Image.Image:
     return Image.new("RGB", size, colour)
 
 
-def near_empty(size: tuple[int, int], colour: tuple[int, int, int], specks: np.ndarray | None,
-               line_delta: int = 0, line_y: int = 0) -> Image.Image:
+def near_empty(
+    size: tuple[int, int], colour: tuple[int, int, int], specks: np.ndarray | None, line_delta: int = 0, line_y: int = 0
+) -> Image.Image:
     """A flat image plus a few stray pixels (`specks`: rows of x, y, r, g, b) or one faint line."""
     pixels = np.empty((size[1], size[0], 3), dtype=np.uint8)
     pixels[:] = colour

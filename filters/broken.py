@@ -36,12 +36,22 @@ def extension_of(uri: str) -> str:
 class BrokenScorer(CpuScorer):
     name = "broken"
     columns = (
-        Column("broken_reason", pa.string(), "", "Why the file cannot be used (zero_byte, not_image, truncated, "
-               "decompression_bomb, unsupported_mode, decode_error, read_error); null when it decodes.",
-               owner="broken"),
+        Column(
+            "broken_reason",
+            pa.string(),
+            "",
+            "Why the file cannot be used (zero_byte, not_image, truncated, "
+            "decompression_bomb, unsupported_mode, decode_error, read_error); null when it decodes.",
+            owner="broken",
+        ),
         Column("broken_detail", pa.string(), "", "The decoder's message for a broken file.", owner="broken"),
-        Column("broken_mislabeled", pa.bool_(), "", "The file extension names another format than the bytes hold.",
-               owner="broken"),
+        Column(
+            "broken_mislabeled",
+            pa.bool_(),
+            "",
+            "The file extension names another format than the bytes hold.",
+            owner="broken",
+        ),
     )
 
     def score(self, batch: SampleBatch) -> dict[str, Sequence[Any]]:

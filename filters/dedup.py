@@ -45,10 +45,20 @@ class DedupScorer(CpuScorer):
     name = "dedup"
     view_short_side = 64
     columns = (
-        Column("dedup_sha256", pa.string(), "hex", "SHA-256 of the image bytes; equal values are exact duplicates.",
-               owner="dedup"),
-        Column("dedup_phash", pa.int64(), "bits", "64-bit DCT perceptual hash (signed int64); near-duplicates "
-               "differ in few bits.", owner="dedup"),
+        Column(
+            "dedup_sha256",
+            pa.string(),
+            "hex",
+            "SHA-256 of the image bytes; equal values are exact duplicates.",
+            owner="dedup",
+        ),
+        Column(
+            "dedup_phash",
+            pa.int64(),
+            "bits",
+            "64-bit DCT perceptual hash (signed int64); near-duplicates differ in few bits.",
+            owner="dedup",
+        ),
     )
 
     def score(self, batch: SampleBatch) -> dict[str, Sequence[Any]]:

@@ -26,10 +26,16 @@ class EntropyScorer(CpuScorer):
     name = "entropy"
     view_short_side = 128  # histogram statistics are stable at this size
     columns = (
-        Column("entropy_bits", pa.float32(), "bits", "Shannon entropy of the 256-bin luma histogram (0..8).",
-               owner="entropy"),
-        Column("entropy_std", pa.float32(), "luma", "Standard deviation of luma; near 0 for flat images.",
-               owner="entropy"),
+        Column(
+            "entropy_bits",
+            pa.float32(),
+            "bits",
+            "Shannon entropy of the 256-bin luma histogram (0..8).",
+            owner="entropy",
+        ),
+        Column(
+            "entropy_std", pa.float32(), "luma", "Standard deviation of luma; near 0 for flat images.", owner="entropy"
+        ),
     )
 
     def score(self, batch: SampleBatch) -> dict[str, Sequence[Any]]:

@@ -111,8 +111,9 @@ class RotationModel:
     def load(cls, path: str | Path) -> RotationModel:
         path = Path(path)
         if not path.is_file():
-            raise ScorerUnavailable(f"rotation weights {path} not found: set rotation.weights or retrain "
-                                    "with bench/train_rotation.py")
+            raise ScorerUnavailable(
+                f"rotation weights {path} not found: set rotation.weights or retrain with bench/train_rotation.py"
+            )
         raw = json.loads(path.read_text())
         if raw.get("feature_version") != FEATURE_VERSION:
             raise ScorerUnavailable(
@@ -149,17 +150,37 @@ class RotationScorer(CpuScorer):
     # rotation_pred comes first: the null counter reads the first column, and only broken samples
     # have a null prediction (most healthy images have no EXIF orientation).
     columns = (
-        Column("rotation_pred", pa.int16(), "degrees", "Content-based estimate of the clockwise rotation applied "
-               "to an upright image to get the displayed one: 0, 90, 180 or 270 (0 when there is no cue).",
-               owner="rotation"),
-        Column("rotation_confidence", pa.float32(), "probability", "Detector probability of rotation_pred "
-               "(0.25 means no evidence).", owner="rotation"),
-        Column("rotation_upright_prob", pa.float32(), "probability", "Detector probability that the image as "
-               "displayed (after EXIF) is upright, with the four rotations equally likely a priori.",
-               owner="rotation"),
-        Column("rotation_exif", pa.int8(), "", "EXIF orientation tag (1..8) of the stored image; null if absent. "
-               "Values other than 1 mean the stored pixels need the EXIF transform to display upright.",
-               owner="rotation"),
+        Column(
+            "rotation_pred",
+            pa.int16(),
+            "degrees",
+            "Content-based estimate of the clockwise rotation applied "
+            "to an upright image to get the displayed one: 0, 90, 180 or 270 (0 when there is no cue).",
+            owner="rotation",
+        ),
+        Column(
+            "rotation_confidence",
+            pa.float32(),
+            "probability",
+            "Detector probability of rotation_pred (0.25 means no evidence).",
+            owner="rotation",
+        ),
+        Column(
+            "rotation_upright_prob",
+            pa.float32(),
+            "probability",
+            "Detector probability that the image as "
+            "displayed (after EXIF) is upright, with the four rotations equally likely a priori.",
+            owner="rotation",
+        ),
+        Column(
+            "rotation_exif",
+            pa.int8(),
+            "",
+            "EXIF orientation tag (1..8) of the stored image; null if absent. "
+            "Values other than 1 mean the stored pixels need the EXIF transform to display upright.",
+            owner="rotation",
+        ),
     )
 
     def __init__(self, weights: str | Path | None = None) -> None:

@@ -53,18 +53,33 @@ class RotationNetScorer(ModelScorer):
 
     name: ClassVar[str] = "rotation_net"
     columns: ClassVar[tuple[Column, ...]] = (
-        Column("rotation_net_pred", pa.int16(), "degrees",
-               "CNN estimate of the clockwise rotation applied to an upright image to give the displayed one "
-               "(0, 90, 180, 270).", owner="rotation_net"),
-        Column("rotation_net_upright_prob", pa.float32(), "probability",
-               "CNN probability that the displayed (EXIF-transposed) image is upright.", owner="rotation_net"),
+        Column(
+            "rotation_net_pred",
+            pa.int16(),
+            "degrees",
+            "CNN estimate of the clockwise rotation applied to an upright image to give the displayed one "
+            "(0, 90, 180, 270).",
+            owner="rotation_net",
+        ),
+        Column(
+            "rotation_net_upright_prob",
+            pa.float32(),
+            "probability",
+            "CNN probability that the displayed (EXIF-transposed) image is upright.",
+            owner="rotation_net",
+        ),
     )
     view_short_side: ClassVar[int] = VIEW
     input_shape: ClassVar[tuple[int, ...]] = (VIEW, VIEW, 3)
     uses_gpu: ClassVar[bool] = True
 
-    def __init__(self, head_path: str | Path | None = DEFAULT_HEAD, device: str = "auto", batch_size: int = 32,
-                 threads: int | None = None) -> None:
+    def __init__(
+        self,
+        head_path: str | Path | None = DEFAULT_HEAD,
+        device: str = "auto",
+        batch_size: int = 32,
+        threads: int | None = None,
+    ) -> None:
         super().__init__()
         if batch_size < 1:
             raise ValueError(f"rotation_net.batch_size must be >= 1, got {batch_size}")
@@ -123,8 +138,10 @@ class RotationNetScorer(ModelScorer):
         with safe_open(str(self.head_path), framework="numpy") as f:
             version = (f.metadata() or {}).get("feature_version")
             if version != FEATURE_VERSION:
-                raise ScorerUnavailable(f"{self.head_path}: head trained on features {version!r}, this code computes "
-                                        f"{FEATURE_VERSION!r}; retrain with bench/train_rotation_net.py")
+                raise ScorerUnavailable(
+                    f"{self.head_path}: head trained on features {version!r}, this code computes "
+                    f"{FEATURE_VERSION!r}; retrain with bench/train_rotation_net.py"
+                )
             self._head = {k: f.get_tensor(k) for k in ("mean", "scale", "w")}
         self.load_backbone()
 
@@ -140,7 +157,7 @@ class RotationNetScorer(ModelScorer):
         std = torch.tensor(STD).view(1, 3, 1, 1)
         out = []
         for start in range(0, len(inputs), self.batch_size):
-            x = torch.from_numpy(inputs[start:start + self.batch_size]).permute(0, 3, 1, 2).float() / 255.0
+            x = torch.from_numpy(inputs[start : start + self.batch_size]).permute(0, 3, 1, 2).float() / 255.0
             x = (x - mean) / std
             # torch.rot90 with k=-r turns the image clockwise by r quarter turns.
             views = torch.stack([torch.rot90(x, k=-r, dims=(2, 3)) for r in range(4)], dim=1)
@@ -162,8 +179,10 @@ class RotationNetScorer(ModelScorer):
         p = np.exp(s)
         p /= p.sum(axis=1, keepdims=True)
         pred = p.argmax(axis=1)
-        return {"rotation_net_pred": (pred * 90).astype(np.int16).tolist(),
-                "rotation_net_upright_prob": p[:, 0].astype(np.float32).tolist()}
+        return {
+            "rotation_net_pred": (pred * 90).astype(np.int16).tolist(),
+            "rotation_net_upright_prob": p[:, 0].astype(np.float32).tolist(),
+        }
 
 
 def head_metadata(path: Path = DEFAULT_HEAD) -> dict[str, str]:

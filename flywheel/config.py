@@ -30,8 +30,9 @@ def build(cls: type[T], data: dict[str, Any] | None, where: str = "") -> T:
     fields = {f.name: f for f in dataclasses.fields(cls)}
     unknown = set(data) - set(fields)
     if unknown:
-        raise ConfigError(f"unknown config key(s) {sorted(unknown)} in {where or cls.__name__}; "
-                          f"known: {sorted(fields)}")
+        raise ConfigError(
+            f"unknown config key(s) {sorted(unknown)} in {where or cls.__name__}; known: {sorted(fields)}"
+        )
     kwargs: dict[str, Any] = {}
     for name, value in data.items():
         hint = hints[name]

@@ -16,12 +16,12 @@ EVALUATION_VERSION = 1
 
 # Failure tags the trainer's evaluation may emit; the router reads them as evidence.
 FAILURE_TAGS = (
-    "text_unreadable",   # OCR character accuracy below threshold on a text-rendering prompt
-    "text_wrong",        # OCR reads text, but not the expected text
-    "object_missing",    # the image classifier does not find the prompted object class
-    "low_quality",       # image statistics: flat, blank, saturated, noisy
-    "edit_ignored",      # TI2I output too close to the source image
-    "edit_destroyed",    # TI2I output unrelated to the source image
+    "text_unreadable",  # OCR character accuracy below threshold on a text-rendering prompt
+    "text_wrong",  # OCR reads text, but not the expected text
+    "object_missing",  # the image classifier does not find the prompted object class
+    "low_quality",  # image statistics: flat, blank, saturated, noisy
+    "edit_ignored",  # TI2I output too close to the source image
+    "edit_destroyed",  # TI2I output unrelated to the source image
 )
 
 EVALUATION_COLUMNS: tuple[Column, ...] = (
@@ -35,11 +35,16 @@ EVALUATION_COLUMNS: tuple[Column, ...] = (
     Column("source_image", pa.binary(), "png", "TI2I: the source image of the edit; null for T2I.", "eval"),
     Column("output_image", pa.binary(), "png", "The generated image, PNG-encoded.", "eval"),
     Column("seed", pa.int64(), "", "Sampling seed.", "eval"),
-    Column("metrics", pa.map_(pa.string(), pa.float64()), "",
-           "Named metrics of the output (ocr_char_acc, label_prob, ...); higher is better unless named *_error.",
-           "eval"),
-    Column("reward", pa.float64(), "", "One scalar in [0, 1] combining the metrics; ranks outputs of one prompt.",
-           "eval"),
+    Column(
+        "metrics",
+        pa.map_(pa.string(), pa.float64()),
+        "",
+        "Named metrics of the output (ocr_char_acc, label_prob, ...); higher is better unless named *_error.",
+        "eval",
+    ),
+    Column(
+        "reward", pa.float64(), "", "One scalar in [0, 1] combining the metrics; ranks outputs of one prompt.", "eval"
+    ),
     Column("failure_tags", pa.list_(pa.string()), "", "Subset of FAILURE_TAGS; empty when the output passed.", "eval"),
     Column("passed", pa.bool_(), "", "True when no failure tag fired.", "eval"),
     Column("checkpoint", pa.string(), "", "Checkpoint path or name that produced the output.", "eval"),
@@ -50,8 +55,11 @@ EVALUATION_COLUMNS: tuple[Column, ...] = (
 
 def evaluation_schema() -> pa.Schema:
     """Arrow schema of an evaluation-results Parquet file."""
-    return ColumnRegistry(EVALUATION_COLUMNS).schema().with_metadata(
-        {b"flywheel.evaluation_version": str(EVALUATION_VERSION).encode()})
+    return (
+        ColumnRegistry(EVALUATION_COLUMNS)
+        .schema()
+        .with_metadata({b"flywheel.evaluation_version": str(EVALUATION_VERSION).encode()})
+    )
 
 
 class EvaluationSchemaError(ValueError):

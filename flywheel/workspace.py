@@ -1,9 +1,9 @@
 """A workspace folder: the pool, curated selections and run logs of one project.
 
-    DIR/pool/part-NNNNN.parquet       scored shards (one per input partition)
-    DIR/pool/_markers/, _manifest.json, _sources.json
-    DIR/curated/<recipe>/             kept shards, rejected.parquet, funnel.json, funnel.txt
-    DIR/runs/                         one JSON log per run (counters, timings)
+DIR/pool/part-NNNNN.parquet       scored shards (one per input partition)
+DIR/pool/_markers/, _manifest.json, _sources.json
+DIR/curated/<recipe>/             kept shards, rejected.parquet, funnel.json, funnel.txt
+DIR/runs/                         one JSON log per run (counters, timings)
 """
 
 from __future__ import annotations
@@ -63,7 +63,8 @@ class Workspace:
             if entry["partitions"] != n_partitions:
                 raise WorkspaceError(
                     f"source {source_key} now plans {n_partitions} partitions, the pool holds {entry['partitions']}: "
-                    "the source changed since it was scored; score it into a new workspace")
+                    "the source changed since it was scored; score it into a new workspace"
+                )
             return int(entry["first"])
         first = max((e["first"] + e["partitions"] for e in sources.values()), default=0)
         sources[source_key] = {"first": first, "partitions": n_partitions}

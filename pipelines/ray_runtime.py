@@ -13,8 +13,9 @@ import ray
 DEFAULT_OBJECT_STORE_BYTES = 1 << 30  # bounded so a laptop or a CI box is never swapped out
 
 
-def init_ray(address: str | None = None, *, num_cpus: int | None = None,
-             object_store_memory: int | None = None) -> None:
+def init_ray(
+    address: str | None = None, *, num_cpus: int | None = None, object_store_memory: int | None = None
+) -> None:
     """Connect to `address` (a cluster) or start a local Ray with a bounded object store."""
     if ray.is_initialized():
         return
@@ -22,8 +23,13 @@ def init_ray(address: str | None = None, *, num_cpus: int | None = None,
         ray.init(address=address, log_to_driver=True)
         return
     store = object_store_memory or int(os.environ.get("FLYWHEEL_RAY_OBJECT_STORE", DEFAULT_OBJECT_STORE_BYTES))
-    ray.init(num_cpus=num_cpus, object_store_memory=store, include_dashboard=False,
-             log_to_driver=True, configure_logging=False)
+    ray.init(
+        num_cpus=num_cpus,
+        object_store_memory=store,
+        include_dashboard=False,
+        log_to_driver=True,
+        configure_logging=False,
+    )
     ctx = ray.data.DataContext.get_current()
     ctx.enable_progress_bars = False  # the CLI draws its own (rich) progress
     ctx.print_on_execution_start = False

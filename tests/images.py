@@ -18,7 +18,7 @@ def photo_like(w: int = 320, h: int = 240, seed: int = 0) -> np.ndarray:
     img[..., 0] = 80 + 100 * (x / w)
     img[..., 1] = 120 + 60 * np.sin(x / 17.0 + seed)
     img[..., 2] = 230 - 150 * (y / h)
-    img[h // 2:] *= 0.6
+    img[h // 2 :] *= 0.6
     img += rng.normal(0, 12, img.shape)
     return np.clip(img, 0, 255).astype(np.uint8)
 
@@ -36,5 +36,6 @@ def png_bomb_header(width: int = 60000, height: int = 60000) -> bytes:
         return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data) & 0xFFFFFFFF)
 
     ihdr = struct.pack(">IIBBBBB", width, height, 8, 0, 0, 0, 0)
-    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", zlib.compress(b"\x00" * 64)) + chunk(
-        b"IEND", b"")
+    return (
+        b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", zlib.compress(b"\x00" * 64)) + chunk(b"IEND", b"")
+    )

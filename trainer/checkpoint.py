@@ -83,8 +83,13 @@ class Checkpoint:
         return f"{self.path.parent.name}-{self.path.name}"
 
 
-def save_checkpoint(folder: Path, model: dict[str, torch.Tensor], ema: dict[str, torch.Tensor],
-                    optimizer: dict[str, Any], state: dict[str, Any]) -> Path:
+def save_checkpoint(
+    folder: Path,
+    model: dict[str, torch.Tensor],
+    ema: dict[str, torch.Tensor],
+    optimizer: dict[str, Any],
+    state: dict[str, Any],
+) -> Path:
     folder.parent.mkdir(parents=True, exist_ok=True)
     tmp = folder.with_name(f".{folder.name}.tmp-{uuid.uuid4().hex[:8]}")
     tmp.mkdir()
@@ -111,8 +116,13 @@ def load_checkpoint(folder: Path, with_optimizer: bool = True) -> Checkpoint:
     optimizer: dict[str, Any] = {}
     if with_optimizer:
         optimizer = unflatten_optimizer(load_file(folder / "optimizer.safetensors"), state.pop("param_groups"))
-    return Checkpoint(path=folder, model=load_file(folder / "model.safetensors"),
-                      ema=load_file(folder / "ema.safetensors"), optimizer=optimizer, state=state)
+    return Checkpoint(
+        path=folder,
+        model=load_file(folder / "model.safetensors"),
+        ema=load_file(folder / "ema.safetensors"),
+        optimizer=optimizer,
+        state=state,
+    )
 
 
 def list_checkpoints(stage_dir: Path) -> list[Path]:
@@ -134,5 +144,7 @@ def resolve_checkpoint(workspace_root: Path, spec: str) -> Path:
     if steps:
         return steps[-1]
     known = sorted(p.name for p in base.iterdir()) if base.is_dir() else []
-    raise CheckpointError(f"no checkpoint {spec!r} under {base} (stages with checkpoints: {known}); "
-                          "pass a checkpoint folder, a stage name, or STAGE/step-NNNNNNN")
+    raise CheckpointError(
+        f"no checkpoint {spec!r} under {base} (stages with checkpoints: {known}); "
+        "pass a checkpoint folder, a stage name, or STAGE/step-NNNNNNN"
+    )

@@ -171,8 +171,9 @@ class TrainConfig:
         if self.precision not in ("fp32", "bf16"):
             raise ConfigError(f"train.precision must be fp32 or bf16, got {self.precision!r}")
         if self.timestep_sampling not in ("logit_normal", "uniform"):
-            raise ConfigError("train.timestep_sampling must be logit_normal or uniform, "
-                              f"got {self.timestep_sampling!r}")
+            raise ConfigError(
+                f"train.timestep_sampling must be logit_normal or uniform, got {self.timestep_sampling!r}"
+            )
         if self.steps < 1 or self.grad_accum < 1 or self.checkpoint_every < 1 or self.log_every < 1:
             raise ConfigError("train.steps, grad_accum, checkpoint_every and log_every must be >= 1")
         if not 0.0 <= self.ema_decay < 1.0:
@@ -234,6 +235,7 @@ def load_stage(name_or_path: str | Path) -> StageConfig:
     if not path.suffix:
         path = STAGES_DIR / f"{name_or_path}.yaml"
         if not path.is_file():
-            raise ConfigError(f"unknown stage {name_or_path!r}; built-in stages: {builtin_stages()} "
-                              "(or pass a YAML path)")
+            raise ConfigError(
+                f"unknown stage {name_or_path!r}; built-in stages: {builtin_stages()} (or pass a YAML path)"
+            )
     return StageConfig.from_dict(load_yaml(path), where=str(path))

@@ -24,8 +24,9 @@ class ConditionEncoder(Protocol):
     dim: int
     name: str
 
-    def encode(self, texts: Sequence[str], images: Sequence[Image.Image] | None,
-               max_tokens: int) -> tuple[torch.Tensor, torch.Tensor]:
+    def encode(
+        self, texts: Sequence[str], images: Sequence[Image.Image] | None, max_tokens: int
+    ) -> tuple[torch.Tensor, torch.Tensor]:
         """Token features [B, T, dim] (float32) and mask [B, T] (bool)."""
         ...
 
@@ -38,8 +39,9 @@ class MiniLMCondition:
         self.dim = self.encoder.dim
         self.name = f"minilm:{self.encoder.name}"
 
-    def encode(self, texts: Sequence[str], images: Sequence[Image.Image] | None,
-               max_tokens: int) -> tuple[torch.Tensor, torch.Tensor]:
+    def encode(
+        self, texts: Sequence[str], images: Sequence[Image.Image] | None, max_tokens: int
+    ) -> tuple[torch.Tensor, torch.Tensor]:
         hidden, mask = self.encoder.token_features(list(texts), max_length=max_tokens)
         return hidden.float(), mask
 
@@ -55,8 +57,10 @@ class VLMCondition:
 
         folder = Path(cfg.path or "")
         if not (folder / "config.json").is_file():
-            raise ConfigError(f"encoder.path {folder} has no config.json: save the VLM with save_pretrained "
-                              "(model and processor) into that folder")
+            raise ConfigError(
+                f"encoder.path {folder} has no config.json: save the VLM with save_pretrained "
+                "(model and processor) into that folder"
+            )
         self.processor = AutoProcessor.from_pretrained(folder, local_files_only=True)
         self.model = AutoModelForImageTextToText.from_pretrained(folder, local_files_only=True).eval().to(device)
         self.model.requires_grad_(False)
@@ -72,8 +76,9 @@ class VLMCondition:
         return self.processor.apply_chat_template([{"role": "user", "content": content}], tokenize=False)
 
     @torch.no_grad()
-    def encode(self, texts: Sequence[str], images: Sequence[Image.Image] | None,
-               max_tokens: int) -> tuple[torch.Tensor, torch.Tensor]:
+    def encode(
+        self, texts: Sequence[str], images: Sequence[Image.Image] | None, max_tokens: int
+    ) -> tuple[torch.Tensor, torch.Tensor]:
         prompts = [self._prompt(t, images is not None) for t in texts]
         kwargs: dict[str, object] = {"text": prompts, "padding": True, "return_tensors": "pt"}
         if images is not None:

@@ -47,8 +47,14 @@ def sigmas(steps: int, shift: float, device: torch.device | str = "cpu") -> torc
 
 
 @torch.no_grad()
-def euler_sample(cond_velocity: Velocity, uncond_velocity: Velocity | None, noise: torch.Tensor, steps: int,
-                 guidance: float, shift: float = 1.0) -> torch.Tensor:
+def euler_sample(
+    cond_velocity: Velocity,
+    uncond_velocity: Velocity | None,
+    noise: torch.Tensor,
+    steps: int,
+    guidance: float,
+    shift: float = 1.0,
+) -> torch.Tensor:
     """Integrate from noise (t=1) to data (t=0). With `uncond_velocity` and guidance != 1, CFG:
     v = v_uncond + guidance * (v_cond - v_uncond)."""
     if steps < 1:

@@ -37,9 +37,16 @@ class Pipeline:
         return res, res
 
     @torch.no_grad()
-    def generate(self, prompts: Sequence[str], seeds: Sequence[int], *, size: tuple[int, int] | None = None,
-                 steps: int = 20, guidance: float = 4.0, sources: Sequence[Image.Image] | None = None,
-                 ) -> list[Image.Image]:
+    def generate(
+        self,
+        prompts: Sequence[str],
+        seeds: Sequence[int],
+        *,
+        size: tuple[int, int] | None = None,
+        steps: int = 20,
+        guidance: float = 4.0,
+        sources: Sequence[Image.Image] | None = None,
+    ) -> list[Image.Image]:
         """One image per (prompt, seed) pair; `sources` (one per prompt) makes them edits."""
         if len(prompts) != len(seeds):
             raise GenerateError(f"{len(prompts)} prompts but {len(seeds)} seeds")
@@ -62,13 +69,19 @@ class Pipeline:
             return lambda x, t: model(x, t, c, m, grid, src_tokens).float()
 
         model.eval()
-        tokens = euler_sample(velocity(cond, mask), velocity(ucond, umask), noise, steps, guidance,
-                              self.parts.cfg.train.time_shift)
+        tokens = euler_sample(
+            velocity(cond, mask), velocity(ucond, umask), noise, steps, guidance, self.parts.cfg.train.time_shift
+        )
         return to_pil(lat.decode(tokens, grid))
 
 
-def load_pipeline(path: Path, *, weights: str = "ema", device: str | None = None,
-                  encoder: MiniLMCondition | VLMCondition | None = None) -> Pipeline:
+def load_pipeline(
+    path: Path,
+    *,
+    weights: str = "ema",
+    device: str | None = None,
+    encoder: MiniLMCondition | VLMCondition | None = None,
+) -> Pipeline:
     """Rebuild the stage's model from the checkpoint's recorded config and load its (EMA) weights."""
     if weights not in ("ema", "model"):
         raise GenerateError(f"weights must be ema or model, got {weights!r}")
@@ -76,8 +89,10 @@ def load_pipeline(path: Path, *, weights: str = "ema", device: str | None = None
     cfg = StageConfig.from_dict(ckpt.state["config"], where=f"{path}/state.json")
     parts = build_parts(cfg, encoder=encoder, device=device or ("cuda" if torch.cuda.is_available() else "cpu"))
     if parts.encoder.dim != ckpt.state["cond_dim"]:
-        raise GenerateError(f"{path} was trained with a {ckpt.state['cond_dim']}-d condition encoder "
-                            f"({ckpt.state['encoder']}), this encoder gives {parts.encoder.dim}")
+        raise GenerateError(
+            f"{path} was trained with a {ckpt.state['cond_dim']}-d condition encoder "
+            f"({ckpt.state['encoder']}), this encoder gives {parts.encoder.dim}"
+        )
     parts.model.load_state_dict(ckpt.ema if weights == "ema" else ckpt.model)
     parts.model.eval()
     return Pipeline(parts=parts, checkpoint=ckpt, weights=weights)

@@ -51,7 +51,7 @@ class PixelLatents:
 
     @property
     def token_channels(self) -> int:
-        return 3 * self.patch_size ** 2
+        return 3 * self.patch_size**2
 
     @property
     def downsample(self) -> int:
@@ -71,8 +71,9 @@ class VAELatents:
         try:
             from diffusers import AutoencoderKL  # optional dependency: lazy so the default path never needs it
         except ImportError as exc:
-            raise ConfigError("latents.kind: vae needs the `diffusers` package (pip install diffusers), "
-                              "or use latents.kind: pixels") from exc
+            raise ConfigError(
+                "latents.kind: vae needs the `diffusers` package (pip install diffusers), or use latents.kind: pixels"
+            ) from exc
         path = Path(cfg.vae_path or "")
         if not (path / "config.json").is_file():
             raise ConfigError(f"latents.vae_path {path} has no config.json (save the VAE with save_pretrained)")
@@ -86,7 +87,7 @@ class VAELatents:
 
     @property
     def token_channels(self) -> int:
-        return self.channels * self.patch_size ** 2
+        return self.channels * self.patch_size**2
 
     @property
     def downsample(self) -> int:

@@ -81,9 +81,15 @@ class TrainResult:
 
 
 class Trainer:
-    def __init__(self, cfg: StageConfig, workspace: Workspace, *,
-                 encoder: MiniLMCondition | VLMCondition | None = None, device: str | None = None,
-                 log: Callable[[str], None] = print) -> None:
+    def __init__(
+        self,
+        cfg: StageConfig,
+        workspace: Workspace,
+        *,
+        encoder: MiniLMCondition | VLMCondition | None = None,
+        device: str | None = None,
+        log: Callable[[str], None] = print,
+    ) -> None:
         self.cfg, self.workspace, self.log = cfg, workspace, log
         self.rank, self.world = (dist.get_rank(), dist.get_world_size()) if dist.is_initialized() else (0, 1)
         self.parts: Parts = build_parts(cfg, encoder=encoder, device=device)
@@ -97,8 +103,9 @@ class Trainer:
         if cfg.train.compile:
             self.net = torch.compile(self.net)
         o = cfg.optim
-        self.optimizer = torch.optim.AdamW(self.model.parameters(), lr=o.lr, betas=(o.betas[0], o.betas[1]),
-                                           eps=o.eps, weight_decay=o.weight_decay)
+        self.optimizer = torch.optim.AdamW(
+            self.model.parameters(), lr=o.lr, betas=(o.betas[0], o.betas[1]), eps=o.eps, weight_decay=o.weight_decay
+        )
         self.generator = torch.Generator().manual_seed(cfg.train.seed * 1000 + self.rank)
         buckets = make_buckets(cfg.data.resolutions, cfg.data.aspect_ratios, self.parts.latents.downsample)
         self.index = build_index(curated_shards(workspace, cfg.data.recipes), buckets)
@@ -114,11 +121,17 @@ class Trainer:
 
     def state_json(self) -> dict[str, Any]:
         return {
-            "step": self.step, "stage": self.cfg.name, "config": self.cfg.to_dict(),
-            "loader": self.loader_state.to_json(), "world": self.world,
-            "rng": {"generator": rng_to_list(self.generator.get_state()),
-                    "torch_cpu": rng_to_list(torch.get_rng_state())},
-            "encoder": self.parts.encoder.name, "cond_dim": self.parts.encoder.dim,
+            "step": self.step,
+            "stage": self.cfg.name,
+            "config": self.cfg.to_dict(),
+            "loader": self.loader_state.to_json(),
+            "world": self.world,
+            "rng": {
+                "generator": rng_to_list(self.generator.get_state()),
+                "torch_cpu": rng_to_list(torch.get_rng_state()),
+            },
+            "encoder": self.parts.encoder.name,
+            "cond_dim": self.parts.encoder.dim,
             "token_channels": self.parts.latents.token_channels,
             "params": sum(p.numel() for p in self.model.parameters()),
         }
@@ -126,8 +139,13 @@ class Trainer:
     def save(self) -> Path | None:
         path = None
         if self.rank == 0:
-            path = save_checkpoint(step_dir(self.workspace.root, self.cfg.name, self.step), self.model.state_dict(),
-                                   self.ema.state_dict(), self.optimizer.state_dict(), self.state_json())
+            path = save_checkpoint(
+                step_dir(self.workspace.root, self.cfg.name, self.step),
+                self.model.state_dict(),
+                self.ema.state_dict(),
+                self.optimizer.state_dict(),
+                self.state_json(),
+            )
         if self.world > 1:
             dist.barrier()
         return path
@@ -144,9 +162,11 @@ class Trainer:
             raise ResumeError(f"{spec} belongs to stage {ckpt.state.get('stage')!r}, not {self.cfg.name!r}")
         loader = LoaderState.from_json(ckpt.state["loader"])
         if loader.fingerprint != self.loader_state.fingerprint:
-            raise ResumeError(f"the curated shards changed since {spec} was written (fingerprint "
-                              f"{loader.fingerprint} != {self.loader_state.fingerprint}); resuming would repeat or "
-                              "skip data. Start a new stage name, or restore the shards.")
+            raise ResumeError(
+                f"the curated shards changed since {spec} was written (fingerprint "
+                f"{loader.fingerprint} != {self.loader_state.fingerprint}); resuming would repeat or "
+                "skip data. Start a new stage name, or restore the shards."
+            )
         self.model.load_state_dict(ckpt.model)
         self.ema.load_state_dict(ckpt.ema)
         self.optimizer.load_state_dict(ckpt.optimizer)
@@ -159,8 +179,7 @@ class Trainer:
     # ---- one step ----------------------------------------------------------------------------------------
     def _autocast(self) -> contextlib.AbstractContextManager[Any]:
         if self.cfg.train.precision == "bf16":
-            return torch.autocast(device_type="cuda" if self.device.startswith("cuda") else "cpu",
-                                  dtype=torch.bfloat16)
+            return torch.autocast(device_type="cuda" if self.device.startswith("cuda") else "cpu", dtype=torch.bfloat16)
         return contextlib.nullcontext()
 
     def micro_loss(self, batch: Batch) -> tuple[torch.Tensor, int]:
@@ -233,9 +252,11 @@ class Trainer:
         if self.step >= target:
             return result
         if self.rank == 0:
-            self.log(f"stage {self.cfg.name}: {self.index.rows} rows in {len(self.index.shards)} shard(s), "
-                     f"{len(self.planner.groups)} task/bucket groups, T2I ratio {self.planner.effective_t2i_ratio}; "
-                     f"model {sum(p.numel() for p in self.model.parameters()) / 1e6:.2f}M params on {self.device}")
+            self.log(
+                f"stage {self.cfg.name}: {self.index.rows} rows in {len(self.index.shards)} shard(s), "
+                f"{len(self.planner.groups)} task/bucket groups, T2I ratio {self.planner.effective_t2i_ratio}; "
+                f"model {sum(p.numel() for p in self.model.parameters()) / 1e6:.2f}M params on {self.device}"
+            )
         batches = self.batches()
         window: list[StepLog] = []
         started = time.perf_counter()
@@ -262,14 +283,20 @@ class Trainer:
             return
         seconds = sum(e.seconds for e in window)
         record = {
-            "step": window[-1].step, "loss": sum(e.loss for e in window) / len(window), "lr": window[-1].lr,
-            "grad_norm": window[-1].grad_norm, "samples_per_s": sum(e.samples for e in window) * self.world / seconds,
+            "step": window[-1].step,
+            "loss": sum(e.loss for e in window) / len(window),
+            "lr": window[-1].lr,
+            "grad_norm": window[-1].grad_norm,
+            "samples_per_s": sum(e.samples for e in window) * self.world / seconds,
             "tokens_per_s": sum(e.tokens for e in window) * self.world / seconds,
-            "data_wait": sum(e.data_seconds for e in window) / seconds, "time": time.time(),
+            "data_wait": sum(e.data_seconds for e in window) / seconds,
+            "time": time.time(),
         }
-        self.log(f"step {record['step']:>7d}  loss {record['loss']:.4f}  lr {record['lr']:.2e}  "
-                 f"gnorm {record['grad_norm']:.3f}  {record['samples_per_s']:.1f} samples/s  "
-                 f"data wait {100 * record['data_wait']:.1f}%")
+        self.log(
+            f"step {record['step']:>7d}  loss {record['loss']:.4f}  lr {record['lr']:.2e}  "
+            f"gnorm {record['grad_norm']:.3f}  {record['samples_per_s']:.1f} samples/s  "
+            f"data wait {100 * record['data_wait']:.1f}%"
+        )
         self.log_path.parent.mkdir(parents=True, exist_ok=True)
         with self.log_path.open("a", encoding="utf-8") as fh:
             fh.write(json.dumps(record) + "\n")

@@ -52,8 +52,9 @@ class Parts:
         return hidden.to(self.device), mask.to(self.device)
 
 
-def build_parts(cfg: StageConfig, encoder: MiniLMCondition | VLMCondition | None = None,
-                device: str | None = None) -> Parts:
+def build_parts(
+    cfg: StageConfig, encoder: MiniLMCondition | VLMCondition | None = None, device: str | None = None
+) -> Parts:
     dev = device or pick_device(cfg.train.device)
     latents = build_latents(cfg.latents, dev)
     enc = encoder or build_encoder(cfg.encoder, dev)

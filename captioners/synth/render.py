@@ -34,7 +34,7 @@ class SynthError(ValueError):
 @dataclass(frozen=True)
 class SynthSample:
     image: Image.Image
-    lines: tuple[str, ...]   # exact text in reading order
+    lines: tuple[str, ...]  # exact text in reading order
     kind: str
     layout: str
     script: str
@@ -55,8 +55,10 @@ def _pick_font(spec: ScriptText, rng: np.random.Generator) -> tuple[Path, int]:
         raise SynthError(f"script {spec.code} needs libraqm for shaping; install libraqm0 (Pillow uses it at runtime)")
     fonts = fonts_for(spec)
     if not fonts:
-        raise SynthError(f"no Noto font for script {spec.code} (wanted {spec.fonts[0][0]}); install fonts-noto-core "
-                         "and fonts-noto-cjk")
+        raise SynthError(
+            f"no Noto font for script {spec.code} (wanted {spec.fonts[0][0]}); install fonts-noto-core "
+            "and fonts-noto-cjk"
+        )
     return fonts[int(rng.integers(len(fonts)))]
 
 
@@ -90,8 +92,18 @@ def wrap(text: str, font: ImageFont.FreeTypeFont, max_w: int, spec: ScriptText) 
     return lines
 
 
-def _draw_lines(draw: ImageDraw.ImageDraw, lines: list[str], font: ImageFont.FreeTypeFont, x: int, y: int, w: int,
-                fill: tuple[int, ...], spec: ScriptText, align: str = "start", spacing: float = 1.5) -> int:
+def _draw_lines(
+    draw: ImageDraw.ImageDraw,
+    lines: list[str],
+    font: ImageFont.FreeTypeFont,
+    x: int,
+    y: int,
+    w: int,
+    fill: tuple[int, ...],
+    spec: ScriptText,
+    align: str = "start",
+    spacing: float = 1.5,
+) -> int:
     """Draw lines top to bottom inside [x, x+w]; return the y below the last line."""
     step = int(font.size * spacing)
     for line in lines:
@@ -102,8 +114,9 @@ def _draw_lines(draw: ImageDraw.ImageDraw, lines: list[str], font: ImageFont.Fre
     return y
 
 
-def render_pure(spec: ScriptText, rng: np.random.Generator, font_px: int | None = None,
-                text: str | None = None) -> SynthSample:
+def render_pure(
+    spec: ScriptText, rng: np.random.Generator, font_px: int | None = None, text: str | None = None
+) -> SynthSample:
     path, index = _pick_font(spec, rng)
     px = font_px or int(rng.choice([12, 16, 20, 24, 32, 48, 64, 96]))
     font = _font(path, index, px)
@@ -175,9 +188,9 @@ def render_compositional(spec: ScriptText, rng: np.random.Generator, font_px: in
     y = int(rng.integers(0, max(1, photo.height - sign.height)))
     photo.paste(sign, (x, y), sign)
     # Lighting: a soft directional gradient multiplies the whole scene, then a slight blur (camera softness).
-    yy, xx = np.mgrid[0:photo.height, 0:photo.width].astype(np.float32)
+    yy, xx = np.mgrid[0 : photo.height, 0 : photo.width].astype(np.float32)
     angle = float(rng.uniform(0, 2 * np.pi))
-    t = (np.cos(angle) * xx / photo.width + np.sin(angle) * yy / photo.height)
+    t = np.cos(angle) * xx / photo.width + np.sin(angle) * yy / photo.height
     t = (t - t.min()) / max(1e-6, float(t.max() - t.min()))
     light = 0.7 + 0.45 * t
     pixels = np.clip(np.asarray(photo, np.float32) * light[..., None], 0, 255).astype(np.uint8)
@@ -187,8 +200,9 @@ def render_compositional(spec: ScriptText, rng: np.random.Generator, font_px: in
     return SynthSample(img, tuple(lines), "compositional", "sign_in_photo", spec.code, spec.lang, font, px, caption)
 
 
-def render_complex(spec: ScriptText, rng: np.random.Generator, layout: str | None = None,
-                   font_px: int | None = None) -> SynthSample:
+def render_complex(
+    spec: ScriptText, rng: np.random.Generator, layout: str | None = None, font_px: int | None = None
+) -> SynthSample:
     layout = layout or str(rng.choice(LAYOUTS))
     if layout not in LAYOUTS:
         raise SynthError(f"unknown layout {layout!r}; known: {', '.join(LAYOUTS)}")
@@ -206,16 +220,27 @@ def render_complex(spec: ScriptText, rng: np.random.Generator, layout: str | Non
     y = margin
     if layout in ("slide", "poster", "menu", "table"):
         head = str(rng.choice(spec.phrases))
-        y = _draw_lines(draw, [head], title, margin, y, inner, fg, spec,
-                        align="center" if layout != "slide" else "start", spacing=1.6)
+        y = _draw_lines(
+            draw,
+            [head],
+            title,
+            margin,
+            y,
+            inner,
+            fg,
+            spec,
+            align="center" if layout != "slide" else "start",
+            spacing=1.6,
+        )
         lines.append(head)
         y += px // 2
     if layout == "paragraph" or layout == "poster":
         n = 2 if layout == "poster" else int(rng.integers(2, 5))
         text = (" " if spec.spaces else "").join(str(s) for s in rng.choice(spec.sentences, size=n))
         wrapped = wrap(text, body, inner, spec)
-        y = _draw_lines(draw, wrapped, body, margin, y, inner, fg, spec,
-                        align="center" if layout == "poster" else "start")
+        y = _draw_lines(
+            draw, wrapped, body, margin, y, inner, fg, spec, align="center" if layout == "poster" else "start"
+        )
         lines += wrapped
     elif layout == "slide":
         for sentence in rng.choice(spec.sentences, size=min(3, len(spec.sentences)), replace=False):
@@ -225,8 +250,9 @@ def render_complex(spec: ScriptText, rng: np.random.Generator, layout: str | Non
             y = _draw_lines(draw, bullet, body, margin + (0 if spec.rtl else px), y, inner - px, fg, spec)
             lines += bullet
     elif layout in ("menu", "table"):
-        items = [str(i) for i in rng.choice(spec.items, size=min(len(spec.items), int(rng.integers(3, 6))),
-                                            replace=False)]
+        items = [
+            str(i) for i in rng.choice(spec.items, size=min(len(spec.items), int(rng.integers(3, 6))), replace=False)
+        ]
         row_h = int(px * 1.9)
         for item in items:
             if layout == "table":

@@ -28,8 +28,9 @@ class SynthReport:
     warnings: list[str] = field(default_factory=list)
 
 
-def write_synth(out: str | Path, n: int, *, kinds: tuple[str, ...] = KINDS, scripts: tuple[str, ...] | None = None,
-                seed: int = 0) -> SynthReport:
+def write_synth(
+    out: str | Path, n: int, *, kinds: tuple[str, ...] = KINDS, scripts: tuple[str, ...] | None = None, seed: int = 0
+) -> SynthReport:
     started = time.perf_counter()
     bad = [k for k in kinds if k not in KINDS]
     if bad or not kinds:
@@ -55,11 +56,21 @@ def write_synth(out: str | Path, n: int, *, kinds: tuple[str, ...] = KINDS, scri
         sample = render(kind, script, rng)
         stem = root / f"synth_{seed}_{i:06d}"
         sample.image.save(stem.with_suffix(".png"), format="PNG")
-        write_json_atomic(stem.with_suffix(".json"), {
-            "caption": sample.caption,
-            "synth": {"kind": sample.kind, "layout": sample.layout, "script": sample.script, "lang": sample.lang,
-                      "lines": list(sample.lines), "font": sample.font, "font_px": sample.font_px},
-        })
+        write_json_atomic(
+            stem.with_suffix(".json"),
+            {
+                "caption": sample.caption,
+                "synth": {
+                    "kind": sample.kind,
+                    "layout": sample.layout,
+                    "script": sample.script,
+                    "lang": sample.lang,
+                    "lines": list(sample.lines),
+                    "font": sample.font,
+                    "font_px": sample.font_px,
+                },
+            },
+        )
         report.written += 1
         report.counts[(kind, script)] += 1
     report.seconds = time.perf_counter() - started

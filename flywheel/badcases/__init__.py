@@ -4,5 +4,15 @@ from flywheel.badcases.ingest import FeedbackError, ingest_file
 from flywheel.badcases.schema import ROUTABLE_TRACKS, SOURCES, TRACKS, BadCase
 from flywheel.badcases.store import BadCaseError, BadCaseStore, IngestResult, Route
 
-__all__ = ["ROUTABLE_TRACKS", "SOURCES", "TRACKS", "BadCase", "BadCaseError", "BadCaseStore", "FeedbackError",
-           "IngestResult", "Route", "ingest_file"]
+__all__ = [
+    "ROUTABLE_TRACKS",
+    "SOURCES",
+    "TRACKS",
+    "BadCase",
+    "BadCaseError",
+    "BadCaseStore",
+    "FeedbackError",
+    "IngestResult",
+    "Route",
+    "ingest_file",
+]

@@ -62,16 +62,34 @@ def ingest_evaluation(store: BadCaseStore, path: Path) -> IngestReport:
         origin = f"{path.name}#row={i}"
         out = store.put_image(row["output_image"], f"{origin} output_image") if row["output_image"] else None
         src = store.put_image(row["source_image"], f"{origin} source_image") if row["source_image"] else None
-        metrics = {k: float(v) for k, v in (row["metrics"] or [])} if isinstance(row["metrics"], list) \
+        metrics = (
+            {k: float(v) for k, v in (row["metrics"] or [])}
+            if isinstance(row["metrics"], list)
             else dict(row["metrics"] or {})
-        cases.append(BadCase(
-            content_key=_key("evaluation", row["eval_id"]), kind="reference" if row["passed"] else "bad",
-            source="evaluation", prompt=row["prompt"] or "", origin=origin, prompt_id=row["prompt_id"],
-            task=row["task"], category=row["category"], expected_text=row["expected_text"],
-            expected_label=row["expected_label"], input_image=src, output_image=out, seed=row["seed"],
-            metrics=metrics, reward=row["reward"], failure_tags=list(row["failure_tags"] or []),
-            checkpoint=row["checkpoint"], step=row["step"],
-            created_at=row["created_at"].isoformat() if row["created_at"] else None))
+        )
+        cases.append(
+            BadCase(
+                content_key=_key("evaluation", row["eval_id"]),
+                kind="reference" if row["passed"] else "bad",
+                source="evaluation",
+                prompt=row["prompt"] or "",
+                origin=origin,
+                prompt_id=row["prompt_id"],
+                task=row["task"],
+                category=row["category"],
+                expected_text=row["expected_text"],
+                expected_label=row["expected_label"],
+                input_image=src,
+                output_image=out,
+                seed=row["seed"],
+                metrics=metrics,
+                reward=row["reward"],
+                failure_tags=list(row["failure_tags"] or []),
+                checkpoint=row["checkpoint"],
+                step=row["step"],
+                created_at=row["created_at"].isoformat() if row["created_at"] else None,
+            )
+        )
     return IngestReport(store.ingest(cases), [])
 
 
@@ -80,8 +98,14 @@ def _records(path: Path) -> Iterator[tuple[int, dict[str, Any] | str]]:
     if path.suffix.lower() == ".csv":
         with path.open(newline="", encoding="utf-8") as fh:
             for line_no, rec in enumerate(csv.DictReader(fh), start=2):
-                yield line_no, {k.strip(): (v.strip() if isinstance(v, str) else v) for k, v in rec.items()
-                                if k is not None and v not in (None, "")}
+                yield (
+                    line_no,
+                    {
+                        k.strip(): (v.strip() if isinstance(v, str) else v)
+                        for k, v in rec.items()
+                        if k is not None and v not in (None, "")
+                    },
+                )
         return
     with path.open(encoding="utf-8") as fh:
         for line_no, line in enumerate(fh, start=1):
@@ -134,10 +158,20 @@ def _case(store: BadCaseStore, path: Path, line_no: int, rec: dict[str, Any], so
     task = rec.get("task", "T2I")
     if task not in ("T2I", "TI2I"):
         raise ValueError(f"'task' must be T2I or TI2I, got {task!r}")
-    return BadCase(content_key=_key(source, prompt, image, complaint, rating, sorted(tags), metrics),
-                   kind="bad", source=source, prompt=prompt.strip(), origin=f"{path.name}:{line_no}", task=task,
-                   output_image=image, complaint=complaint, rating=rating, failure_tags=list(tags),
-                   metrics={k: float(v) for k, v in metrics.items()}, checkpoint=rec.get("checkpoint"))
+    return BadCase(
+        content_key=_key(source, prompt, image, complaint, rating, sorted(tags), metrics),
+        kind="bad",
+        source=source,
+        prompt=prompt.strip(),
+        origin=f"{path.name}:{line_no}",
+        task=task,
+        output_image=image,
+        complaint=complaint,
+        rating=rating,
+        failure_tags=list(tags),
+        metrics={k: float(v) for k, v in metrics.items()},
+        checkpoint=rec.get("checkpoint"),
+    )
 
 
 def ingest_records(store: BadCaseStore, path: Path, source: str, *, skip_invalid: bool = False) -> IngestReport:
@@ -160,8 +194,9 @@ def ingest_records(store: BadCaseStore, path: Path, source: str, *, skip_invalid
     return IngestReport(store.ingest(cases), errors)
 
 
-def ingest_file(store: BadCaseStore, path: Path, source: str | None = None, *,
-                skip_invalid: bool = False) -> IngestReport:
+def ingest_file(
+    store: BadCaseStore, path: Path, source: str | None = None, *, skip_invalid: bool = False
+) -> IngestReport:
     """Dispatch by `source` or, when None, by extension: .parquet -> evaluation, .jsonl/.csv -> feedback."""
     if not path.is_file():
         raise FileNotFoundError(f"no such file: {path}")

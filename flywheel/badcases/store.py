@@ -41,7 +41,7 @@ class IngestResult:
 class Route:
     case_id: str
     track: str
-    by: str            # 'rule:<name>', 'learned', ...
+    by: str  # 'rule:<name>', 'learned', ...
     evidence: dict[str, Any]
 
 
@@ -125,10 +125,14 @@ class BadCaseStore:
         with self.transaction() as con:
             if con.execute("SELECT 1 FROM cases WHERE case_id = ?", (case_id,)).fetchone() is None:
                 raise BadCaseError(f"no bad case {case_id!r}; see `flywheel badcases list`")
-            cur = con.execute("INSERT INTO decisions (case_id, track, by, note, at) VALUES (?, ?, ?, ?, ?)",
-                              (case_id, track, by, note, at))
-            con.execute("UPDATE cases SET track = ?, track_by = ?, routed_at = ? WHERE case_id = ?",
-                        (track, f"annotator:{by}", at, case_id))
+            cur = con.execute(
+                "INSERT INTO decisions (case_id, track, by, note, at) VALUES (?, ?, ?, ?, ?)",
+                (case_id, track, by, note, at),
+            )
+            con.execute(
+                "UPDATE cases SET track = ?, track_by = ?, routed_at = ? WHERE case_id = ?",
+                (track, f"annotator:{by}", at, case_id),
+            )
             return int(cur.lastrowid or 0)
 
     def record_routes(self, routes: Iterable[Route], *, override_annotators: bool = False) -> int:
@@ -136,11 +140,15 @@ class BadCaseStore:
         at, n = now(), 0
         with self.transaction() as con:
             for r in routes:
-                con.execute("UPDATE cases SET evidence = ? WHERE case_id = ?",
-                            (json.dumps(r.evidence, sort_keys=True), r.case_id))
+                con.execute(
+                    "UPDATE cases SET evidence = ? WHERE case_id = ?",
+                    (json.dumps(r.evidence, sort_keys=True), r.case_id),
+                )
                 guard = "" if override_annotators else " AND (track_by IS NULL OR track_by NOT LIKE 'annotator:%')"
-                n += con.execute(f"UPDATE cases SET track = ?, track_by = ?, routed_at = ? WHERE case_id = ?{guard}",
-                                 (r.track, r.by, at, r.case_id)).rowcount
+                n += con.execute(
+                    f"UPDATE cases SET track = ?, track_by = ?, routed_at = ? WHERE case_id = ?{guard}",
+                    (r.track, r.by, at, r.case_id),
+                ).rowcount
         return n
 
     # --- reads --------------------------------------------------------------------------------------------
@@ -150,13 +158,18 @@ class BadCaseStore:
             if row is None:
                 raise BadCaseError(f"no bad case {case_id!r}; see `flywheel badcases list`")
             out = _decode(row)
-            out["decisions"] = [dict(d) for d in con.execute(
-                "SELECT decision_id, track, by, note, at FROM decisions WHERE case_id = ? ORDER BY decision_id",
-                (case_id,))]
+            out["decisions"] = [
+                dict(d)
+                for d in con.execute(
+                    "SELECT decision_id, track, by, note, at FROM decisions WHERE case_id = ? ORDER BY decision_id",
+                    (case_id,),
+                )
+            ]
         return out
 
-    def list(self, *, track: str | None = None, source: str | None = None, kind: str | None = "bad",
-             limit: int | None = None) -> list[dict[str, Any]]:
+    def list(
+        self, *, track: str | None = None, source: str | None = None, kind: str | None = "bad", limit: int | None = None
+    ) -> list[dict[str, Any]]:
         if source is not None and source not in SOURCES:
             raise BadCaseError(f"unknown source {source!r}; choose one of {SOURCES}")
         if track is not None and track not in (*TRACKS, "unrouted"):
@@ -193,8 +206,9 @@ class BadCaseStore:
 
     def counts(self) -> dict[str, int]:
         with self._connect() as con:
-            rows = con.execute("SELECT kind, coalesce(track, 'unrouted') AS t, count(*) AS n FROM cases "
-                               "GROUP BY 1, 2").fetchall()
+            rows = con.execute(
+                "SELECT kind, coalesce(track, 'unrouted') AS t, count(*) AS n FROM cases GROUP BY 1, 2"
+            ).fetchall()
         return {f"{r['kind']}:{r['t']}": r["n"] for r in rows}
 
 

@@ -103,7 +103,7 @@ def _load_json_sidecar(path: str, root_real: str) -> _Sidecar:
 def _resolve_edit_source(root: str, image_rel: str, source: object) -> tuple[str | None, str | None]:
     """Map a sidecar's "source" to a root-relative posix path; (rel, None) or (None, reason)."""
     if not isinstance(source, str) or not source.strip():
-        return None, "TI2I sidecar has no \"source\" path"
+        return None, 'TI2I sidecar has no "source" path'
     if os.path.isabs(source):
         return None, f"TI2I source must be a relative path: {source!r}"
     base = os.path.dirname(image_rel)
@@ -189,8 +189,14 @@ class FolderSource(Source):
                     parts += ["source", edit_sources[rel], size(edit_sources[rel])]
             specs.append(
                 PartitionSpec(
-                    kind=self.kind, source=self.name, root=root, local_index=index, files=chunk,
-                    start=start, stop=start + len(chunk), fingerprint=fingerprint(parts),
+                    kind=self.kind,
+                    source=self.name,
+                    root=root,
+                    local_index=index,
+                    files=chunk,
+                    start=start,
+                    stop=start + len(chunk),
+                    fingerprint=fingerprint(parts),
                 )
             )
         return specs
@@ -262,6 +268,12 @@ def _read_one(root: str, root_real: str, rel: str) -> RawSample:
     if errors:
         meta["sidecar_error"] = "; ".join(errors)
     return RawSample(
-        uri=os.path.abspath(path), image=image, caption=caption, task=task, source_image=source_image,
-        source_uri=source_uri, meta=meta or None, read_error=read_error,
+        uri=os.path.abspath(path),
+        image=image,
+        caption=caption,
+        task=task,
+        source_image=source_image,
+        source_uri=source_uri,
+        meta=meta or None,
+        read_error=read_error,
     )

@@ -111,8 +111,13 @@ def detect_layout(schema: pa.Schema, where: str) -> Layout:
     used = {image, caption, source, instruction}
     meta = tuple(f.name for f in schema if f.name not in used and _is_scalar(f.type))
     return Layout(
-        image=image, image_mode=image_mode, caption=caption, source=source,
-        source_mode=_mode(schema.field(source).type) if source else None, instruction=instruction, meta=meta,
+        image=image,
+        image_mode=image_mode,
+        caption=caption,
+        source=source,
+        source_mode=_mode(schema.field(source).type) if source else None,
+        instruction=instruction,
+        meta=meta,
     )
 
 
@@ -171,8 +176,14 @@ class ParquetSource(Source):
             for start, stop in ranges:
                 specs.append(
                     PartitionSpec(
-                        kind=self.kind, source=self.name, root=root, local_index=len(specs), files=(rel,),
-                        start=start, stop=stop, options=file_options,
+                        kind=self.kind,
+                        source=self.name,
+                        root=root,
+                        local_index=len(specs),
+                        files=(rel,),
+                        start=start,
+                        stop=stop,
+                        options=file_options,
                         fingerprint=fingerprint([self.kind, rel, size, num_rows, start, stop, file_options]),
                     )
                 )
@@ -223,9 +234,7 @@ def _row_groups(meta: pq.FileMetaData, start: int, stop: int) -> tuple[list[int]
     return groups, max(first, 0)
 
 
-def _image_value(
-    value: Any, mode: str, base: str, root_real: str | None
-) -> tuple[bytes | None, str | None, str]:
+def _image_value(value: Any, mode: str, base: str, root_real: str | None) -> tuple[bytes | None, str | None, str]:
     """Resolve an image cell to (bytes, error, origin) where origin is the path read or ''."""
     if value is None:
         return None, "image value is null", ""
@@ -245,9 +254,7 @@ def _image_value(
     return data, err, full
 
 
-def _sample(
-    uri: str, i: int, row: dict[str, Any], layout: Layout, path: str, root_real: str | None
-) -> RawSample:
+def _sample(uri: str, i: int, row: dict[str, Any], layout: Layout, path: str, root_real: str | None) -> RawSample:
     base = os.path.dirname(os.path.abspath(path))
     row_uri = f"{uri}#row={i}"
     image, read_error, _ = _image_value(row[layout.image], layout.image_mode, base, root_real)
@@ -264,6 +271,12 @@ def _sample(
         if src_err:
             read_error = read_error or f"edit source: {src_err}"
     return RawSample(
-        uri=row_uri, image=image, caption=None if caption is None else str(caption), task=task,
-        source_image=source_image, source_uri=source_uri, meta=meta or None, read_error=read_error,
+        uri=row_uri,
+        image=image,
+        caption=None if caption is None else str(caption),
+        task=task,
+        source_image=source_image,
+        source_uri=source_uri,
+        meta=meta or None,
+        read_error=read_error,
     )

@@ -164,8 +164,14 @@ class WebDatasetSource(Source):
                     parts += [(m.name, m.size) for m in group.members.values()]
                 specs.append(
                     PartitionSpec(
-                        kind=self.kind, source=self.name, root=root, local_index=len(specs), files=(rel,),
-                        start=start, stop=stop, fingerprint=fingerprint(parts),
+                        kind=self.kind,
+                        source=self.name,
+                        root=root,
+                        local_index=len(specs),
+                        files=(rel,),
+                        start=start,
+                        stop=stop,
+                        fingerprint=fingerprint(parts),
                     )
                 )
         return specs
@@ -186,12 +192,12 @@ class WebDatasetSource(Source):
                 if i < len(scan.groups) and raw is not None:
                     yield _sample(raw, tar_uri, scan.groups[i])
                 elif i == len(scan.groups) and scan.error:
-                    yield RawSample(
-                        uri=f"{tar_uri}#{TAR_ERROR_KEY}", image=None, caption=None, read_error=scan.error
-                    )
+                    yield RawSample(uri=f"{tar_uri}#{TAR_ERROR_KEY}", image=None, caption=None, read_error=scan.error)
                 else:
                     yield RawSample(
-                        uri=f"{tar_uri}#{TAR_ERROR_KEY}/{i}", image=None, caption=None,
+                        uri=f"{tar_uri}#{TAR_ERROR_KEY}/{i}",
+                        image=None,
+                        caption=None,
                         read_error=f"sample {i} missing: tar changed since plan ({scan.error})",
                     )
 
@@ -299,6 +305,12 @@ def _sample(raw: BinaryIO, tar_uri: str, group: Group) -> RawSample:
     if side_errors:
         meta["sidecar_error"] = "; ".join(side_errors)
     return RawSample(
-        uri=f"{tar_uri}#{group.key}", image=image, caption=caption, task=task, source_image=source_image,
-        source_uri=source_uri, meta=meta or None, read_error="; ".join(errors) or None,
+        uri=f"{tar_uri}#{group.key}",
+        image=image,
+        caption=caption,
+        task=task,
+        source_image=source_image,
+        source_uri=source_uri,
+        meta=meta or None,
+        read_error="; ".join(errors) or None,
     )

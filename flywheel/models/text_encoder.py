@@ -61,8 +61,8 @@ class MiniLMEncoder:
         """One L2-normalised vector per text (masked mean pooling), float32 [B, dim]."""
         out = np.empty((len(texts), self.dim), dtype=np.float32)
         for start in range(0, len(texts), batch_size):
-            hidden, mask = self.token_features(texts[start:start + batch_size], max_length=max_length)
+            hidden, mask = self.token_features(texts[start : start + batch_size], max_length=max_length)
             m = mask.unsqueeze(-1).to(hidden.dtype)
             pooled = (hidden * m).sum(1) / m.sum(1).clamp(min=1.0)
-            out[start:start + len(pooled)] = torch.nn.functional.normalize(pooled, dim=-1).float().cpu().numpy()
+            out[start : start + len(pooled)] = torch.nn.functional.normalize(pooled, dim=-1).float().cpu().numpy()
         return out

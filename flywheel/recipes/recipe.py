@@ -63,8 +63,13 @@ class Rule:
             raise ConfigError(f"rule {self.name!r} has no condition")
         if self.dedup and not self.column:
             raise ConfigError(f"dedup rule {self.name!r} needs a column")
-        if (self.min is not None or self.max is not None or self.is_null is not None
-                or self.values_in is not None or self.not_in is not None) and not self.column:
+        if (
+            self.min is not None
+            or self.max is not None
+            or self.is_null is not None
+            or self.values_in is not None
+            or self.not_in is not None
+        ) and not self.column:
             raise ConfigError(f"rule {self.name!r} bounds a value but names no column")
         if self.on_null not in ("keep", "reject"):
             raise ConfigError(f"rule {self.name!r}: on_null must be keep or reject")
@@ -77,8 +82,9 @@ class Recipe:
     stage: int | None = None
     resolution: int | None = None  # target resolution bucket the trainer uses for this stage
     tasks: list[str] = field(default_factory=lambda: ["T2I"])
-    keep_best_by: list[str] = field(default_factory=lambda: [
-        "resolution_megapixels DESC NULLS LAST", "file_bytes DESC NULLS LAST", "id"])
+    keep_best_by: list[str] = field(
+        default_factory=lambda: ["resolution_megapixels DESC NULLS LAST", "file_bytes DESC NULLS LAST", "id"]
+    )
     rules: list[Rule] = field(default_factory=list)
 
     def rule(self, name: str) -> Rule:

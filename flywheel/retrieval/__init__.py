@@ -4,5 +4,13 @@ from flywheel.retrieval.config import AnnConfig, IndexConfig
 from flywheel.retrieval.engine import IndexError_, RetrievalEngine, TableInfo
 from flywheel.retrieval.space import EmbeddingSpace, ImageEmbedder, TextEmbedder
 
-__all__ = ["AnnConfig", "EmbeddingSpace", "ImageEmbedder", "IndexConfig", "IndexError_", "RetrievalEngine",
-           "TableInfo", "TextEmbedder"]
+__all__ = [
+    "AnnConfig",
+    "EmbeddingSpace",
+    "ImageEmbedder",
+    "IndexConfig",
+    "IndexError_",
+    "RetrievalEngine",
+    "TableInfo",
+    "TextEmbedder",
+]

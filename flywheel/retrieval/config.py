@@ -18,10 +18,10 @@ class AnnConfig:
     index_type: str = "IVF_PQ"
     # Defaults measured at 1M x 384-d (docs/flywheel-loop.md): 256 partitions, nprobes 16, refine 50 gave
     # recall@10 0.97; refine 10 gave 0.63 (PQ codes alone mis-order near neighbours inside a dense cluster).
-    num_partitions: int | None = None      # default: min(256, sqrt(rows)) - k-means cost grows with partitions^2
-    num_sub_vectors: int | None = None     # default: dim / 8 (IVF_PQ)
+    num_partitions: int | None = None  # default: min(256, sqrt(rows)) - k-means cost grows with partitions^2
+    num_sub_vectors: int | None = None  # default: dim / 8 (IVF_PQ)
     nprobes: int = 16
-    refine_factor: int = 50                # re-rank k * refine_factor candidates with full vectors
+    refine_factor: int = 50  # re-rank k * refine_factor candidates with full vectors
 
     def check(self) -> None:
         if self.index_type not in ANN_TYPES:

@@ -37,8 +37,11 @@ class TableInfo:
 
 
 def _space_meta(field: str, space: EmbeddingSpace) -> dict[bytes, bytes]:
-    return {SPACE_KEY: json.dumps({"field": field, "model": space.model, "dim": space.dim,
-                                   "text_queries": space.text_queries}).encode()}
+    return {
+        SPACE_KEY: json.dumps(
+            {"field": field, "model": space.model, "dim": space.dim, "text_queries": space.text_queries}
+        ).encode()
+    }
 
 
 def vectors_to_arrow(vectors: np.ndarray) -> pa.FixedSizeListArray:
@@ -75,8 +78,11 @@ class RetrievalEngine:
         """The table embedding `field`; with `text_queries`, one whose space can embed text queries."""
         if field not in FIELDS:
             raise IndexError_(f"unknown field {field!r}; known: {FIELDS}")
-        candidates = [t for t in self.tables() if t.field == field and (text_queries is None
-                                                                        or t.space.text_queries == text_queries)]
+        candidates = [
+            t
+            for t in self.tables()
+            if t.field == field and (text_queries is None or t.space.text_queries == text_queries)
+        ]
         if not candidates:
             want = " with a text tower (configure CLIP weights)" if text_queries else ""
             raise IndexError_(f"no {field} index{want} in {self.root}: run `flywheel index --workspace ...` first")
@@ -102,8 +108,9 @@ class RetrievalEngine:
             return 0
         vec_type = rows.schema.field("vector").type
         if not pa.types.is_fixed_size_list(vec_type) or vec_type.list_size != space.dim:
-            raise IndexError_(f"vectors of width {getattr(vec_type, 'list_size', '?')} do not fit space "
-                              f"{space.describe()}")
+            raise IndexError_(
+                f"vectors of width {getattr(vec_type, 'list_size', '?')} do not fit space {space.describe()}"
+            )
         name = table_name(field, space)
         rows = rows.replace_schema_metadata(_space_meta(field, space))
         if name in self.table_names():
@@ -125,10 +132,15 @@ class RetrievalEngine:
         if rows < self.ann.min_rows and not force:
             return False
         dim = self.info(name).space.dim
-        partitions = self.ann.num_partitions or max(16, min(256, int(rows ** 0.5)))
+        partitions = self.ann.num_partitions or max(16, min(256, int(rows**0.5)))
         sub_vectors = self.ann.num_sub_vectors or max(1, dim // 8)
-        kwargs: dict[str, object] = {"metric": "cosine", "vector_column_name": "vector", "replace": True,
-                                     "index_type": self.ann.index_type, "num_partitions": partitions}
+        kwargs: dict[str, object] = {
+            "metric": "cosine",
+            "vector_column_name": "vector",
+            "replace": True,
+            "index_type": self.ann.index_type,
+            "num_partitions": partitions,
+        }
         if self.ann.index_type.endswith("PQ"):
             kwargs["num_sub_vectors"] = sub_vectors
         table.create_index(**kwargs)  # type: ignore[arg-type]
@@ -142,8 +154,9 @@ class RetrievalEngine:
             raise IndexError_(f"id {sample_id} is not in index table {name}")
         return np.asarray(hit.column("vector")[0].as_py(), dtype=np.float32)
 
-    def search(self, name: str, query: np.ndarray, *, k: int = 10, where: str | None = None,
-               columns: list[str] | None = None) -> pa.Table:
+    def search(
+        self, name: str, query: np.ndarray, *, k: int = 10, where: str | None = None, columns: list[str] | None = None
+    ) -> pa.Table:
         """Nearest neighbours of one L2-normalised query: metadata, `similarity` (cosine) and the space used."""
         info = self.info(name)
         query = np.asarray(query, dtype=np.float32).reshape(-1)
@@ -165,16 +178,18 @@ class RetrievalEngine:
         result = result.drop_columns([c for c in ("vector",) if c in result.column_names])
         similarity = pa.array(1.0 - result.column("_distance").to_numpy(zero_copy_only=False), pa.float32())
         result = result.drop_columns(["_distance"]).append_column("similarity", similarity)
-        return result.replace_schema_metadata({b"flywheel.space": info.space.describe().encode(),
-                                               b"flywheel.table": name.encode()})
+        return result.replace_schema_metadata(
+            {b"flywheel.space": info.space.describe().encode(), b"flywheel.table": name.encode()}
+        )
 
 
 def _sql_str(value: str) -> str:
     return value.replace("'", "''")
 
 
-def table_vectors(engine: RetrievalEngine, name: str, where: str | None = None,
-                  ids: list[str] | None = None) -> tuple[list[str], np.ndarray]:
+def table_vectors(
+    engine: RetrievalEngine, name: str, where: str | None = None, ids: list[str] | None = None
+) -> tuple[list[str], np.ndarray]:
     """All (id, vector) rows of a table matching `where` / `ids`, for bulk work in faiss."""
     table = engine._open(name)
     clauses = [where] if where else []

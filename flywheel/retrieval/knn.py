@@ -26,8 +26,9 @@ def exact_knn(base: np.ndarray, queries: np.ndarray, k: int) -> tuple[np.ndarray
     return index.search(queries, min(k, max(1, base.shape[0])))
 
 
-def kmeans(vectors: np.ndarray, n_clusters: int, *, seed: int = 0,
-           iterations: int = 20) -> tuple[np.ndarray, np.ndarray]:
+def kmeans(
+    vectors: np.ndarray, n_clusters: int, *, seed: int = 0, iterations: int = 20
+) -> tuple[np.ndarray, np.ndarray]:
     """Spherical k-means: (centroids [C, dim], assignment [N]). Used to measure how the pool covers concepts."""
     vectors = _f32(vectors)
     n_clusters = max(1, min(n_clusters, vectors.shape[0]))

@@ -18,10 +18,19 @@ from flywheel.workspace import Workspace
 
 # Score columns copied into the index (users filter on these); null where the pool lacks the column, so every
 # index table has the same schema and filters never fail on a missing name.
-SCORE_TYPES = {"width": "INTEGER", "height": "INTEGER", "task": "VARCHAR", "nsfw_score": "FLOAT",
-               "entropy_bits": "FLOAT", "clip_score": "FLOAT", "resolution_min_side": "INTEGER",
-               "rotation_upright_prob": "FLOAT", "caption_issue": "VARCHAR", "broken_reason": "VARCHAR",
-               "dedup_phash": "BIGINT"}
+SCORE_TYPES = {
+    "width": "INTEGER",
+    "height": "INTEGER",
+    "task": "VARCHAR",
+    "nsfw_score": "FLOAT",
+    "entropy_bits": "FLOAT",
+    "clip_score": "FLOAT",
+    "resolution_min_side": "INTEGER",
+    "rotation_upright_prob": "FLOAT",
+    "caption_issue": "VARCHAR",
+    "broken_reason": "VARCHAR",
+    "dedup_phash": "BIGINT",
+}
 SCORE_COLUMNS = tuple(SCORE_TYPES)
 
 METADATA_FIELDS = (
@@ -48,8 +57,7 @@ def pool_metadata(ws: Workspace, ids: list[str] | None = None) -> pa.Table:
     present = {r[0] for r in con.execute("DESCRIBE SELECT * FROM read_parquet(?)", [_glob(shards)]).fetchall()}
     score_sql = "".join(f', any_value("{c}" ORDER BY uri) AS "{c}"' for c in SCORE_COLUMNS)
     select_scores = "".join(f', "{c}"' if c in present else f', NULL::{t} AS "{c}"' for c, t in SCORE_TYPES.items())
-    con.execute(f"CREATE TEMP TABLE p AS SELECT id, uri, caption{select_scores} FROM read_parquet(?)",
-                [_glob(shards)])
+    con.execute(f"CREATE TEMP TABLE p AS SELECT id, uri, caption{select_scores} FROM read_parquet(?)", [_glob(shards)])
     if ids is not None:
         con.register("wanted", pa.table({"id": pa.array(ids, pa.string())}))
         con.execute("DELETE FROM p WHERE id NOT IN (SELECT id FROM wanted)")
@@ -61,8 +69,10 @@ def pool_metadata(ws: Workspace, ids: list[str] | None = None) -> pa.Table:
         if kept_shards:
             con.execute("INSERT INTO kept SELECT ?, id FROM read_parquet(?)", [recipe, _glob(kept_shards)])
         if (cdir / "rejected.parquet").is_file():
-            con.execute("INSERT INTO rej SELECT ?, id, reason, reasons FROM read_parquet(?)",
-                        [recipe, str(cdir / "rejected.parquet")])
+            con.execute(
+                "INSERT INTO rej SELECT ?, id, reason, reasons FROM read_parquet(?)",
+                [recipe, str(cdir / "rejected.parquet")],
+            )
     table = con.sql(f"""
         WITH k AS (SELECT id, list(DISTINCT recipe ORDER BY recipe) AS kept_in FROM kept GROUP BY id),
              r AS (SELECT id, list(DISTINCT x ORDER BY x) AS reject_reasons,

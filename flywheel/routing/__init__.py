@@ -5,5 +5,16 @@ from flywheel.routing.learned import LearnedRouter, RouterTrainingError, fit_rou
 from flywheel.routing.policy import Policy
 from flywheel.routing.router import MODES, RouteSummary, route_store
 
-__all__ = ["FEATURES", "MODES", "IndexCoverage", "LearnedRouter", "Policy", "RouteSummary", "RouterTrainingError",
-           "fit_router", "gather_evidence", "instruction_signals", "route_store"]
+__all__ = [
+    "FEATURES",
+    "MODES",
+    "IndexCoverage",
+    "LearnedRouter",
+    "Policy",
+    "RouteSummary",
+    "RouterTrainingError",
+    "fit_router",
+    "gather_evidence",
+    "instruction_signals",
+    "route_store",
+]

@@ -66,13 +66,15 @@ class LearnedRouter:
     @classmethod
     def load(cls, path: Path) -> LearnedRouter:
         if not path.is_file():
-            raise FileNotFoundError(f"no learned router at {path}: run `flywheel route-fit` once annotators "
-                                    "have decided enough cases")
+            raise FileNotFoundError(
+                f"no learned router at {path}: run `flywheel route-fit` once annotators have decided enough cases"
+            )
         return cls(**json.loads(path.read_text()))
 
 
-def fit_router(evidence: Sequence[dict[str, Any]], labels: Sequence[str], *, min_cases: int = 12,
-               seed: int = 0) -> tuple[LearnedRouter, np.ndarray, list[str]]:
+def fit_router(
+    evidence: Sequence[dict[str, Any]], labels: Sequence[str], *, min_cases: int = 12, seed: int = 0
+) -> tuple[LearnedRouter, np.ndarray, list[str]]:
     """Fit on (evidence, annotator track) pairs; returns the router, the cross-validated confusion matrix
     (rows: annotator, columns: router) and the class order. Agreement is cross-validated, never train-set."""
     from sklearn.linear_model import LogisticRegression
@@ -88,8 +90,10 @@ def fit_router(evidence: Sequence[dict[str, Any]], labels: Sequence[str], *, min
         raise RouterTrainingError(f"annotators chose only {list(classes)}; the router needs two tracks or more")
     folds = int(min(5, counts.min()))
     if folds < 2:
-        raise RouterTrainingError(f"each track needs >= 2 decisions for cross-validation; counts: "
-                                  f"{dict(zip(classes.tolist(), counts.tolist(), strict=True))}")
+        raise RouterTrainingError(
+            f"each track needs >= 2 decisions for cross-validation; counts: "
+            f"{dict(zip(classes.tolist(), counts.tolist(), strict=True))}"
+        )
     x, y = feature_matrix(evidence), np.asarray(labels)
 
     def model() -> Any:
@@ -101,7 +105,16 @@ def fit_router(evidence: Sequence[dict[str, Any]], labels: Sequence[str], *, min
     full = model().fit(x, y)
     scaler, clf = full.steps[0][1], full.steps[1][1]
     scale = np.where(scaler.scale_ == 0, 1.0, scaler.scale_)
-    router = LearnedRouter(list(FEATURES), [str(c) for c in clf.classes_], scaler.mean_.tolist(), scale.tolist(),
-                           clf.coef_.tolist(), clf.intercept_.tolist(), agreement, folds, len(y))
+    router = LearnedRouter(
+        list(FEATURES),
+        [str(c) for c in clf.classes_],
+        scaler.mean_.tolist(),
+        scale.tolist(),
+        clf.coef_.tolist(),
+        clf.intercept_.tolist(),
+        agreement,
+        folds,
+        len(y),
+    )
     order = [str(c) for c in clf.classes_]
     return router, confusion_matrix(y, predicted, labels=order), order

@@ -52,8 +52,10 @@ class Policy:
         else:
             data, where = load_yaml(path), str(path)
         policy = build(cls, data, where)
-        policy.rules = [build(PolicyRule, r, f"{where}: rules[{i}]") if isinstance(r, dict) else r
-                        for i, r in enumerate(policy.rules)]
+        policy.rules = [
+            build(PolicyRule, r, f"{where}: rules[{i}]") if isinstance(r, dict) else r
+            for i, r in enumerate(policy.rules)
+        ]
         policy.check(where)
         return policy
 
@@ -68,8 +70,9 @@ class Policy:
                 raise ConfigError(f"{where}: rule {rule.name}: track {rule.track!r} not in {ROUTABLE_TRACKS}")
             for feature, bound in rule.when.items():
                 if feature not in FEATURES:
-                    raise ConfigError(f"{where}: rule {rule.name}: unknown feature {feature!r}; "
-                                      f"known: {list(FEATURES)}")
+                    raise ConfigError(
+                        f"{where}: rule {rule.name}: unknown feature {feature!r}; known: {list(FEATURES)}"
+                    )
                 if not isinstance(bound, dict):
                     raise ConfigError(f"{where}: rule {rule.name}: {feature} must be {{min: X, max: Y}}")
                 b = build(Bound, bound, f"{where}: rules.{rule.name}.{feature}")
@@ -84,8 +87,11 @@ class Policy:
             ok = True
             for feature, bound in rule.when.items():
                 value = evidence.get(feature)
-                holds = value is not None and (bound.min is None or value >= bound.min) and (
-                    bound.max is None or value <= bound.max)
+                holds = (
+                    value is not None
+                    and (bound.min is None or value >= bound.min)
+                    and (bound.max is None or value <= bound.max)
+                )
                 checked[feature] = {"value": value, "min": bound.min, "max": bound.max}
                 if not holds:
                     ok = False

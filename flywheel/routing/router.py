@@ -29,24 +29,37 @@ class RouteSummary:
     coverage_measured: bool = False
 
 
-def decide_track(evidence: dict[str, Any], policy: Policy, mode: str, learned: LearnedRouter | None,
-                 min_confidence: float) -> tuple[str, str, dict[str, Any]]:
+def decide_track(
+    evidence: dict[str, Any], policy: Policy, mode: str, learned: LearnedRouter | None, min_confidence: float
+) -> tuple[str, str, dict[str, Any]]:
     """(track, by, extra evidence) for one case."""
     rule, checked = policy.route(evidence)
-    extra: dict[str, Any] = {"rule": rule.name, "rule_track": rule.track, "why": rule.why, "conditions": checked,
-                             "policy": policy.name}
+    extra: dict[str, Any] = {
+        "rule": rule.name,
+        "rule_track": rule.track,
+        "why": rule.why,
+        "conditions": checked,
+        "policy": policy.name,
+    }
     if learned is None or mode == "rules":
         return rule.track, f"rule:{rule.name}", extra
-    (track, prob), = learned.predict([evidence])
+    ((track, prob),) = learned.predict([evidence])
     extra["learned"] = {"track": track, "probability": prob, "cv_agreement": learned.cv_agreement}
     if mode == "learned" or prob >= min_confidence:
         return track, "learned", extra
     return rule.track, f"rule:{rule.name}", extra
 
 
-def route_store(store: BadCaseStore, policy: Policy, probe: CoverageProbe | None, *, mode: str = "rules",
-                learned: LearnedRouter | None = None, min_confidence: float = 0.7,
-                reroute: bool = False) -> RouteSummary:
+def route_store(
+    store: BadCaseStore,
+    policy: Policy,
+    probe: CoverageProbe | None,
+    *,
+    mode: str = "rules",
+    learned: LearnedRouter | None = None,
+    min_confidence: float = 0.7,
+    reroute: bool = False,
+) -> RouteSummary:
     if mode not in MODES:
         raise ValueError(f"routing mode {mode!r} unknown; use one of {MODES}")
     if mode != "rules" and learned is None:

@@ -26,14 +26,16 @@ def band_slices(max_hamming: int, bits: int = 64) -> list[tuple[int, int]]:
     return slices
 
 
-def near_duplicate_edges(con: duckdb.DuckDBPyConnection, table: str, key: str, hash_col: str,
-                         max_hamming: int) -> list[tuple[str, str]]:
+def near_duplicate_edges(
+    con: duckdb.DuckDBPyConnection, table: str, key: str, hash_col: str, max_hamming: int
+) -> list[tuple[str, str]]:
     """Pairs (a, b) of keys in `table` whose hashes differ in at most `max_hamming` bits."""
     unions = " UNION ALL ".join(
         f"SELECT {key} AS k, {hash_col} AS h, {i} AS band, "
         f"(({hash_col} >> {shift}) & {(1 << width) - 1}) AS v FROM {table} "
         f"WHERE {hash_col} IS NOT NULL"
-        for i, (shift, width) in enumerate(band_slices(max_hamming)))
+        for i, (shift, width) in enumerate(band_slices(max_hamming))
+    )
     sql = f"""
         WITH bands AS ({unions})
         SELECT DISTINCT a.k, b.k

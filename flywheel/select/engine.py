@@ -86,8 +86,9 @@ def select(workspace: Workspace, recipe: Recipe, *, threads: int | None = None) 
     for rule in recipe.rules:
         missing = [c for c in rule.columns() if c not in pool_columns]
         if missing:
-            funnel.not_applied.append({"rule": rule.name, "why": f"column(s) {missing} not in the pool "
-                                       "(was the filter run?)"})
+            funnel.not_applied.append(
+                {"rule": rule.name, "why": f"column(s) {missing} not in the pool (was the filter run?)"}
+            )
         else:
             applied.append(rule)
     order_cols = [c for c in ("resolution_megapixels", "file_bytes", "id") if c in pool_columns]
@@ -117,8 +118,9 @@ def select(workspace: Workspace, recipe: Recipe, *, threads: int | None = None) 
 
     funnel.kept = con.execute("SELECT count(*) FROM s WHERE alive").fetchone()[0]
     funnel.rejected = funnel.rows_in - funnel.kept
-    funnel.by_reason = dict(con.execute(
-        "SELECT reason, count(*) FROM s WHERE NOT alive GROUP BY reason ORDER BY 2 DESC").fetchall())
+    funnel.by_reason = dict(
+        con.execute("SELECT reason, count(*) FROM s WHERE NOT alive GROUP BY reason ORDER BY 2 DESC").fetchall()
+    )
 
     out_dir = workspace.curated_dir(recipe.name)
     tmp_dir = out_dir.with_name(f".{out_dir.name}.tmp-{uuid.uuid4().hex[:8]}")
@@ -137,8 +139,10 @@ def _apply(con: duckdb.DuckDBPyConnection, funnel: Funnel, outcome: RuleOutcome,
     name = _literal(outcome.name)
     outcome.failed_total = con.execute(f"SELECT count(*) FROM s WHERE NOT ({keep_sql})").fetchone()[0]
     outcome.removed = con.execute(f"SELECT count(*) FROM s WHERE alive AND NOT ({keep_sql})").fetchone()[0]
-    con.execute(f"UPDATE s SET reasons = list_append(reasons, {name}), "
-                f"reason = CASE WHEN alive THEN {name} ELSE reason END, alive = FALSE WHERE NOT ({keep_sql})")
+    con.execute(
+        f"UPDATE s SET reasons = list_append(reasons, {name}), "
+        f"reason = CASE WHEN alive THEN {name} ELSE reason END, alive = FALSE WHERE NOT ({keep_sql})"
+    )
     if outcome.name != "task" or outcome.removed:
         funnel.rules.append(outcome)
 
@@ -181,9 +185,11 @@ def _write_outputs(con: duckdb.DuckDBPyConnection, shards: list[Path], out_dir: 
     store = ShardStore(out_dir)
     for shard in shards:
         index = int(shard.stem.split("-")[1])
-        kept = con.sql(f"""SELECT p.* FROM read_parquet(?) p
+        kept = con.sql(
+            f"""SELECT p.* FROM read_parquet(?) p
             WHERE p.{KEY} IN (SELECT {KEY} FROM s WHERE alive AND partition = ?)""",
-                       params=[str(shard), index]).to_arrow_table()
+            params=[str(shard), index],
+        ).to_arrow_table()
         if kept.num_rows:
             store.write(index, kept, fingerprint=f"{recipe.name}:{shard.name}")
     rejected = con.sql(f"""SELECT {KEY}, id, partition, task, reason, reasons, duplicate_of

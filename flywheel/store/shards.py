@@ -108,8 +108,13 @@ class ShardStore:
             os.fsync(fh.fileno())
         os.replace(tmp, final)
         info = ShardInfo(
-            shard=final.name, index=index, rows=table.num_rows, bytes=final.stat().st_size,
-            sha256=file_sha256(final), fingerprint=fingerprint, stats=column_stats(table),
+            shard=final.name,
+            index=index,
+            rows=table.num_rows,
+            bytes=final.stat().st_size,
+            sha256=file_sha256(final),
+            fingerprint=fingerprint,
+            stats=column_stats(table),
         )
         write_json_atomic(self.marker_path(index), asdict(info))
         return info
@@ -126,7 +131,8 @@ class ShardStore:
         if fingerprint is not None and info.fingerprint != fingerprint:
             raise StaleShardError(
                 f"{shard} was written from different input (fingerprint {info.fingerprint} != {fingerprint}); "
-                "the source changed since this pool was scored. Score into a new workspace.")
+                "the source changed since this pool was scored. Score into a new workspace."
+            )
         return info
 
     def infos(self) -> Iterator[ShardInfo]:

@@ -12,17 +12,60 @@ import random
 import re
 from dataclasses import dataclass, field
 
-STYLE_PREFIXES = ("a close-up photo of ", "a portrait photo of ", "a cropped photo of ", "a grayscale photo of ",
-                  "a black and white photo of ", "a photo of ", "a telescope image of ", "an image of ",
-                  "a picture of ", "a rendering of ")
-DETAIL_WORDS = ("orange", "red", "white", "black", "blue", "green", "ginger", "tabby", "striped", "smiling",
-                "wooden", "tall", "dark", "long", "antique", "ancient", "distant", "tiny", "colourful", "grayscale",
-                "engraved", "bright", "small", "large", "old", "young", "golden", "shiny")
+STYLE_PREFIXES = (
+    "a close-up photo of ",
+    "a portrait photo of ",
+    "a cropped photo of ",
+    "a grayscale photo of ",
+    "a black and white photo of ",
+    "a photo of ",
+    "a telescope image of ",
+    "an image of ",
+    "a picture of ",
+    "a rendering of ",
+)
+DETAIL_WORDS = (
+    "orange",
+    "red",
+    "white",
+    "black",
+    "blue",
+    "green",
+    "ginger",
+    "tabby",
+    "striped",
+    "smiling",
+    "wooden",
+    "tall",
+    "dark",
+    "long",
+    "antique",
+    "ancient",
+    "distant",
+    "tiny",
+    "colourful",
+    "grayscale",
+    "engraved",
+    "bright",
+    "small",
+    "large",
+    "old",
+    "young",
+    "golden",
+    "shiny",
+)
 COUNT_WORDS = ("two", "three", "four", "five", "six", "seven", "eight", "nine", "ten", "several", "many")
-PHRASE = re.compile(r"\s*(,\s*)?\b(with|on|in front of|next to|under|between|at|under a|in|wearing|looking at)\b[^,]*$",
-                    re.I)
-COLLOQUIAL = ("can you make {x}?", "i want {x} pls", "draw {x}", "{x}, something like that", "make me {x}",
-              "need a pic of {x}")
+PHRASE = re.compile(
+    r"\s*(,\s*)?\b(with|on|in front of|next to|under|between|at|under a|in|wearing|looking at)\b[^,]*$", re.I
+)
+COLLOQUIAL = (
+    "can you make {x}?",
+    "i want {x} pls",
+    "draw {x}",
+    "{x}, something like that",
+    "make me {x}",
+    "need a pic of {x}",
+)
 
 
 @dataclass
@@ -47,18 +90,28 @@ def degrade(caption: str, seed: int) -> Degraded:
     low = text.lower()
     for prefix in STYLE_PREFIXES:
         if low.startswith(prefix):
-            text = text[len(prefix):]
+            text = text[len(prefix) :]
             out.ops.append("stylistic_simplification")
-            inverse.append({"op": "state_style", "restore": prefix.strip(),
-                            "why": "the user did not say what kind of image; the caption names the medium"})
+            inverse.append(
+                {
+                    "op": "state_style",
+                    "restore": prefix.strip(),
+                    "why": "the user did not say what kind of image; the caption names the medium",
+                }
+            )
             break
     m = PHRASE.search(text)
-    if m and rng.random() < 0.8 and len(text[:m.start()].split()) >= 2:
-        removed = text[m.start():].strip(" ,")
-        text = text[:m.start()]
+    if m and rng.random() < 0.8 and len(text[: m.start()].split()) >= 2:
+        removed = text[m.start() :].strip(" ,")
+        text = text[: m.start()]
         out.ops.append("detail_removal")
-        inverse.append({"op": "restore_detail", "restore": removed,
-                        "why": "the setting/relation was left out; the enhancer adds it back"})
+        inverse.append(
+            {
+                "op": "restore_detail",
+                "restore": removed,
+                "why": "the setting/relation was left out; the enhancer adds it back",
+            }
+        )
     words = text.split()
     dropped = [w for w in words if w.lower().strip(",") in DETAIL_WORDS]
     if dropped:
@@ -67,8 +120,13 @@ def degrade(caption: str, seed: int) -> Degraded:
         words = [w for w in words if w in keep or w not in gone]
         text = " ".join(words)
         out.ops.append("attribute_underspecification")
-        inverse.append({"op": "restore_attributes", "restore": " ".join(gone),
-                        "why": "colours/materials/attributes were dropped; the enhancer specifies them"})
+        inverse.append(
+            {
+                "op": "restore_attributes",
+                "restore": " ".join(gone),
+                "why": "colours/materials/attributes were dropped; the enhancer specifies them",
+            }
+        )
     for count in COUNT_WORDS:
         pattern = re.compile(rf"\b{count}\b", re.I)
         if pattern.search(text):
@@ -80,7 +138,12 @@ def degrade(caption: str, seed: int) -> Degraded:
     template = rng.choice(COLLOQUIAL)
     out.user_prompt = template.format(x=core.lower() if rng.random() < 0.7 else core)
     out.ops.append("colloquialisation")
-    inverse.append({"op": "formalise", "restore": "declarative caption",
-                    "why": "casual request phrasing becomes a descriptive prompt"})
+    inverse.append(
+        {
+            "op": "formalise",
+            "restore": "declarative caption",
+            "why": "casual request phrasing becomes a descriptive prompt",
+        }
+    )
     out.trace = list(reversed(inverse))
     return out

@@ -35,11 +35,14 @@ class ExpansionConfig:
     max_per_case: int = 20
     dedup_similarity: float = 0.95
     # A floor below the recipes' own thresholds: blank images (entropy <= 0.11 bits) and tiny ones never help.
-    quality_where: str = ("broken_reason IS NULL AND caption_issue IS NULL AND (nsfw_score IS NULL OR "
-                          "nsfw_score <= 0.7) AND (resolution_min_side IS NULL OR resolution_min_side >= 256) "
-                          "AND (entropy_bits IS NULL OR entropy_bits >= 0.15)")
-    never_reasons: list[str] = field(default_factory=lambda: ["broken", "nsfw", "exact_dup", "near_dup",
-                                                              "caption_invalid", "caption_tokens", "task"])
+    quality_where: str = (
+        "broken_reason IS NULL AND caption_issue IS NULL AND (nsfw_score IS NULL OR "
+        "nsfw_score <= 0.7) AND (resolution_min_side IS NULL OR resolution_min_side >= 256) "
+        "AND (entropy_bits IS NULL OR entropy_bits >= 0.15)"
+    )
+    never_reasons: list[str] = field(
+        default_factory=lambda: ["broken", "nsfw", "exact_dup", "near_dup", "caption_invalid", "caption_tokens", "task"]
+    )
     include_curated: bool = False  # true only to measure retrieval precision over the whole pool (bench/)
 
     def check(self) -> None:
@@ -64,16 +67,22 @@ def _where(cfg: ExpansionConfig) -> str:
     return f"({cfg.quality_where}){curated} AND (reject_reason IS NULL OR reject_reason NOT IN ({never}))"
 
 
-def expand(ws: Workspace, engine: RetrievalEngine, embedders: Sequence[TextEmbedder],
-           cases: Sequence[dict[str, Any]], cfg: ExpansionConfig | None = None) -> ExpansionResult:
+def expand(
+    ws: Workspace,
+    engine: RetrievalEngine,
+    embedders: Sequence[TextEmbedder],
+    cases: Sequence[dict[str, Any]],
+    cfg: ExpansionConfig | None = None,
+) -> ExpansionResult:
     """`embedders`: MiniLM for the caption table, plus the CLIP text tower when a CLIP image table exists;
     each searches the tables of its own space."""
     cfg = cfg or ExpansionConfig()
     cfg.check()
     pairs = [(e, t) for e in embedders for t in engine.tables() if t.space == e.space and t.space.text_queries]
     if not pairs:
-        raise IndexError_(f"no index table in a space of {[e.space.describe() for e in embedders]}: "
-                          "run `flywheel index` first")
+        raise IndexError_(
+            f"no index table in a space of {[e.space.describe() for e in embedders]}: run `flywheel index` first"
+        )
     found: dict[str, dict[str, Any]] = {}
     for case in cases:
         concepts = concepts_of(case)
@@ -81,10 +90,11 @@ def expand(ws: Workspace, engine: RetrievalEngine, embedders: Sequence[TextEmbed
         for embedder, t in pairs:
             for concept, vec in zip(concepts, embedder.embed_texts(concepts), strict=True):
                 got = engine.search(t.name, vec, k=cfg.k, where=_where(cfg), columns=["id"])
-                hits_by_concept[concept] += list(zip(got.column("id").to_pylist(),
-                                                     got.column("similarity").to_pylist(), strict=True))
+                hits_by_concept[concept] += list(
+                    zip(got.column("id").to_pylist(), got.column("similarity").to_pylist(), strict=True)
+                )
         for concept, hits in hits_by_concept.items():
-            hits = sorted((h for h in hits if h[1] >= cfg.min_similarity), key=lambda h: -h[1])[:cfg.max_per_case]
+            hits = sorted((h for h in hits if h[1] >= cfg.min_similarity), key=lambda h: -h[1])[: cfg.max_per_case]
             for sid, sim in hits:
                 entry = found.setdefault(sid, {"similarity": sim, "query": concept, "cases": []})
                 if sim > entry["similarity"]:
@@ -96,15 +106,21 @@ def expand(ws: Workspace, engine: RetrievalEngine, embedders: Sequence[TextEmbed
     if not kept:
         return ExpansionResult(len(cases), len(ordered), 0, len(ordered), None)
     rows = _pool_rows(ws, kept)
-    prov = pa.table({"id": kept,
-                     "expansion_badcase_ids": pa.array([found[s]["cases"] for s in kept], pa.list_(pa.string())),
-                     "expansion_similarity": pa.array([found[s]["similarity"] for s in kept], pa.float32()),
-                     "expansion_query": [found[s]["query"] for s in kept]})
+    prov = pa.table(
+        {
+            "id": kept,
+            "expansion_badcase_ids": pa.array([found[s]["cases"] for s in kept], pa.list_(pa.string())),
+            "expansion_similarity": pa.array([found[s]["similarity"] for s in kept], pa.float32()),
+            "expansion_query": [found[s]["query"] for s in kept],
+        }
+    )
     con = duckdb.connect()
     con.register("rows_", rows)
     con.register("prov", prov)
-    table = con.sql("SELECT r.*, p.expansion_badcase_ids, p.expansion_similarity, p.expansion_query "
-                    "FROM rows_ r JOIN prov p USING (id) ORDER BY p.expansion_similarity DESC, r.id").to_arrow_table()
+    table = con.sql(
+        "SELECT r.*, p.expansion_badcase_ids, p.expansion_similarity, p.expansion_query "
+        "FROM rows_ r JOIN prov p USING (id) ORDER BY p.expansion_similarity DESC, r.id"
+    ).to_arrow_table()
     path = write_track(ws, "pretrain", table, {"cases": len(cases), "candidates": len(ordered)})
     return ExpansionResult(len(cases), len(ordered), table.num_rows, len(ordered) - len(kept), str(path))
 
@@ -131,7 +147,9 @@ def _pool_rows(ws: Workspace, ids: list[str]) -> pa.Table:
     con = duckdb.connect()
     con.register("wanted", pa.table({"id": ids}))
     shards = [str(p) for p in ws.require_pool()]
-    return con.sql("""SELECT * EXCLUDE (rn) FROM (
+    return con.sql(
+        """SELECT * EXCLUDE (rn) FROM (
                         SELECT p.*, row_number() OVER (PARTITION BY p.id ORDER BY p.uri) AS rn
                         FROM read_parquet(?) p WHERE p.id IN (SELECT id FROM wanted)) WHERE rn = 1""",
-                   params=[shards]).to_arrow_table()
+        params=[shards],
+    ).to_arrow_table()

@@ -23,17 +23,24 @@ from flywheel.tracks.common import write_track
 from flywheel.tracks.degrade import Degraded, degrade
 from flywheel.workspace import Workspace
 
-REWRITE_SCHEMA = pa.schema([
-    ("user_prompt", pa.string()), ("target_prompt", pa.string()), ("trace", pa.string()),
-    ("ops", pa.list_(pa.string())), ("producer", pa.string()), ("source_id", pa.string()),
-    ("badcase_ids", pa.list_(pa.string())),
-])
+REWRITE_SCHEMA = pa.schema(
+    [
+        ("user_prompt", pa.string()),
+        ("target_prompt", pa.string()),
+        ("trace", pa.string()),
+        ("ops", pa.list_(pa.string())),
+        ("producer", pa.string()),
+        ("source_id", pa.string()),
+        ("badcase_ids", pa.list_(pa.string())),
+    ]
+)
 
 LLM_INSTRUCTION = (
     "You build training data for a prompt enhancer. Degrade the detailed image caption into a short, casual "
     "request a user might type: simplify the style, colloquialise, drop or underspecify details. Answer with "
     'JSON only: {"user_prompt": "...", "trace": [{"op": "...", "restore": "...", "why": "..."}]} where trace '
-    "lists the inverse edits that turn the user prompt back into the caption, in the order to apply them.")
+    "lists the inverse edits that turn the user prompt back into the caption, in the order to apply them."
+)
 
 
 @dataclass
@@ -47,17 +54,27 @@ class LlmEndpoint:
 
     def degrade(self, caption: str, client: httpx.Client) -> Degraded:
         headers = {"Authorization": f"Bearer {self.api_key}"} if self.api_key else {}
-        resp = client.post(f"{self.base_url.rstrip('/')}/chat/completions", headers=headers, timeout=self.timeout_s,
-                           json={"model": self.model, "temperature": 0.7,
-                                 "messages": [{"role": "system", "content": LLM_INSTRUCTION},
-                                              {"role": "user", "content": caption}]})
+        resp = client.post(
+            f"{self.base_url.rstrip('/')}/chat/completions",
+            headers=headers,
+            timeout=self.timeout_s,
+            json={
+                "model": self.model,
+                "temperature": 0.7,
+                "messages": [{"role": "system", "content": LLM_INSTRUCTION}, {"role": "user", "content": caption}],
+            },
+        )
         resp.raise_for_status()
         content = resp.json()["choices"][0]["message"]["content"]
         data = json.loads(content.strip().removeprefix("```json").removesuffix("```"))
         if not isinstance(data.get("user_prompt"), str) or not isinstance(data.get("trace"), list):
             raise ValueError(f"endpoint answer lacks user_prompt/trace: {content[:200]}")
-        return Degraded(user_prompt=data["user_prompt"], target_prompt=caption, ops=["llm"],
-                        trace=[{k: str(v) for k, v in step.items()} for step in data["trace"]])
+        return Degraded(
+            user_prompt=data["user_prompt"],
+            target_prompt=caption,
+            ops=["llm"],
+            trace=[{k: str(v) for k, v in step.items()} for step in data["trace"]],
+        )
 
 
 @dataclass
@@ -68,8 +85,9 @@ class RewriteResult:
     path: str | None
 
 
-def _targets(engine: RetrievalEngine | None, embedder: TextEmbedder | None, cases: Sequence[dict[str, Any]],
-             per_case: int) -> dict[str, tuple[str, list[str]]]:
+def _targets(
+    engine: RetrievalEngine | None, embedder: TextEmbedder | None, cases: Sequence[dict[str, Any]], per_case: int
+) -> dict[str, tuple[str, list[str]]]:
     """caption -> (source id, bad-case ids) for the curated captions nearest each case's prompt."""
     out: dict[str, tuple[str, list[str]]] = {}
     if engine is None or embedder is None or not cases:
@@ -79,8 +97,9 @@ def _targets(engine: RetrievalEngine | None, embedder: TextEmbedder | None, case
     except IndexError_:
         return out
     for case, vec in zip(cases, embedder.embed_texts([c["prompt"] for c in cases]), strict=True):
-        hits = engine.search(table.name, vec, k=per_case, where="curated = true AND caption IS NOT NULL",
-                             columns=["id", "caption"])
+        hits = engine.search(
+            table.name, vec, k=per_case, where="curated = true AND caption IS NOT NULL", columns=["id", "caption"]
+        )
         for sid, caption in zip(hits.column("id").to_pylist(), hits.column("caption").to_pylist(), strict=True):
             entry = out.setdefault(caption, (sid, []))
             if case["case_id"] not in entry[1]:
@@ -88,9 +107,17 @@ def _targets(engine: RetrievalEngine | None, embedder: TextEmbedder | None, case
     return out
 
 
-def rewrite_pairs(ws: Workspace, cases: Sequence[dict[str, Any]], *, engine: RetrievalEngine | None,
-                  embedder: TextEmbedder | None, per_case: int = 5, llm: LlmEndpoint | None = None,
-                  client: httpx.Client | None = None, seed: int = 0) -> RewriteResult:
+def rewrite_pairs(
+    ws: Workspace,
+    cases: Sequence[dict[str, Any]],
+    *,
+    engine: RetrievalEngine | None,
+    embedder: TextEmbedder | None,
+    per_case: int = 5,
+    llm: LlmEndpoint | None = None,
+    client: httpx.Client | None = None,
+    seed: int = 0,
+) -> RewriteResult:
     targets = _targets(engine, embedder, cases, per_case)
     for case in cases:  # the failing prompt itself, when it is detailed enough to be a target
         if len(case["prompt"].split()) >= 8:
@@ -110,9 +137,17 @@ def rewrite_pairs(ws: Workspace, cases: Sequence[dict[str, Any]], *, engine: Ret
                     producer = "rules (llm failed)"
             else:
                 d = degrade(caption, seed + i)
-            rows.append({"user_prompt": d.user_prompt, "target_prompt": d.target_prompt,
-                         "trace": json.dumps(d.trace, ensure_ascii=False), "ops": d.ops, "producer": producer,
-                         "source_id": sid, "badcase_ids": sorted(set(case_ids))})
+            rows.append(
+                {
+                    "user_prompt": d.user_prompt,
+                    "target_prompt": d.target_prompt,
+                    "trace": json.dumps(d.trace, ensure_ascii=False),
+                    "ops": d.ops,
+                    "producer": producer,
+                    "source_id": sid,
+                    "badcase_ids": sorted(set(case_ids)),
+                }
+            )
     finally:
         if own_client and client is not None:
             client.close()

@@ -21,14 +21,26 @@ from flywheel.badcases.store import BadCaseStore
 from flywheel.tracks.common import write_track
 from flywheel.workspace import Workspace
 
-PAIR_SCHEMA = pa.schema([
-    ("pair_id", pa.string()), ("prompt_id", pa.string()), ("prompt", pa.string()), ("task", pa.string()),
-    ("source_image", pa.binary()), ("chosen_image", pa.binary()), ("rejected_image", pa.binary()),
-    ("chosen_case_id", pa.string()), ("rejected_case_id", pa.string()),
-    ("chosen_reward", pa.float64()), ("rejected_reward", pa.float64()), ("reward_margin", pa.float64()),
-    ("metric_margins", pa.map_(pa.string(), pa.float64())), ("rejected_failure_tags", pa.list_(pa.string())),
-    ("badcase_ids", pa.list_(pa.string())), ("checkpoint", pa.string()),
-])
+PAIR_SCHEMA = pa.schema(
+    [
+        ("pair_id", pa.string()),
+        ("prompt_id", pa.string()),
+        ("prompt", pa.string()),
+        ("task", pa.string()),
+        ("source_image", pa.binary()),
+        ("chosen_image", pa.binary()),
+        ("rejected_image", pa.binary()),
+        ("chosen_case_id", pa.string()),
+        ("rejected_case_id", pa.string()),
+        ("chosen_reward", pa.float64()),
+        ("rejected_reward", pa.float64()),
+        ("reward_margin", pa.float64()),
+        ("metric_margins", pa.map_(pa.string(), pa.float64())),
+        ("rejected_failure_tags", pa.list_(pa.string())),
+        ("badcase_ids", pa.list_(pa.string())),
+        ("checkpoint", pa.string()),
+    ]
+)
 
 
 @dataclass
@@ -39,8 +51,9 @@ class PairsResult:
     path: str | None
 
 
-def preference_pairs(store: BadCaseStore, cases: Sequence[dict[str, Any]], *, min_margin: float = 0.1) -> tuple[
-        list[dict[str, Any]], int]:
+def preference_pairs(
+    store: BadCaseStore, cases: Sequence[dict[str, Any]], *, min_margin: float = 0.1
+) -> tuple[list[dict[str, Any]], int]:
     """(pair rows, number of routed cases that had no sibling output to pair with)."""
     routed_by_prompt: dict[str, list[str]] = defaultdict(list)
     unpaired = 0
@@ -62,19 +75,32 @@ def preference_pairs(store: BadCaseStore, cases: Sequence[dict[str, Any]], *, mi
             margin = best["reward"] - other["reward"]
             if margin < min_margin:
                 continue
-            metrics = {k: best["metrics"][k] - other["metrics"][k]
-                       for k in sorted(set(best["metrics"]) & set(other["metrics"]))}
-            rows.append({
-                "pair_id": hashlib.blake2b(f"{best['case_id']}>{other['case_id']}".encode(), digest_size=8).hexdigest(),
-                "prompt_id": prompt_id, "prompt": best["prompt"], "task": best["task"],
-                "source_image": store.image_file(best["input_image"]).read_bytes() if best["input_image"] else None,
-                "chosen_image": store.image_file(best["output_image"]).read_bytes(),
-                "rejected_image": store.image_file(other["output_image"]).read_bytes(),
-                "chosen_case_id": best["case_id"], "rejected_case_id": other["case_id"],
-                "chosen_reward": best["reward"], "rejected_reward": other["reward"], "reward_margin": margin,
-                "metric_margins": list(metrics.items()), "rejected_failure_tags": other["failure_tags"],
-                "badcase_ids": sorted(set(routed) & {best["case_id"], other["case_id"]}) or sorted(routed),
-                "checkpoint": other["checkpoint"]})
+            metrics = {
+                k: best["metrics"][k] - other["metrics"][k]
+                for k in sorted(set(best["metrics"]) & set(other["metrics"]))
+            }
+            rows.append(
+                {
+                    "pair_id": hashlib.blake2b(
+                        f"{best['case_id']}>{other['case_id']}".encode(), digest_size=8
+                    ).hexdigest(),
+                    "prompt_id": prompt_id,
+                    "prompt": best["prompt"],
+                    "task": best["task"],
+                    "source_image": store.image_file(best["input_image"]).read_bytes() if best["input_image"] else None,
+                    "chosen_image": store.image_file(best["output_image"]).read_bytes(),
+                    "rejected_image": store.image_file(other["output_image"]).read_bytes(),
+                    "chosen_case_id": best["case_id"],
+                    "rejected_case_id": other["case_id"],
+                    "chosen_reward": best["reward"],
+                    "rejected_reward": other["reward"],
+                    "reward_margin": margin,
+                    "metric_margins": list(metrics.items()),
+                    "rejected_failure_tags": other["failure_tags"],
+                    "badcase_ids": sorted(set(routed) & {best["case_id"], other["case_id"]}) or sorted(routed),
+                    "checkpoint": other["checkpoint"],
+                }
+            )
             made += 1
         if made == 0:
             unpaired += len(routed)

@@ -13,8 +13,11 @@ from pipelines.cli.common import console, err
 from pipelines.cli.common import fail as _fail
 from pipelines.cli.common import progress_bar as _progress
 
-app = typer.Typer(add_completion=False, no_args_is_help=True,
-                  help="Curate image-text training data: score a pool, select stages, inspect rejections.")
+app = typer.Typer(
+    add_completion=False,
+    no_args_is_help=True,
+    help="Curate image-text training data: score a pool, select stages, inspect rejections.",
+)
 
 WorkspaceOpt = Annotated[Path, typer.Option("--workspace", "-w", help="Workspace folder (pool, curated, runs).")]
 
@@ -43,16 +46,24 @@ def score(
         cfg = ScoringConfig.load(config)
         with _progress() as progress:
             task = progress.add_task("shards", total=None)
-            result = run_score(source, ws, filters=names, cfg=cfg, ray_address=ray_address,
-                               rows_per_partition=rows_per_partition,
-                               progress=lambda done, total: progress.update(task, completed=done, total=total),
-                               log=lambda m: err.print(m))
+            result = run_score(
+                source,
+                ws,
+                filters=names,
+                cfg=cfg,
+                ray_address=ray_address,
+                rows_per_partition=rows_per_partition,
+                progress=lambda done, total: progress.update(task, completed=done, total=total),
+                log=lambda m: err.print(m),
+            )
     except (SourceError, ConfigError, UnknownFilterError, WorkspaceError, FileNotFoundError) as exc:
         _fail(str(exc))
     except ScoreFailed as exc:
         _fail(str(exc), code=1)
-    console.print(f"scored {result.rows_written} rows into {result.written} new shard(s); "
-                  f"{result.skipped} shard(s) already complete; {result.seconds:.1f}s -> {ws.pool_dir}")
+    console.print(
+        f"scored {result.rows_written} rows into {result.written} new shard(s); "
+        f"{result.skipped} shard(s) already complete; {result.seconds:.1f}s -> {ws.pool_dir}"
+    )
     for name, message in result.unavailable.items():
         console.print(f"[yellow]{name}: {message}[/]")
 
@@ -150,7 +161,8 @@ def list_filters() -> None:
 @app.command()
 def demo(
     workspace: Annotated[Path, typer.Option("--workspace", "-w", help="Where to build the demo.")] = Path(
-        "flywheel-demo"),
+        "flywheel-demo"
+    ),
     scale: Annotated[int, typer.Option(min=1, help="Multiply the corpus size.")] = 1,
     captions: Annotated[bool, typer.Option("--captions", help="Also OCR-caption the curated set (slower).")] = False,
 ) -> None:
@@ -189,4 +201,3 @@ _register_parts()
 
 def main() -> None:
     app()
-

@@ -14,8 +14,12 @@ from rich.table import Table
 WorkspaceOpt = Annotated[Path, typer.Option("--workspace", "-w", help="Workspace folder.")]
 
 
-def register_badcases(group: typer.Typer, fail: Callable[[str], None],
-                      user_errors: Callable[[], tuple[type[BaseException], ...]], console: Console) -> None:
+def register_badcases(
+    group: typer.Typer,
+    fail: Callable[[str], None],
+    user_errors: Callable[[], tuple[type[BaseException], ...]],
+    console: Console,
+) -> None:
     def store_of(workspace: Path) -> object:
         from flywheel.badcases import BadCaseStore
         from flywheel.workspace import Workspace
@@ -23,12 +27,15 @@ def register_badcases(group: typer.Typer, fail: Callable[[str], None],
         return BadCaseStore.for_workspace(Workspace.at(workspace).root)
 
     @group.command("ingest")
-    def ingest(workspace: WorkspaceOpt,
-               files: Annotated[list[Path], typer.Argument(help="Evaluation .parquet, feedback .jsonl/.csv files.")],
-               source: Annotated[str | None, typer.Option(
-                   help="evaluation | feedback | mining (default: by extension; .parquet = evaluation).")] = None,
-               skip_invalid: Annotated[bool, typer.Option(help="Ingest the valid lines of a file with bad ones.")]
-               = False) -> None:
+    def ingest(
+        workspace: WorkspaceOpt,
+        files: Annotated[list[Path], typer.Argument(help="Evaluation .parquet, feedback .jsonl/.csv files.")],
+        source: Annotated[
+            str | None,
+            typer.Option(help="evaluation | feedback | mining (default: by extension; .parquet = evaluation)."),
+        ] = None,
+        skip_invalid: Annotated[bool, typer.Option(help="Ingest the valid lines of a file with bad ones.")] = False,
+    ) -> None:
         """Ingest bad cases; re-ingesting a file adds nothing twice."""
         from flywheel.badcases import ingest_file
 
@@ -38,30 +45,43 @@ def register_badcases(group: typer.Typer, fail: Callable[[str], None],
                 report = ingest_file(store, path, source, skip_invalid=skip_invalid)  # type: ignore[arg-type]
             except user_errors() as exc:
                 fail(str(exc))
-            console.print(f"{path}: {report.result.added} added, {report.result.skipped} already in the store"
-                          + (f", {len(report.invalid)} invalid line(s) skipped" if report.invalid else ""))
+            console.print(
+                f"{path}: {report.result.added} added, {report.result.skipped} already in the store"
+                + (f", {len(report.invalid)} invalid line(s) skipped" if report.invalid else "")
+            )
             for line in report.invalid:
                 console.print(f"  [yellow]{line}[/]")
 
     @group.command("list")
-    def list_(workspace: WorkspaceOpt,
-              track: Annotated[str | None, typer.Option(help="rl | pretrain | prompt | dismiss | unrouted")] = None,
-              source: Annotated[str | None, typer.Option(help="evaluation | mining | feedback")] = None,
-              references: Annotated[bool, typer.Option(help="List passing reference outputs instead.")] = False,
-              limit: Annotated[int, typer.Option(min=1)] = 50) -> None:
+    def list_(
+        workspace: WorkspaceOpt,
+        track: Annotated[str | None, typer.Option(help="rl | pretrain | prompt | dismiss | unrouted")] = None,
+        source: Annotated[str | None, typer.Option(help="evaluation | mining | feedback")] = None,
+        references: Annotated[bool, typer.Option(help="List passing reference outputs instead.")] = False,
+        limit: Annotated[int, typer.Option(min=1)] = 50,
+    ) -> None:
         """List bad cases with their track and the rule or annotator that set it."""
         try:
-            cases = store_of(workspace).list(track=track, source=source,  # type: ignore[attr-defined]
-                                             kind="reference" if references else "bad", limit=limit)
+            cases = store_of(workspace).list(
+                track=track,
+                source=source,  # type: ignore[attr-defined]
+                kind="reference" if references else "bad",
+                limit=limit,
+            )
         except user_errors() as exc:
             fail(str(exc))
         out = Table(title=f"{len(cases)} case(s)")
         for col in ("case_id", "source", "prompt", "tags / complaint", "track", "by"):
             out.add_column(col, overflow="fold")
         for c in cases:
-            out.add_row(c["case_id"], c["source"], c["prompt"][:70],
-                        ",".join(c["failure_tags"]) or (c["complaint"] or "")[:50], c["track"] or "-",
-                        c["track_by"] or "-")
+            out.add_row(
+                c["case_id"],
+                c["source"],
+                c["prompt"][:70],
+                ",".join(c["failure_tags"]) or (c["complaint"] or "")[:50],
+                c["track"] or "-",
+                c["track_by"] or "-",
+            )
         console.print(out)
 
     @group.command("show")
@@ -78,8 +98,9 @@ def register_badcases(group: typer.Typer, fail: Callable[[str], None],
         console.print_json(json.dumps(case, default=str, ensure_ascii=False))
 
     @group.command("export")
-    def export(workspace: WorkspaceOpt,
-               out: Annotated[Path, typer.Option("--out", "-o", help="Parquet file to write.")]) -> None:
+    def export(
+        workspace: WorkspaceOpt, out: Annotated[Path, typer.Option("--out", "-o", help="Parquet file to write.")]
+    ) -> None:
         """Export every case (with evidence and decisions as JSON) to Parquet."""
         from flywheel.badcases.export import export_parquet
 
@@ -90,10 +111,13 @@ def register_badcases(group: typer.Typer, fail: Callable[[str], None],
         console.print(f"wrote {n} case(s) to {out}")
 
     @group.command("decide")
-    def decide(workspace: WorkspaceOpt, case_id: Annotated[str, typer.Argument(help="Case id.")],
-               track: Annotated[str, typer.Option(help="rl | pretrain | prompt | dismiss")],
-               by: Annotated[str, typer.Option(help="Annotator name.")],
-               note: Annotated[str | None, typer.Option(help="Why.")] = None) -> None:
+    def decide(
+        workspace: WorkspaceOpt,
+        case_id: Annotated[str, typer.Argument(help="Case id.")],
+        track: Annotated[str, typer.Option(help="rl | pretrain | prompt | dismiss")],
+        by: Annotated[str, typer.Option(help="Annotator name.")],
+        note: Annotated[str | None, typer.Option(help="Why.")] = None,
+    ) -> None:
         """Record an annotator's decision (transactional; it overrides the router's track)."""
         try:
             decision = store_of(workspace).decide(case_id, track, by, note)  # type: ignore[attr-defined]

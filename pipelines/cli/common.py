@@ -20,5 +20,12 @@ def fail(message: str, code: int = 2) -> None:
 
 def progress_bar() -> Progress:
     """A rich progress bar on stderr, off when stderr is not a terminal (logs and CI stay clean)."""
-    return Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
-                    console=err, transient=False, disable=not sys.stderr.isatty())
+    return Progress(
+        TextColumn("{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        console=err,
+        transient=False,
+        disable=not sys.stderr.isatty(),
+    )

@@ -23,8 +23,17 @@ def _user_errors() -> tuple[type[BaseException], ...]:
     from flywheel.routing import RouterTrainingError
     from flywheel.workspace import WorkspaceError
 
-    return (ConfigError, WorkspaceError, IndexError_, BadCaseError, FeedbackError, EvaluationSchemaError,
-            RouterTrainingError, FileNotFoundError, ValueError)
+    return (
+        ConfigError,
+        WorkspaceError,
+        IndexError_,
+        BadCaseError,
+        FeedbackError,
+        EvaluationSchemaError,
+        RouterTrainingError,
+        FileNotFoundError,
+        ValueError,
+    )
 
 
 def register(app: typer.Typer) -> None:
@@ -33,36 +42,47 @@ def register(app: typer.Typer) -> None:
     app.add_typer(badcases, name="badcases")
 
     @app.command()
-    def index(workspace: WorkspaceOpt,
-              config: Annotated[Path | None, typer.Option(help="Index config YAML (batch, CLIP, ANN).")] = None,
-              ray_address: Annotated[str | None, typer.Option(help="Ray cluster address.")] = None) -> None:
+    def index(
+        workspace: WorkspaceOpt,
+        config: Annotated[Path | None, typer.Option(help="Index config YAML (batch, CLIP, ANN).")] = None,
+        ray_address: Annotated[str | None, typer.Option(help="Ray cluster address.")] = None,
+    ) -> None:
         """Embed the pool (images and captions) into WORKSPACE/index (LanceDB); only new ids are embedded."""
         from flywheel.retrieval import IndexConfig
         from flywheel.workspace import Workspace
         from pipelines.steps.index import build_index
 
         try:
-            report = build_index(Workspace.at(workspace), IndexConfig.load(config), ray_address=ray_address,
-                                 log=lambda m: err.print(m))
+            report = build_index(
+                Workspace.at(workspace), IndexConfig.load(config), ray_address=ray_address, log=lambda m: err.print(m)
+            )
         except _user_errors() as exc:
             _fail(str(exc))
         out = Table(title=f"index ({report.seconds:.1f}s)")
         for col in ("table", "space", "rows", "new", "already", "undecodable", "ANN"):
             out.add_column(col, overflow="fold")
         for t in report.tables:
-            out.add_row(t.table, t.space, str(t.rows), str(t.embedded), str(t.skipped_existing), str(t.undecodable),
-                        "yes" if t.ann else "no (exact)")
+            out.add_row(
+                t.table,
+                t.space,
+                str(t.rows),
+                str(t.embedded),
+                str(t.skipped_existing),
+                str(t.undecodable),
+                "yes" if t.ann else "no (exact)",
+            )
         console.print(out)
 
     @app.command()
-    def search(workspace: WorkspaceOpt,
-               text: Annotated[str | None, typer.Option(help="Text query.")] = None,
-               image: Annotated[Path | None, typer.Option(help="Image file query.")] = None,
-               id_: Annotated[str | None, typer.Option("--id", help="A pool id: its neighbours.")] = None,
-               where: Annotated[str | None, typer.Option(
-                   help="SQL filter on metadata, e.g. \"curated = false\".")] = None,
-               k: Annotated[int, typer.Option("-k", min=1, max=1000, help="Neighbours to return.")] = 10,
-               json_out: Annotated[bool, typer.Option("--json", help="Print JSON rows.")] = False) -> None:
+    def search(
+        workspace: WorkspaceOpt,
+        text: Annotated[str | None, typer.Option(help="Text query.")] = None,
+        image: Annotated[Path | None, typer.Option(help="Image file query.")] = None,
+        id_: Annotated[str | None, typer.Option("--id", help="A pool id: its neighbours.")] = None,
+        where: Annotated[str | None, typer.Option(help='SQL filter on metadata, e.g. "curated = false".')] = None,
+        k: Annotated[int, typer.Option("-k", min=1, max=1000, help="Neighbours to return.")] = 10,
+        json_out: Annotated[bool, typer.Option("--json", help="Print JSON rows.")] = False,
+    ) -> None:
         """Nearest pool samples of a text, an image or an id, with similarity, metadata and the space used."""
         from flywheel.workspace import Workspace
         from pipelines.steps.search import search_pool
@@ -78,15 +98,26 @@ def register(app: typer.Typer) -> None:
         cols = ["similarity", "id", "caption", "curated", "reject_reason", "uri"]
         rows = result.select([c for c in cols if c in result.column_names]).to_pylist()
         if json_out:
-            typer.echo(json.dumps({"space": space, "table": meta.get(b"flywheel.table", b"").decode(),
-                                   "results": rows}, default=str, ensure_ascii=False))
+            typer.echo(
+                json.dumps(
+                    {"space": space, "table": meta.get(b"flywheel.table", b"").decode(), "results": rows},
+                    default=str,
+                    ensure_ascii=False,
+                )
+            )
             return
         out = Table(title=f"{len(rows)} neighbours in {space}")
         for col in cols:
             out.add_column(col, overflow="fold")
         for r in rows:
-            out.add_row(f"{r['similarity']:.3f}", r["id"], str(r.get("caption") or ""), str(r.get("curated")),
-                        str(r.get("reject_reason") or ""), str(r.get("uri") or ""))
+            out.add_row(
+                f"{r['similarity']:.3f}",
+                r["id"],
+                str(r.get("caption") or ""),
+                str(r.get("curated")),
+                str(r.get("reject_reason") or ""),
+                str(r.get("uri") or ""),
+            )
         console.print(out)
 
     from pipelines.cli.badcases import register_badcases

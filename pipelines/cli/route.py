@@ -14,24 +14,30 @@ from rich.table import Table
 WorkspaceOpt = Annotated[Path, typer.Option("--workspace", "-w", help="Workspace folder.")]
 
 
-def register_route(app: typer.Typer, fail: Callable[[str], None],
-                   user_errors: Callable[[], tuple[type[BaseException], ...]], console: Console) -> None:
+def register_route(
+    app: typer.Typer,
+    fail: Callable[[str], None],
+    user_errors: Callable[[], tuple[type[BaseException], ...]],
+    console: Console,
+) -> None:
     @app.command()
-    def route(workspace: WorkspaceOpt,
-              policy: Annotated[Path | None, typer.Option(help="Policy YAML (default: flywheel/routing/"
-                                                               "default_policy.yaml).")] = None,
-              mode: Annotated[str, typer.Option(help="rules | learned | blend")] = "rules",
-              min_confidence: Annotated[float, typer.Option(help="blend: learned router's minimum probability.")]
-              = 0.7,
-              reroute: Annotated[bool, typer.Option(help="Re-route cases the router already routed.")] = False,
-              ) -> None:
+    def route(
+        workspace: WorkspaceOpt,
+        policy: Annotated[
+            Path | None, typer.Option(help="Policy YAML (default: flywheel/routing/default_policy.yaml).")
+        ] = None,
+        mode: Annotated[str, typer.Option(help="rules | learned | blend")] = "rules",
+        min_confidence: Annotated[float, typer.Option(help="blend: learned router's minimum probability.")] = 0.7,
+        reroute: Annotated[bool, typer.Option(help="Re-route cases the router already routed.")] = False,
+    ) -> None:
         """Attribute each bad case (evidence) and route it to the rl, pretrain or prompt track."""
         from flywheel.workspace import Workspace
         from pipelines.steps.loop import route as run_route
 
         try:
-            s = run_route(Workspace.at(workspace), policy_path=policy, mode=mode, min_confidence=min_confidence,
-                          reroute=reroute)
+            s = run_route(
+                Workspace.at(workspace), policy_path=policy, mode=mode, min_confidence=min_confidence, reroute=reroute
+            )
         except user_errors() as exc:
             fail(str(exc))
         if not s.coverage_measured and s.routed:
@@ -41,8 +47,9 @@ def register_route(app: typer.Typer, fail: Callable[[str], None],
             console.print(f"  {rule}: {n}")
 
     @app.command("route-fit")
-    def route_fit(workspace: WorkspaceOpt,
-                  min_cases: Annotated[int, typer.Option(min=4, help="Minimum decided cases.")] = 12) -> None:
+    def route_fit(
+        workspace: WorkspaceOpt, min_cases: Annotated[int, typer.Option(min=4, help="Minimum decided cases.")] = 12
+    ) -> None:
         """Train the learned router on annotator decisions; print its cross-validated agreement."""
         from flywheel.badcases import BadCaseStore
         from flywheel.routing import fit_router
@@ -54,16 +61,21 @@ def register_route(app: typer.Typer, fail: Callable[[str], None],
         decided = store.latest_decisions()
         cases = [c for c in store.list(kind="bad") if c["case_id"] in decided and c["evidence"]]
         if len(cases) < len(decided):
-            console.print(f"[yellow]{len(decided) - len(cases)} decided case(s) have no evidence yet: run "
-                          "`flywheel route` first[/]")
+            console.print(
+                f"[yellow]{len(decided) - len(cases)} decided case(s) have no evidence yet: run "
+                "`flywheel route` first[/]"
+            )
         try:
-            router, confusion, order = fit_router([c["evidence"] for c in cases],
-                                                  [decided[c["case_id"]] for c in cases], min_cases=min_cases)
+            router, confusion, order = fit_router(
+                [c["evidence"] for c in cases], [decided[c["case_id"]] for c in cases], min_cases=min_cases
+            )
         except user_errors() as exc:
             fail(str(exc))
         router.save(router_path(ws))
-        out = Table(title=f"cross-validated agreement {router.cv_agreement:.3f} ({router.cv_folds} folds, "
-                          f"{router.trained_on} cases); rows: annotator, columns: router")
+        out = Table(
+            title=f"cross-validated agreement {router.cv_agreement:.3f} ({router.cv_folds} folds, "
+            f"{router.trained_on} cases); rows: annotator, columns: router"
+        )
         out.add_column("")
         for c in order:
             out.add_column(c)
@@ -73,14 +85,16 @@ def register_route(app: typer.Typer, fail: Callable[[str], None],
         console.print(f"saved {router_path(ws)} (JSON); use `flywheel route --mode blend`")
 
     @app.command()
-    def tracks(workspace: WorkspaceOpt,
-               track: Annotated[list[str] | None, typer.Option(help="pretrain | rl | prompt (default: all).")]
-               = None,
-               llm_endpoint: Annotated[str | None, typer.Option(
-                   help="OpenAI-compatible base URL (…/v1) for prompt degradation; key from OPENAI_API_KEY.")] = None,
-               llm_model: Annotated[str, typer.Option(help="Model name at the endpoint.")] = "gpt-4o-mini",
-               min_margin: Annotated[float, typer.Option(help="RL: minimum reward margin of a pair.")] = 0.1,
-               ) -> None:
+    def tracks(
+        workspace: WorkspaceOpt,
+        track: Annotated[list[str] | None, typer.Option(help="pretrain | rl | prompt (default: all).")] = None,
+        llm_endpoint: Annotated[
+            str | None,
+            typer.Option(help="OpenAI-compatible base URL (…/v1) for prompt degradation; key from OPENAI_API_KEY."),
+        ] = None,
+        llm_model: Annotated[str, typer.Option(help="Model name at the endpoint.")] = "gpt-4o-mini",
+        min_margin: Annotated[float, typer.Option(help="RL: minimum reward margin of a pair.")] = 0.1,
+    ) -> None:
         """Write each track's data (expansion shards, preference pairs, rewrite pairs) under WORKSPACE/tracks/."""
         import os
 
@@ -90,8 +104,9 @@ def register_route(app: typer.Typer, fail: Callable[[str], None],
 
         llm = LlmEndpoint(llm_endpoint, llm_model, os.environ.get("OPENAI_API_KEY")) if llm_endpoint else None
         try:
-            report = write_tracks(Workspace.at(workspace), tuple(track or ("pretrain", "rl", "prompt")), llm=llm,
-                                  min_margin=min_margin)
+            report = write_tracks(
+                Workspace.at(workspace), tuple(track or ("pretrain", "rl", "prompt")), llm=llm, min_margin=min_margin
+            )
         except user_errors() as exc:
             fail(str(exc))
         for name in ("pretrain", "rl", "prompt"):
@@ -100,17 +115,18 @@ def register_route(app: typer.Typer, fail: Callable[[str], None],
                 console.print(f"{name}: {json.dumps(got)}")
 
     @app.command()
-    def cycle(workspace: WorkspaceOpt,
-              inputs: Annotated[list[Path] | None, typer.Argument(help="Evaluation/feedback files to ingest.")]
-              = None,
-              export: Annotated[Path | None, typer.Option(help="Also export the store to this Parquet.")] = None,
-              ) -> None:
+    def cycle(
+        workspace: WorkspaceOpt,
+        inputs: Annotated[list[Path] | None, typer.Argument(help="Evaluation/feedback files to ingest.")] = None,
+        export: Annotated[Path | None, typer.Option(help="Also export the store to this Parquet.")] = None,
+    ) -> None:
         """Run the Prefect `cycle` flow: ingest -> route -> expand (tracks) -> export."""
         from pipelines.flows.cycle import cycle as cycle_flow
 
         try:
-            report = cycle_flow(workspace=str(workspace), inputs=[str(p) for p in inputs or []],
-                                export=str(export) if export else None)
+            report = cycle_flow(
+                workspace=str(workspace), inputs=[str(p) for p in inputs or []], export=str(export) if export else None
+            )
         except user_errors() as exc:
             fail(str(exc))
         console.print_json(json.dumps(report, default=str))

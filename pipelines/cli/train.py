@@ -12,8 +12,10 @@ from pipelines.cli.common import console, err
 from pipelines.cli.common import fail as _fail
 
 WorkspaceOpt = Annotated[Path, typer.Option("--workspace", "-w", help="Workspace folder (curated, checkpoints).")]
-CheckpointOpt = Annotated[str, typer.Option(
-    "--checkpoint", "-c", help="Checkpoint folder, a stage name (its latest step) or STAGE/step-NNNNNNN.")]
+CheckpointOpt = Annotated[
+    str,
+    typer.Option("--checkpoint", "-c", help="Checkpoint folder, a stage name (its latest step) or STAGE/step-NNNNNNN."),
+]
 DeviceOpt = Annotated[str | None, typer.Option(help="cpu or cuda (default: the stage's train.device / auto).")]
 ThreadsOpt = Annotated[int | None, typer.Option(min=1, help="torch CPU threads (default: torch's choice).")]
 
@@ -47,8 +49,12 @@ def register(app: typer.Typer) -> None:
         resume: Annotated[bool, typer.Option(help="Resume from the stage's latest checkpoint if there is one.")] = True,
         device: DeviceOpt = None,
         threads: ThreadsOpt = None,
-        ray_workers: Annotated[int, typer.Option(min=0, help="Train with Ray Train on N DDP workers (0: in this "
-                                                             "process; torchrun also works).")] = 0,
+        ray_workers: Annotated[
+            int,
+            typer.Option(
+                min=0, help="Train with Ray Train on N DDP workers (0: in this process; torchrun also works)."
+            ),
+        ] = 0,
         ray_address: Annotated[str | None, typer.Option(help="Ray cluster address for --ray-workers.")] = None,
         ray_gpu: Annotated[bool, typer.Option(help="One GPU per Ray worker.")] = False,
     ) -> None:
@@ -71,8 +77,9 @@ def register(app: typer.Typer) -> None:
                 from pipelines.steps.train_ray import train_on_ray
 
                 init_ray(ray_address)
-                metrics = train_on_ray(cfg.to_dict(), workspace, num_workers=ray_workers, use_gpu=ray_gpu,
-                                       resume=resume, threads=threads)
+                metrics = train_on_ray(
+                    cfg.to_dict(), workspace, num_workers=ray_workers, use_gpu=ray_gpu, resume=resume, threads=threads
+                )
                 console.print(f"Ray Train finished stage {cfg.name}: {metrics}")
                 return
             trainer = Trainer(cfg, Workspace.at(workspace), log=lambda m: err.print(m))
@@ -87,9 +94,11 @@ def register(app: typer.Typer) -> None:
             console.print(f"stage {cfg.name} is already at step {result.final_step} (train.steps={cfg.train.steps})")
             return
         first, last = result.losses[0], result.losses[-1]
-        console.print(f"trained {result.steps_run} steps to step {result.final_step} in {result.seconds:.1f}s "
-                      f"({result.samples / result.seconds:.1f} samples/s, data wait "
-                      f"{100 * result.data_seconds / result.seconds:.1f}%); loss {first:.4f} -> {last:.4f}")
+        console.print(
+            f"trained {result.steps_run} steps to step {result.final_step} in {result.seconds:.1f}s "
+            f"({result.samples / result.seconds:.1f} samples/s, data wait "
+            f"{100 * result.data_seconds / result.seconds:.1f}%); loss {first:.4f} -> {last:.4f}"
+        )
         if result.checkpoints:
             console.print(f"checkpoint: {result.checkpoints[-1]}")
 
@@ -99,7 +108,8 @@ def register(app: typer.Typer) -> None:
         prompt: Annotated[str, typer.Option("--prompt", "-p", help="Prompt (T2I) or edit instruction (TI2I).")],
         checkpoint: CheckpointOpt = "stage1_tiny_cpu",
         out: Annotated[Path, typer.Option("--out", "-o", help="Output PNG (seed suffix added if several).")] = Path(
-            "generated.png"),
+            "generated.png"
+        ),
         source: Annotated[Path | None, typer.Option(help="Source image: makes this an edit (TI2I).")] = None,
         seeds: Annotated[str, typer.Option(help="Comma-separated sampling seeds.")] = "0",
         steps: Annotated[int, typer.Option(min=1, help="Euler steps.")] = 20,
@@ -133,8 +143,14 @@ def register(app: typer.Typer) -> None:
         try:
             path = resolve_checkpoint(workspace.expanduser().resolve(), checkpoint)
             pipe = load_pipeline(path, weights=weights, device=device)
-            images = pipe.generate([prompt] * len(seed_list), seed_list, size=_size(size), steps=steps,
-                                   guidance=guidance, sources=[src_image] * len(seed_list) if src_image else None)
+            images = pipe.generate(
+                [prompt] * len(seed_list),
+                seed_list,
+                size=_size(size),
+                steps=steps,
+                guidance=guidance,
+                sources=[src_image] * len(seed_list) if src_image else None,
+            )
         except (ConfigError, CheckpointError, GenerateError) as exc:
             _fail(str(exc))
         out.parent.mkdir(parents=True, exist_ok=True)
@@ -172,9 +188,13 @@ def register(app: typer.Typer) -> None:
         try:
             prompt_set = load_prompt_set(prompts)
             pipe = load_pipeline(resolve_checkpoint(root, checkpoint), device=device)
-            result = run_evaluate(pipe, prompt_set, root / "evaluations",
-                                  EvalSettings(seeds=seed_list, steps=steps, guidance=guidance, size=_size(size)),
-                                  log=lambda m: err.print(m))
+            result = run_evaluate(
+                pipe,
+                prompt_set,
+                root / "evaluations",
+                EvalSettings(seeds=seed_list, steps=steps, guidance=guidance, size=_size(size)),
+                log=lambda m: err.print(m),
+            )
         except (ConfigError, CheckpointError, GenerateError) as exc:
             _fail(str(exc))
         except RuntimeError as exc:

@@ -13,13 +13,21 @@ from pipelines.steps.caption import caption
 
 def caption_demo(ws: Workspace, console: Console, recipe: str = "stage1_256p") -> dict:
     """Caption `recipe` with the default (OCR) config, print the summary and text captions of text images."""
-    console.print("captioning (text + structured from offline OCR; general/knowledge need a VLM, see "
-                  "docs/captioners.md)")
-    result = caption(ws, recipe, ("general", "text", "knowledge", "structured"), CaptionConfig.load(),
-                     log=lambda m: console.print(f"[yellow]{m}[/]"))
+    console.print(
+        "captioning (text + structured from offline OCR; general/knowledge need a VLM, see docs/captioners.md)"
+    )
+    result = caption(
+        ws,
+        recipe,
+        ("general", "text", "knowledge", "structured"),
+        CaptionConfig.load(),
+        log=lambda m: console.print(f"[yellow]{m}[/]"),
+    )
     files = [str(p) for p in sorted(result.out_dir.glob("part-*.parquet"))]
-    query = ("SELECT caption, caption_text, ocr_script FROM read_parquet(?) WHERE ocr_text <> '' "
-             "ORDER BY list_avg(list_transform(ocr_lines, lambda l: l.conf)) DESC, uri LIMIT 6")
+    query = (
+        "SELECT caption, caption_text, ocr_script FROM read_parquet(?) WHERE ocr_text <> '' "
+        "ORDER BY list_avg(list_transform(ocr_lines, lambda l: l.conf)) DESC, uri LIMIT 6"
+    )
     rows = duckdb.connect().execute(query, [files]).fetchall() if files else []
     table = Table(title="text captions from OCR (raw caption of the render for comparison)")
     for col in ("raw caption", "text caption (OCR)", "script"):
@@ -28,7 +36,8 @@ def caption_demo(ws: Workspace, console: Console, recipe: str = "stage1_256p") -
         table.add_row(raw or "", text or "", script or "")
     console.print(table)
     text = result.summary.get("text", {})
-    console.print(f"text captions: {text.get('ok', 0)} ok of {text.get('rows', 0)}; "
-                  f"{result.rows_written} rows captioned into {result.out_dir}")
-    return {"caption_summary": result.summary, "captioned_dir": str(result.out_dir),
-            "text_captions_shown": len(rows)}
+    console.print(
+        f"text captions: {text.get('ok', 0)} ok of {text.get('rows', 0)}; "
+        f"{result.rows_written} rows captioned into {result.out_dir}"
+    )
+    return {"caption_summary": result.summary, "captioned_dir": str(result.out_dir), "text_captions_shown": len(rows)}

@@ -21,8 +21,10 @@ def loop_demo(ws: flywheel.workspace.Workspace, console: Console) -> dict:
     for t in index.tables:
         console.print(f"  {t.table}: {t.rows} rows ({t.embedded} new), space {t.space}")
     eval_path, fb_path = build_fixture(ws, ws.root / "demo-badcases")
-    console.print(f"ingesting bad cases: {eval_path.name} (CONSTRUCTED DEMO FIXTURE from the demo's own images, "
-                  f"not model outputs) and {fb_path.name}")
+    console.print(
+        f"ingesting bad cases: {eval_path.name} (CONSTRUCTED DEMO FIXTURE from the demo's own images, "
+        f"not model outputs) and {fb_path.name}"
+    )
     store = BadCaseStore.for_workspace(ws.root)
     ingested = {p.name: asdict(ingest_file(store, p).result) for p in (eval_path, fb_path)}
     text = MiniLMTextEmbedder()
@@ -35,11 +37,19 @@ def loop_demo(ws: flywheel.workspace.Workspace, console: Console) -> dict:
         out.add_row(case["case_id"], case["source"], case["prompt"][:60], case["track"] or "-", ev.get("rule", "-"))
     console.print(out)
     tracks = write_tracks(ws, text_embedder=text)
-    console.print(f"pretrain: {tracks.pretrain['written']} expansion rows from {tracks.pretrain['candidates']} "
-                  f"candidates -> {tracks.pretrain['path']}")
-    console.print(f"rl: {tracks.rl['pairs']} preference pairs ({tracks.rl['unpaired_cases']} case(s) without "
-                  f"sibling outputs) -> {tracks.rl['path']}")
+    console.print(
+        f"pretrain: {tracks.pretrain['written']} expansion rows from {tracks.pretrain['candidates']} "
+        f"candidates -> {tracks.pretrain['path']}"
+    )
+    console.print(
+        f"rl: {tracks.rl['pairs']} preference pairs ({tracks.rl['unpaired_cases']} case(s) without "
+        f"sibling outputs) -> {tracks.rl['path']}"
+    )
     console.print(f"prompt: {tracks.prompt['pairs']} rewrite pairs -> {tracks.prompt['path']}")
     console.print(f"next: flywheel badcases list -w {ws.root}   |   flywheel search -w {ws.root} --text 'a cat'")
-    return {"index": [asdict(t) for t in index.tables], "ingested": ingested, "route": asdict(summary),
-            "tracks": asdict(tracks)}
+    return {
+        "index": [asdict(t) for t in index.tables],
+        "ingested": ingested,
+        "route": asdict(summary),
+        "tracks": asdict(tracks),
+    }

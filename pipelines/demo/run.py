@@ -16,8 +16,14 @@ from pipelines.demo.loop import loop_demo
 from pipelines.steps.score import score
 
 
-def run_demo(workspace: Path, *, scale: int = 1, console: Console | None = None,
-             cfg: ScoringConfig | None = None, captions: bool = False) -> dict[str, object]:
+def run_demo(
+    workspace: Path,
+    *,
+    scale: int = 1,
+    console: Console | None = None,
+    cfg: ScoringConfig | None = None,
+    captions: bool = False,
+) -> dict[str, object]:
     console = console or Console()
     ws = Workspace.at(workspace)
     corpus_dir = ws.root / "demo-corpus"
@@ -29,8 +35,13 @@ def run_demo(workspace: Path, *, scale: int = 1, console: Console | None = None,
         info = build_corpus(corpus_dir, scale=scale)
         images = info.images_dir
     console.print("scoring (Ray Data; completed shards are skipped on a re-run)")
-    result = score(str(images), ws, cfg=cfg or ScoringConfig.load(), rows_per_partition=64,
-                   log=lambda m: console.print(f"[yellow]{m}[/]"))
+    result = score(
+        str(images),
+        ws,
+        cfg=cfg or ScoringConfig.load(),
+        rows_per_partition=64,
+        log=lambda m: console.print(f"[yellow]{m}[/]"),
+    )
     console.print(f"pool: {result.rows_written} new rows, {result.skipped} shard(s) reused, {result.seconds:.1f}s")
     selection = select(ws, load_recipe("stage1_256p"))
     selection.funnel.check()
@@ -39,6 +50,8 @@ def run_demo(workspace: Path, *, scale: int = 1, console: Console | None = None,
     caption_report = caption_demo(ws, console) if captions else None
     console.print("the flywheel loop: index the pool, ingest bad cases, route them, write each track's data")
     loop = loop_demo(ws, console)
-    console.print(f"next: flywheel rejected --workspace {ws.root} --reason near_dup   |   "
-                  f"flywheel select --workspace {ws.root} --set entropy.min=2.0")
+    console.print(
+        f"next: flywheel rejected --workspace {ws.root} --reason near_dup   |   "
+        f"flywheel select --workspace {ws.root} --set entropy.min=2.0"
+    )
     return {"funnel": selection.funnel.to_json(), "workspace": str(ws.root), "loop": loop, "captions": caption_report}

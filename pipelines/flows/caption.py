@@ -21,8 +21,9 @@ from pipelines.steps.caption import caption as run_caption
 
 
 @task(name="caption", retries=2, retry_delay_seconds=2)
-def caption_task(workspace: str, recipe: str, types: str | None, backend: str | None, config: str | None,
-                 ray_address: str | None) -> dict[str, Any]:
+def caption_task(
+    workspace: str, recipe: str, types: str | None, backend: str | None, config: str | None, ray_address: str | None
+) -> dict[str, Any]:
     logger = get_run_logger()
     kinds = parse_types(types)
     cfg = CaptionConfig.load(config)
@@ -30,11 +31,22 @@ def caption_task(workspace: str, recipe: str, types: str | None, backend: str | 
         cfg = cfg.with_backend(backend, kinds)
     result = run_caption(Workspace.at(workspace), recipe, kinds, cfg, ray_address=ray_address, log=logger.warning)
     logger.info("captioned %d rows (%d new shards, %d skipped)", result.rows_written, result.written, result.skipped)
-    return {"rows_written": result.rows_written, "written": result.written, "skipped": result.skipped,
-            "out_dir": str(result.out_dir), "summary": result.summary}
+    return {
+        "rows_written": result.rows_written,
+        "written": result.written,
+        "skipped": result.skipped,
+        "out_dir": str(result.out_dir),
+        "summary": result.summary,
+    }
 
 
 @flow(name="caption")
-def caption_flow(workspace: str, recipe: str = "stage1_256p", types: str | None = None, backend: str | None = None,
-                 config: str | None = None, ray_address: str | None = None) -> dict[str, Any]:
+def caption_flow(
+    workspace: str,
+    recipe: str = "stage1_256p",
+    types: str | None = None,
+    backend: str | None = None,
+    config: str | None = None,
+    ray_address: str | None = None,
+) -> dict[str, Any]:
     return caption_task(workspace, recipe, types, backend, config, ray_address)

@@ -24,14 +24,31 @@ from pipelines.steps.score import score as run_score
 
 
 @task(name="score", retries=2, retry_delay_seconds=2)
-def score_task(source: str, workspace: str, ray_address: str | None, filters: list[str] | None,
-               config: str | None, rows_per_partition: int) -> dict[str, Any]:
+def score_task(
+    source: str,
+    workspace: str,
+    ray_address: str | None,
+    filters: list[str] | None,
+    config: str | None,
+    rows_per_partition: int,
+) -> dict[str, Any]:
     logger = get_run_logger()
-    result = run_score(source, Workspace.at(workspace), filters=filters, cfg=ScoringConfig.load(config),
-                       ray_address=ray_address, rows_per_partition=rows_per_partition, log=logger.warning)
+    result = run_score(
+        source,
+        Workspace.at(workspace),
+        filters=filters,
+        cfg=ScoringConfig.load(config),
+        ray_address=ray_address,
+        rows_per_partition=rows_per_partition,
+        log=logger.warning,
+    )
     logger.info("scored %d rows (%d new shards, %d skipped)", result.rows_written, result.written, result.skipped)
-    return {"rows_written": result.rows_written, "written": result.written, "skipped": result.skipped,
-            "unavailable": result.unavailable}
+    return {
+        "rows_written": result.rows_written,
+        "written": result.written,
+        "skipped": result.skipped,
+        "unavailable": result.unavailable,
+    }
 
 
 @task(name="select")
@@ -41,8 +58,11 @@ def select_task(workspace: str, recipe: str, overrides: dict[str, str] | None) -
         rec = rec.with_overrides(overrides)
     selection = run_select(Workspace.at(workspace), rec)
     selection.funnel.check()
-    return {"funnel": selection.funnel.to_json(), "funnel_text": selection.funnel.to_text(),
-            "out_dir": str(selection.out_dir)}
+    return {
+        "funnel": selection.funnel.to_json(),
+        "funnel_text": selection.funnel.to_text(),
+        "out_dir": str(selection.out_dir),
+    }
 
 
 @task(name="report")
@@ -54,9 +74,16 @@ def report_task(workspace: str, scored: dict[str, Any], selected: dict[str, Any]
 
 
 @flow(name="curate")
-def curate(source: str, workspace: str, recipe: str = "stage1_256p", ray_address: str | None = None,
-           filters: list[str] | None = None, config: str | None = None, overrides: dict[str, str] | None = None,
-           rows_per_partition: int = 256) -> dict[str, Any]:
+def curate(
+    source: str,
+    workspace: str,
+    recipe: str = "stage1_256p",
+    ray_address: str | None = None,
+    filters: list[str] | None = None,
+    config: str | None = None,
+    overrides: dict[str, str] | None = None,
+    rows_per_partition: int = 256,
+) -> dict[str, Any]:
     scored = score_task(source, workspace, ray_address, filters, config, rows_per_partition)
     selected = select_task(workspace, recipe, overrides)
     return report_task(workspace, scored, selected)

@@ -56,8 +56,14 @@ def export_task(workspace: str, out: str) -> int:
 
 
 @flow(name="cycle")
-def cycle(workspace: str, inputs: list[str] | None = None, export: str | None = None, mode: str = "rules",
-          index: bool = True, ray_address: str | None = None) -> dict[str, Any]:
+def cycle(
+    workspace: str,
+    inputs: list[str] | None = None,
+    export: str | None = None,
+    mode: str = "rules",
+    index: bool = True,
+    ray_address: str | None = None,
+) -> dict[str, Any]:
     """One flywheel turn over WORKSPACE; `inputs` are evaluation Parquet / feedback JSONL-CSV files."""
     report: dict[str, Any] = {"ingested": ingest_task(workspace, inputs or [])}
     if index:

@@ -93,9 +93,16 @@ def read_shard(row: dict[str, Any]) -> pa.Table:
     return table.append_column(EXPECTED, pa.array([table.num_rows] * table.num_rows, pa.int64()))
 
 
-def caption(ws: Workspace, recipe: str, kinds: tuple[str, ...], cfg: CaptionConfig, *,
-            ray_address: str | None = None, progress: ProgressFn | None = None,
-            log: LogFn | None = None) -> CaptionResult:
+def caption(
+    ws: Workspace,
+    recipe: str,
+    kinds: tuple[str, ...],
+    cfg: CaptionConfig,
+    *,
+    ray_address: str | None = None,
+    progress: ProgressFn | None = None,
+    log: LogFn | None = None,
+) -> CaptionResult:
     """Caption the curated shards of `recipe` into WORKSPACE/captioned/<recipe>/ (resumable)."""
     started = time.perf_counter()
     unknown = [k for k in kinds if k not in CAPTION_TYPES]
@@ -104,8 +111,10 @@ def caption(ws: Workspace, recipe: str, kinds: tuple[str, ...], cfg: CaptionConf
     curated = ShardStore(ws.curated_dir(recipe))
     infos = list(curated.infos())
     if not infos:
-        raise WorkspaceError(f"no curated shards for recipe {recipe!r} in {ws.root}: run "
-                             f"`flywheel select --workspace {ws.root} --recipe {recipe}` first")
+        raise WorkspaceError(
+            f"no curated shards for recipe {recipe!r} in {ws.root}: run "
+            f"`flywheel select --workspace {ws.root} --recipe {recipe}` first"
+        )
     out = ShardStore(captioned_dir(ws, recipe))
     out.clean_temporaries()
     result = CaptionResult(out_dir=out.root, shards=len(infos))
@@ -135,12 +144,20 @@ def caption(ws: Workspace, recipe: str, kinds: tuple[str, ...], cfg: CaptionConf
     result.seconds = time.perf_counter() - started
     result.summary = summarize(out.shard_paths(), kinds)
     out.write_manifest({"recipe": recipe, "kinds": list(kinds), "summary": result.summary})
-    write_json_atomic(ws.runs_dir / f"{time.strftime('%Y%m%dT%H%M%S')}-caption.json",
-                      {"command": "caption", "recipe": recipe, **{k: v for k, v in asdict(result).items()
-                                                                   if k != "out_dir"}, "out_dir": str(out.root)})
+    write_json_atomic(
+        ws.runs_dir / f"{time.strftime('%Y%m%dT%H%M%S')}-caption.json",
+        {
+            "command": "caption",
+            "recipe": recipe,
+            **{k: v for k, v in asdict(result).items() if k != "out_dir"},
+            "out_dir": str(out.root),
+        },
+    )
     if result.failed:
-        raise CaptionFailed(f"{len(result.failed)} shard(s) failed ({result.failed[:10]}); re-run the same command "
-                            "to retry them (completed shards are kept)")
+        raise CaptionFailed(
+            f"{len(result.failed)} shard(s) failed ({result.failed[:10]}); re-run the same command "
+            "to retry them (completed shards are kept)"
+        )
     return result
 
 
@@ -163,9 +180,17 @@ def _actors(cfg: CaptionConfig, kinds: tuple[str, ...]) -> tuple[int, float]:
     return 1, 0.0
 
 
-def _run(pending: list[dict[str, Any]], out: ShardStore, prints: dict[int, str], kinds: tuple[str, ...],
-         cfg: CaptionConfig, ws: Workspace, ray_address: str | None, result: CaptionResult,
-         progress: ProgressFn | None) -> None:
+def _run(
+    pending: list[dict[str, Any]],
+    out: ShardStore,
+    prints: dict[int, str],
+    kinds: tuple[str, ...],
+    cfg: CaptionConfig,
+    ws: Workspace,
+    ray_address: str | None,
+    result: CaptionResult,
+    progress: ProgressFn | None,
+) -> None:
     import ray
 
     init_ray(ray_address)
@@ -175,12 +200,23 @@ def _run(pending: list[dict[str, Any]], out: ShardStore, prints: dict[int, str],
     ds = ray.data.from_items(pending, override_num_blocks=len(pending))
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        ds = ds.map_batches(read_shard, batch_size=1, batch_format="numpy",
-                            compute=ray.data.TaskPoolStrategy(), ray_remote_args_fn=lambda: {"num_cpus": 1})
-        ds = ds.map_batches(CaptionStage, fn_constructor_args=(cfg, kinds, cache_dir), batch_format="pyarrow",
-                            batch_size=cfg.batch_size,
-                            compute=ray.data.ActorPoolStrategy(min_size=1, max_size=actors),
-                            num_gpus=gpus, num_cpus=0 if gpus else 1, max_restarts=0)
+        ds = ds.map_batches(
+            read_shard,
+            batch_size=1,
+            batch_format="numpy",
+            compute=ray.data.TaskPoolStrategy(),
+            ray_remote_args_fn=lambda: {"num_cpus": 1},
+        )
+        ds = ds.map_batches(
+            CaptionStage,
+            fn_constructor_args=(cfg, kinds, cache_dir),
+            batch_format="pyarrow",
+            batch_size=cfg.batch_size,
+            compute=ray.data.ActorPoolStrategy(min_size=1, max_size=actors),
+            num_gpus=gpus,
+            num_cpus=0 if gpus else 1,
+            max_restarts=0,
+        )
     parts: dict[int, list[pa.Table]] = {p["index"]: [] for p in pending}
     counts = dict.fromkeys(parts, 0)
     for block in ds.iter_batches(batch_format="pyarrow", batch_size=None, prefetch_batches=1):

@@ -25,11 +25,15 @@ def summarize(shards: Sequence[Path], kinds: Sequence[str]) -> dict[str, Any]:
         rows = con.execute(f'SELECT "{status}", count(*) FROM read_parquet(?) GROUP BY 1', [files]).fetchall()
         entry: dict[str, Any] = {"rows": sum(n for _, n in rows)}
         entry.update({str(s): int(n) for s, n in rows})
-        flags = con.execute(f'SELECT flag, count(*) FROM (SELECT unnest("{checks}") AS flag FROM read_parquet(?)) '
-                            "GROUP BY 1 ORDER BY 2 DESC", [files]).fetchall()
+        flags = con.execute(
+            f'SELECT flag, count(*) FROM (SELECT unnest("{checks}") AS flag FROM read_parquet(?)) '
+            "GROUP BY 1 ORDER BY 2 DESC",
+            [files],
+        ).fetchall()
         entry["flags"] = {str(f): int(n) for f, n in flags}
-        example = con.execute(f'SELECT "{error}" FROM read_parquet(?) WHERE "{error}" IS NOT NULL LIMIT 1',
-                              [files]).fetchone()
+        example = con.execute(
+            f'SELECT "{error}" FROM read_parquet(?) WHERE "{error}" IS NOT NULL LIMIT 1', [files]
+        ).fetchone()
         entry["error_example"] = example[0] if example else None
         summary[kind] = entry
     split = con.execute("SELECT caption_split, count(*) FROM read_parquet(?) GROUP BY 1", [files]).fetchall()

@@ -70,13 +70,17 @@ def _todo_uris(meta: pa.Table, field_name: str, existing: set[str]) -> pa.Array:
     if field_name == "caption":
         mask = pc.and_(mask, pc.greater(pc.utf8_length(pc.fill_null(meta.column("caption"), "")), 0))
     else:
-        mask = pc.and_(mask, pc.is_null(meta.column("broken_reason"))) if "broken_reason" in meta.column_names \
-            else mask
+        mask = pc.and_(mask, pc.is_null(meta.column("broken_reason"))) if "broken_reason" in meta.column_names else mask
     return meta.filter(mask).column("uri").combine_chunks()
 
 
-def build_index(ws: Workspace, cfg: IndexConfig | None = None, *, ray_address: str | None = None,
-                log: Callable[[str], None] = lambda _m: None) -> IndexReport:
+def build_index(
+    ws: Workspace,
+    cfg: IndexConfig | None = None,
+    *,
+    ray_address: str | None = None,
+    log: Callable[[str], None] = lambda _m: None,
+) -> IndexReport:
     """Embed what is new, refresh metadata, build the ANN index of tables that grew past `ann.min_rows`."""
     import ray
 
@@ -86,14 +90,18 @@ def build_index(ws: Workspace, cfg: IndexConfig | None = None, *, ray_address: s
     meta = pool_metadata(ws)
     init_ray(ray_address)  # before LanceDB opens: Ray forks workers, and LanceDB's runtime dislikes forks
     engine = RetrievalEngine(ws.root / "index", cfg.ann)
-    embedders: list[tuple[str, Any]] = [("image", EfficientNetImageEmbedder(cfg.image_size)),
-                                        ("caption", MiniLMTextEmbedder(cfg.text_max_length))]
+    embedders: list[tuple[str, Any]] = [
+        ("image", EfficientNetImageEmbedder(cfg.image_size)),
+        ("caption", MiniLMTextEmbedder(cfg.text_max_length)),
+    ]
     clip = clip_from_config(cfg)
     if clip is not None:
         embedders.append(("image", clip))
     else:
-        log("no CLIP weights configured (index clip_checkpoint / FLYWHEEL_CLIP_CHECKPOINT): text queries search "
-            "captions (MiniLM); images are searchable by image or id")
+        log(
+            "no CLIP weights configured (index clip_checkpoint / FLYWHEEL_CLIP_CHECKPOINT): text queries search "
+            "captions (MiniLM); images are searchable by image or id"
+        )
     gpus = 1 if ray.cluster_resources().get("GPU", 0) >= 1 else 0
     report = IndexReport()
     for field_name, embedder in embedders:
@@ -107,9 +115,15 @@ def build_index(ws: Workspace, cfg: IndexConfig | None = None, *, ray_address: s
             # One read task per pool shard (pyarrow, only the needed columns); Ray ships `todo` once.
             ds = ray.data.from_items([{"shard": s} for s in shards], override_num_blocks=len(shards))
             ds = ds.map_batches(_read_todo, fn_args=(todo, field_name), batch_format="pyarrow", batch_size=1)
-            ds = ds.map_batches(EmbedBatch, fn_constructor_args=(embedder, field_name), batch_format="pyarrow",
-                                batch_size=cfg.batch_size, compute=ray.data.ActorPoolStrategy(size=1),
-                                num_gpus=gpus, num_cpus=0 if gpus else 1)
+            ds = ds.map_batches(
+                EmbedBatch,
+                fn_constructor_args=(embedder, field_name),
+                batch_format="pyarrow",
+                batch_size=cfg.batch_size,
+                compute=ray.data.ActorPoolStrategy(size=1),
+                num_gpus=gpus,
+                num_cpus=0 if gpus else 1,
+            )
             pending: list[pa.Table] = []
             for batch in ds.iter_batches(batch_format="pyarrow", batch_size=None):
                 pending.append(batch)
@@ -120,8 +134,9 @@ def build_index(ws: Workspace, cfg: IndexConfig | None = None, *, ray_address: s
                 e, u = _append(engine, field_name, embedder, meta, pending)
                 embedded, undecodable = embedded + e, undecodable + u
         if existing:
-            engine.update_metadata(name, meta.filter(pc.is_in(meta.column("id"),
-                                                              pa.array(sorted(existing), pa.string()))))
+            engine.update_metadata(
+                name, meta.filter(pc.is_in(meta.column("id"), pa.array(sorted(existing), pa.string())))
+            )
         if name not in engine.table_names():
             continue
         info = engine.info(name)
@@ -130,8 +145,18 @@ def build_index(ws: Workspace, cfg: IndexConfig | None = None, *, ray_address: s
         elif not info.ann and engine.build_ann_if_large(name):
             log(f"{name}: built {cfg.ann.index_type} index over {info.rows} rows")
         info = engine.info(name)
-        report.tables.append(TableReport(name, info.space.describe(), embedded, len(existing), undecodable,
-                                         info.rows, info.ann, time.perf_counter() - t0))
+        report.tables.append(
+            TableReport(
+                name,
+                info.space.describe(),
+                embedded,
+                len(existing),
+                undecodable,
+                info.rows,
+                info.ann,
+                time.perf_counter() - t0,
+            )
+        )
     report.seconds = time.perf_counter() - start
     return report
 
@@ -144,8 +169,9 @@ def _read_todo(batch: pa.Table, uris: pa.Array, field_name: str) -> pa.Table:
     return shard.filter(pc.is_in(shard.column("uri"), uris)).drop_columns(["uri"])
 
 
-def _append(engine: RetrievalEngine, field_name: str, embedder: Any, meta: pa.Table,
-            batches: list[pa.Table]) -> tuple[int, int]:
+def _append(
+    engine: RetrievalEngine, field_name: str, embedder: Any, meta: pa.Table, batches: list[pa.Table]
+) -> tuple[int, int]:
     """Join embedded rows with their metadata (caption included, so every table shows what it found)."""
     got = pa.concat_tables(batches)
     ok = got.column("ok")

@@ -38,17 +38,32 @@ def engine_for(ws: Workspace, cfg: IndexConfig | None = None) -> RetrievalEngine
     return engine if engine.table_names() else None
 
 
-def route(ws: Workspace, *, policy_path: Path | None = None, mode: str = "rules", min_confidence: float = 0.7,
-          reroute: bool = False, text_embedder: MiniLMTextEmbedder | None = None) -> RouteSummary:
+def route(
+    ws: Workspace,
+    *,
+    policy_path: Path | None = None,
+    mode: str = "rules",
+    min_confidence: float = 0.7,
+    reroute: bool = False,
+    text_embedder: MiniLMTextEmbedder | None = None,
+) -> RouteSummary:
     policy = Policy.load(policy_path)
     engine = engine_for(ws)
     probe = None
     if engine is not None:
-        probe = IndexCoverage(engine, text_embedder or MiniLMTextEmbedder(), policy.coverage.k,
-                              policy.coverage.near_similarity)
+        probe = IndexCoverage(
+            engine, text_embedder or MiniLMTextEmbedder(), policy.coverage.k, policy.coverage.near_similarity
+        )
     learned = LearnedRouter.load(router_path(ws)) if mode != "rules" else None
-    return route_store(BadCaseStore.for_workspace(ws.root), policy, probe, mode=mode, learned=learned,
-                       min_confidence=min_confidence, reroute=reroute)
+    return route_store(
+        BadCaseStore.for_workspace(ws.root),
+        policy,
+        probe,
+        mode=mode,
+        learned=learned,
+        min_confidence=min_confidence,
+        reroute=reroute,
+    )
 
 
 @dataclass
@@ -58,9 +73,16 @@ class TracksReport:
     prompt: dict[str, Any] | None = None
 
 
-def write_tracks(ws: Workspace, tracks: tuple[str, ...] = TRACK_NAMES, *, expansion: ExpansionConfig | None = None,
-                 llm: LlmEndpoint | None = None, min_margin: float = 0.1, index_cfg: IndexConfig | None = None,
-                 text_embedder: MiniLMTextEmbedder | None = None) -> TracksReport:
+def write_tracks(
+    ws: Workspace,
+    tracks: tuple[str, ...] = TRACK_NAMES,
+    *,
+    expansion: ExpansionConfig | None = None,
+    llm: LlmEndpoint | None = None,
+    min_margin: float = 0.1,
+    index_cfg: IndexConfig | None = None,
+    text_embedder: MiniLMTextEmbedder | None = None,
+) -> TracksReport:
     """Write each requested track's data from the routed bad cases."""
     unknown = set(tracks) - set(TRACK_NAMES)
     if unknown:

@@ -112,23 +112,45 @@ def score(
                 model_classes.append(cls)  # type: ignore[arg-type]
     cpu_classes = [c for c in classes if not is_model(c)]
 
-    result = ScoreResult(partitions=total, skipped=skipped, written=0, failed=[], rows_written=0,
-                         seconds=0.0, unavailable=unavailable)
+    result = ScoreResult(
+        partitions=total, skipped=skipped, written=0, failed=[], rows_written=0, seconds=0.0, unavailable=unavailable
+    )
     if pending:
-        _run(pending, workspace, cpu_classes, model_classes, cfg, pool_schema, ray_address,
-             model_actors, result, progress)
+        _run(
+            pending,
+            workspace,
+            cpu_classes,
+            model_classes,
+            cfg,
+            pool_schema,
+            ray_address,
+            model_actors,
+            result,
+            progress,
+        )
     result.seconds = time.perf_counter() - started
     workspace.pool.write_manifest({"columns": [c.name for c in registry], "source": source_path})
     _write_run_log(workspace, source_path, result)
     if result.failed:
-        raise ScoreFailed(f"{len(result.failed)} partition(s) failed: {result.failed[:10]}; "
-                          "re-run the same command to retry them (completed shards are kept)")
+        raise ScoreFailed(
+            f"{len(result.failed)} partition(s) failed: {result.failed[:10]}; "
+            "re-run the same command to retry them (completed shards are kept)"
+        )
     return result
 
 
-def _run(pending: list[_Pending], workspace: Workspace, cpu_classes: list[type[Scorer]],
-         model_classes: list[type[ModelScorer]], cfg: ScoringConfig, pool_schema: pa.Schema,
-         ray_address: str | None, model_actors: int, result: ScoreResult, progress: ProgressFn | None) -> None:
+def _run(
+    pending: list[_Pending],
+    workspace: Workspace,
+    cpu_classes: list[type[Scorer]],
+    model_classes: list[type[ModelScorer]],
+    cfg: ScoringConfig,
+    pool_schema: pa.Schema,
+    ray_address: str | None,
+    model_actors: int,
+    result: ScoreResult,
+    progress: ProgressFn | None,
+) -> None:
     import ray
 
     init_ray(ray_address)
@@ -140,18 +162,29 @@ def _run(pending: list[_Pending], workspace: Workspace, cpu_classes: list[type[S
     # decoding must fan out over every CPU, while models load once per actor.
     with warnings.catch_warnings():  # deprecated in Ray 2.60 without a replacement for this use yet
         warnings.simplefilter("ignore")
-        ds = ds.map_batches(score_partitions, fn_args=(cpu_classes, model_classes, cfg), batch_size=1,
-                            batch_format="numpy", compute=ray.data.TaskPoolStrategy(),
-                            ray_remote_args_fn=_one_cpu)
+        ds = ds.map_batches(
+            score_partitions,
+            fn_args=(cpu_classes, model_classes, cfg),
+            batch_size=1,
+            batch_format="numpy",
+            compute=ray.data.TaskPoolStrategy(),
+            ray_remote_args_fn=_one_cpu,
+        )
     # The model actors together reserve one CPU: with one whole CPU each, two model scorers on a 2-core
     # machine would hold every CPU and leave the decode tasks none (a deadlock, seen with nsfw + rotation_net).
     model_cpus = 1.0 / max(1, len(model_classes))
     for cls in model_classes:
         gpu = 1 if (cls.uses_gpu and _cuda_available()) else 0
-        ds = ds.map_batches(ModelStage, fn_constructor_args=(cls, cfg), batch_format="pyarrow",
-                            batch_size=256, compute=ray.data.ActorPoolStrategy(min_size=1, max_size=model_actors),
-                            num_gpus=gpu, num_cpus=0 if gpu else model_cpus,
-                            max_restarts=0)  # a lost actor fails its partitions; the next run redoes them
+        ds = ds.map_batches(
+            ModelStage,
+            fn_constructor_args=(cls, cfg),
+            batch_format="pyarrow",
+            batch_size=256,
+            compute=ray.data.ActorPoolStrategy(min_size=1, max_size=model_actors),
+            num_gpus=gpu,
+            num_cpus=0 if gpu else model_cpus,
+            max_restarts=0,
+        )  # a lost actor fails its partitions; the next run redoes them
     counters: dict[str, Counters] = defaultdict(Counters)
     for block in ds.iter_batches(batch_format="pyarrow", batch_size=None, prefetch_batches=1):
         for index in sorted(set(block.column("partition").to_pylist())):

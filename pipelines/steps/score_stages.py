@@ -48,8 +48,9 @@ def spec_from_row(row: dict[str, Any]) -> tuple[int, PartitionSpec]:
 class ScorePartition:
     """Callable for `map_batches(batch_size=1)`: one partition spec in, its scored rows out."""
 
-    def __init__(self, cpu_classes: Sequence[type[Scorer]], model_classes: Sequence[type[Scorer]],
-                 cfg: ScoringConfig) -> None:
+    def __init__(
+        self, cpu_classes: Sequence[type[Scorer]], model_classes: Sequence[type[Scorer]], cfg: ScoringConfig
+    ) -> None:
         self.cfg = cfg
         self.cpu: list[CpuScorer] = [build(c, cfg) for c in cpu_classes]  # type: ignore[misc]
         self.model: list[ModelScorer] = [build(c, cfg) for c in model_classes]  # type: ignore[misc]
@@ -58,8 +59,7 @@ class ScorePartition:
         self.view_short_side = max([s.view_short_side for s in [*self.cpu, *self.model]] + [32])
 
     def __call__(self, batch: dict[str, np.ndarray]) -> pa.Table:
-        tables = [self.score_one(*spec_from_row({k: batch[k][i] for k in batch}))
-                  for i in range(len(batch["index"]))]
+        tables = [self.score_one(*spec_from_row({k: batch[k][i] for k in batch})) for i in range(len(batch["index"]))]
         return pa.concat_tables(tables) if len(tables) > 1 else tables[0]
 
     def score_one(self, index: int, spec: PartitionSpec) -> pa.Table:
@@ -72,7 +72,9 @@ class ScorePartition:
                 d.broken_reason, d.broken_detail = "read_error", s.read_error
         batch = SampleBatch(
             ids=[sample_id(s.image, s.caption, s.source_image) for s in samples],
-            images=images, captions=[s.caption for s in samples], decoded=decoded,
+            images=images,
+            captions=[s.caption for s in samples],
+            decoded=decoded,
             uris=[s.uri for s in samples],
         )
         columns: dict[str, pa.Array] = {
@@ -108,8 +110,12 @@ class ScorePartition:
         return table
 
 
-def score_partitions(batch: dict[str, np.ndarray], cpu_classes: Sequence[type[Scorer]],
-                     model_classes: Sequence[type[Scorer]], cfg: ScoringConfig) -> pa.Table:
+def score_partitions(
+    batch: dict[str, np.ndarray],
+    cpu_classes: Sequence[type[Scorer]],
+    model_classes: Sequence[type[Scorer]],
+    cfg: ScoringConfig,
+) -> pa.Table:
     """Task-pool entry point (Ray Data runs callable classes only as actors)."""
     return ScorePartition(cpu_classes, model_classes, cfg)(batch)
 
@@ -138,9 +144,10 @@ class ModelStage:
         valid = [i for i, r in enumerate(raw) if r is not None]
         results: dict[str, list[Any]] = {c.name: [None] * len(raw) for c in scorer.columns}
         for start in range(0, len(valid), self.batch_size):
-            chunk = valid[start:start + self.batch_size]
-            inputs = np.stack([np.frombuffer(raw[i], dtype=scorer.input_dtype).reshape(scorer.input_shape)
-                               for i in chunk])
+            chunk = valid[start : start + self.batch_size]
+            inputs = np.stack(
+                [np.frombuffer(raw[i], dtype=scorer.input_dtype).reshape(scorer.input_shape) for i in chunk]
+            )
             out = scorer(inputs, [captions[i] for i in chunk])
             for name, values in out.items():
                 for i, v in zip(chunk, list(values), strict=True):

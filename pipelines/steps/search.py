@@ -11,12 +11,31 @@ from flywheel.retrieval.config import IndexConfig
 from flywheel.retrieval.engine import IndexError_, RetrievalEngine
 from flywheel.workspace import Workspace
 
-COLUMNS = ["id", "uri", "caption", "curated", "kept_in", "reject_reason", "nsfw_score", "entropy_bits",
-           "clip_score", "width", "height"]
+COLUMNS = [
+    "id",
+    "uri",
+    "caption",
+    "curated",
+    "kept_in",
+    "reject_reason",
+    "nsfw_score",
+    "entropy_bits",
+    "clip_score",
+    "width",
+    "height",
+]
 
 
-def search_pool(ws: Workspace, *, text: str | None = None, image: Path | None = None, sample_id: str | None = None,
-                where: str | None = None, k: int = 10, cfg: IndexConfig | None = None) -> pa.Table:
+def search_pool(
+    ws: Workspace,
+    *,
+    text: str | None = None,
+    image: Path | None = None,
+    sample_id: str | None = None,
+    where: str | None = None,
+    k: int = 10,
+    cfg: IndexConfig | None = None,
+) -> pa.Table:
     """Arrow table of neighbours; schema metadata `flywheel.space` names the embedding space used.
 
     Text queries use CLIP image search when CLIP weights are configured and indexed, else caption search
@@ -38,8 +57,9 @@ def search_pool(ws: Workspace, *, text: str | None = None, image: Path | None = 
     if image is not None:
         if not image.is_file():
             raise FileNotFoundError(f"--image {image} is not a file")
-        img_embedder = clip if clip_table is not None and clip is not None \
-            else EfficientNetImageEmbedder(cfg.image_size)
+        img_embedder = (
+            clip if clip_table is not None and clip is not None else EfficientNetImageEmbedder(cfg.image_size)
+        )
         vectors, ok = img_embedder.embed_images([image.read_bytes()])
         if not ok[0]:
             raise ValueError(f"--image {image} cannot be decoded as an image")

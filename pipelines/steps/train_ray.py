@@ -32,13 +32,25 @@ def _loop(config: dict[str, Any]) -> None:
     if config["resume"]:
         trainer.resume("latest")
     result = trainer.run()
-    ray.train.report({"step": result.final_step, "steps_run": result.steps_run,
-                      "last_loss": result.losses[-1] if result.losses else None,
-                      "samples_per_s": result.samples / result.seconds if result.seconds else 0.0})
+    ray.train.report(
+        {
+            "step": result.final_step,
+            "steps_run": result.steps_run,
+            "last_loss": result.losses[-1] if result.losses else None,
+            "samples_per_s": result.samples / result.seconds if result.seconds else 0.0,
+        }
+    )
 
 
-def train_on_ray(stage: dict[str, Any], workspace: Path, *, num_workers: int = 1, use_gpu: bool = False,
-                 resume: bool = True, threads: int | None = None) -> dict[str, Any]:
+def train_on_ray(
+    stage: dict[str, Any],
+    workspace: Path,
+    *,
+    num_workers: int = 1,
+    use_gpu: bool = False,
+    resume: bool = True,
+    threads: int | None = None,
+) -> dict[str, Any]:
     """Run `stage` (a StageConfig dict) with `num_workers` DDP ranks; returns the final step and checkpoint.
 
     Connects to the Ray runtime already initialised by the caller (`ray.init(address=...)`). The outcome is
@@ -49,11 +61,16 @@ def train_on_ray(stage: dict[str, Any], workspace: Path, *, num_workers: int = 1
 
     runner = TorchTrainer(
         _loop,
-        train_loop_config={"stage": stage, "workspace": str(Path(workspace).resolve()), "resume": resume,
-                           "threads": threads},
+        train_loop_config={
+            "stage": stage,
+            "workspace": str(Path(workspace).resolve()),
+            "resume": resume,
+            "threads": threads,
+        },
         scaling_config=ScalingConfig(num_workers=num_workers, use_gpu=use_gpu),
-        run_config=RunConfig(name=f"flywheel-train-{stage['name']}",
-                             storage_path=str(Path(workspace).resolve() / "runs" / "ray_train")),
+        run_config=RunConfig(
+            name=f"flywheel-train-{stage['name']}", storage_path=str(Path(workspace).resolve() / "runs" / "ray_train")
+        ),
     )
     result = runner.fit()
     if result.error is not None:

@@ -14,10 +14,15 @@ from captioners.structured import STRUCTURED_SCHEMA, first_json_object, from_ocr
 from captioners.types import TYPES, parse_types
 from flywheel.config import ConfigError, build
 
-VALID = {"image_type": "photo", "style": "documentary", "entities": [{"name": "bus", "attributes": ["red"]}],
-         "relations": [{"subject": "bus", "predicate": "on", "object": "street"}],
-         "visible_text": [{"text": "OPEN", "script": "Latn", "lang": "en", "box": [1, 2, 3, 4], "height_px": 4}],
-         "watermark": False, "anomalies": []}
+VALID = {
+    "image_type": "photo",
+    "style": "documentary",
+    "entities": [{"name": "bus", "attributes": ["red"]}],
+    "relations": [{"subject": "bus", "predicate": "on", "object": "street"}],
+    "visible_text": [{"text": "OPEN", "script": "Latn", "lang": "en", "box": [1, 2, 3, 4], "height_px": 4}],
+    "watermark": False,
+    "anomalies": [],
+}
 
 
 def test_structured_parse_accepts_fenced_json_and_rejects_violations() -> None:
@@ -37,8 +42,13 @@ def test_structured_parse_accepts_fenced_json_and_rejects_violations() -> None:
 def test_ocr_structured_caption_fills_text_and_leaves_unknowns_null() -> None:
     value = from_ocr([{"text": "欢迎", "x": 1, "y": 2, "w": 30, "h": 12}], "Hani", "zh")
     jsonschema.validate(value, STRUCTURED_SCHEMA)
-    assert value["visible_text"][0] == {"text": "欢迎", "script": "Hani", "lang": "zh", "box": [1, 2, 30, 12],
-                                        "height_px": 12}
+    assert value["visible_text"][0] == {
+        "text": "欢迎",
+        "script": "Hani",
+        "lang": "zh",
+        "box": [1, 2, 30, 12],
+        "height_px": 12,
+    }
     assert all(value[k] is None for k in ("image_type", "style", "entities", "relations", "watermark", "anomalies"))
 
 
@@ -55,11 +65,13 @@ def test_post_checks_flag_problems() -> None:
     assert checks("general", "", check_language=True, ocr_text=None)[0] == ["empty"]
     flags, tokens = checks("general", "a red bus " * 12, check_language=True, ocr_text=None)
     assert "degenerate" in flags and "too_long" in flags and tokens > 20
-    flags, _ = checks("general", "Un autobus rouge roule dans une rue de Paris sous la pluie.", check_language=True,
-                      ocr_text=None)
+    flags, _ = checks(
+        "general", "Un autobus rouge roule dans une rue de Paris sous la pluie.", check_language=True, ocr_text=None
+    )
     assert flags == ["language_mismatch"]
-    flags, _ = checks("text", 'The sign says "GRAND HOTEL" and "OPEN DAILY".', check_language=False,
-                      ocr_text="OPEN DAILY")
+    flags, _ = checks(
+        "text", 'The sign says "GRAND HOTEL" and "OPEN DAILY".', check_language=False, ocr_text="OPEN DAILY"
+    )
     assert flags == ["unseen_text"]
     assert unseen_quotes('"OPEN DA1LY"', "OPEN DAILY") == []  # one misread character is not a claim
     assert is_degenerate("\n\n\n\n\n\n\n\n\n\n\n\n\n!!!!!!!!!!!!!!") and not is_degenerate("a cat on a mat")

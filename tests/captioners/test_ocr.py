@@ -24,12 +24,15 @@ def cer(truth: str, seen: str) -> float:
     return edits / max(1, len(a))
 
 
-@pytest.mark.parametrize(("script", "text", "lang", "max_cer"), [
-    ("Latn", "Fresh Coffee\nOPEN DAILY", "en", 0.0),
-    ("Hans", "欢迎光临\n新鲜咖啡", "zh", 0.13),
-    ("Cyrl", "Добро пожаловать", "ru", 0.0),
-    ("Arab", "مرحبا بالعالم", "ar", 0.2),
-])
+@pytest.mark.parametrize(
+    ("script", "text", "lang", "max_cer"),
+    [
+        ("Latn", "Fresh Coffee\nOPEN DAILY", "en", 0.0),
+        ("Hans", "欢迎光临\n新鲜咖啡", "zh", 0.13),
+        ("Cyrl", "Добро пожаловать", "ru", 0.0),
+        ("Arab", "مرحبا بالعالم", "ar", 0.2),
+    ],
+)
 def test_ocr_reads_rendered_scripts(script: str, text: str, lang: str, max_cer: float) -> None:
     sample = render_pure(SCRIPTS[script], np.random.default_rng(1), font_px=40, text=text)
     result = TesseractOcr().read(sample.image)

@@ -30,15 +30,16 @@ def _png(colour: tuple[int, int, int], size: tuple[int, int] = (96, 64)) -> byte
 
 
 def test_transformers_backend_captions_and_records_structured_failure(tiny_vlm_dir: Path, tmp_path: Path) -> None:
-    cfg = CaptionConfig(types=TypeBackends(general="transformers", text=None, knowledge="transformers",
-                                           structured="transformers"),
-                        transformers=TransformersConfig(model_path=str(tiny_vlm_dir), batch_size=2,
-                                                        max_image_side=112),
-                        generation=BUDGET)
+    cfg = CaptionConfig(
+        types=TypeBackends(general="transformers", text=None, knowledge="transformers", structured="transformers"),
+        transformers=TransformersConfig(model_path=str(tiny_vlm_dir), batch_size=2, max_image_side=112),
+        generation=BUDGET,
+    )
     cfg.validate()
     captioner = Captioner(cfg, ("general", "knowledge", "structured"), tmp_path)
-    out = captioner([_png((200, 30, 30)), _png((30, 30, 200), (64, 120)), b"not an image"],
-                    ["A bus in Lisbon", None, None])
+    out = captioner(
+        [_png((200, 30, 30)), _png((30, 30, 200), (64, 120)), b"not an image"], ["A bus in Lisbon", None, None]
+    )
     assert out["caption_general_status"] == [C.OK, C.OK, C.ERROR]
     assert all(isinstance(t, str) for t in out["caption_general"][:2])
     assert out["caption_general_backend"][0] == f"transformers:{tiny_vlm_dir.name}"
@@ -64,10 +65,13 @@ def test_openai_client_against_loopback_server(tiny_vlm_dir: Path, tmp_path: Pat
     model = TransformersVlm(TransformersConfig(model_path=str(tiny_vlm_dir)))
     app = build_app(model, model_name="tiny", fail_first=1)  # the first request gets a 503: retried
     with LoopbackServer(app) as url:
-        client = OpenAIVlm(OpenAIConfig(base_url=url, model="tiny", concurrency=2, backoff_s=0.05, timeout_s=60),
-                           tmp_path / "cache")
-        reqs = [VlmRequest(bounded_png(Image.new("RGB", (80, 60), c), 112), "Describe.", 5)
-                for c in ((10, 200, 10), (200, 200, 10), (10, 10, 10))]
+        client = OpenAIVlm(
+            OpenAIConfig(base_url=url, model="tiny", concurrency=2, backoff_s=0.05, timeout_s=60), tmp_path / "cache"
+        )
+        reqs = [
+            VlmRequest(bounded_png(Image.new("RGB", (80, 60), c), 112), "Describe.", 5)
+            for c in ((10, 200, 10), (200, 200, 10), (10, 10, 10))
+        ]
         first = client.generate(reqs)
         assert all(r.error is None and r.text is not None and not r.cached for r in first)
         assert client.retried == 1 and client.sent == 4
@@ -77,14 +81,17 @@ def test_openai_client_against_loopback_server(tiny_vlm_dir: Path, tmp_path: Pat
         second = again.generate(reqs)
         assert again.sent == 0 and all(r.cached for r in second)  # a finished request is never re-sent
         assert [r.text for r in second] == [r.text for r in first]
-        cfg = CaptionConfig(types=TypeBackends(general="openai", text=None, structured="openai"),
-                            openai=OpenAIConfig(base_url=url, model="tiny", backoff_s=0.05, max_image_side=112),
-                            generation=BUDGET)
+        cfg = CaptionConfig(
+            types=TypeBackends(general="openai", text=None, structured="openai"),
+            openai=OpenAIConfig(base_url=url, model="tiny", backoff_s=0.05, max_image_side=112),
+            generation=BUDGET,
+        )
         out = Captioner(cfg, ("general", "structured"), tmp_path / "cache")([_png((1, 2, 3))], ["raw"])
         assert out["caption_general_status"] == [C.OK] and out["caption_general_backend"] == ["openai:tiny"]
         assert out["caption_structured_status"] == [C.FAILED]
-    down = OpenAIVlm(OpenAIConfig(base_url=url, model="tiny", retries=1, backoff_s=0.01, timeout_s=2),
-                     tmp_path / "other-cache")
+    down = OpenAIVlm(
+        OpenAIConfig(base_url=url, model="tiny", retries=1, backoff_s=0.01, timeout_s=2), tmp_path / "other-cache"
+    )
     reply = down.generate([VlmRequest(_png((9, 9, 9)), "Describe.", 5)])[0]
     assert reply.text is None and "gave up after 2 attempts" in (reply.error or "")
 

@@ -16,8 +16,21 @@ from corpus.build import CorpusPlan, build_corpus, main
 from flywheel.imaging import BROKEN_REASONS, decode
 from tests.datagen import CorpusInfo, labels_by_file, load_labels, small_corpus
 
-LABEL_KEYS = {"file", "kind", "broken", "mislabeled", "rotated", "exif_orientation", "exact_dup_of",
-              "near_dup_of", "blank", "tiny", "caption_issue", "script", "text"}
+LABEL_KEYS = {
+    "file",
+    "kind",
+    "broken",
+    "mislabeled",
+    "rotated",
+    "exif_orientation",
+    "exact_dup_of",
+    "near_dup_of",
+    "blank",
+    "tiny",
+    "caption_issue",
+    "script",
+    "text",
+}
 BROKEN = {"zero_byte", "not_image", "truncated", "decompression_bomb", "unsupported_mode"}
 
 
@@ -76,7 +89,8 @@ def test_every_label_kind_is_present(labels: list[dict[str, Any]]) -> None:
 
 
 def test_broken_files_fail_with_the_labeled_reason_and_the_rest_decode(
-        corpus: CorpusInfo, labels: list[dict[str, Any]]) -> None:
+    corpus: CorpusInfo, labels: list[dict[str, Any]]
+) -> None:
     for label in labels:
         decoded = decode(_bytes(corpus, label))
         assert decoded.broken_reason == label["broken"], (label["file"], decoded.broken_detail)
@@ -104,8 +118,7 @@ def test_duplicates(corpus: CorpusInfo, labels: list[dict[str, Any]]) -> None:
             assert label["width"] < original["width"] and 0 <= label["phash_distance"] <= 12
 
 
-def test_rotated_copies_are_pixel_rotations_of_their_original(
-        corpus: CorpusInfo, labels: list[dict[str, Any]]) -> None:
+def test_rotated_copies_are_pixel_rotations_of_their_original(corpus: CorpusInfo, labels: list[dict[str, Any]]) -> None:
     by_file = {label["file"]: label for label in labels}
     rotated = [label for label in labels if label["rotated"]]
     assert {label["rotated"] for label in rotated} == {90, 180, 270}
@@ -117,13 +130,15 @@ def test_rotated_copies_are_pixel_rotations_of_their_original(
         assert (label["width"], label["height"]) == expected
         copy = decode(_bytes(corpus, label), view_short_side=4096).rgb.astype(np.float32)
         upright = decode(_bytes(corpus, original), view_short_side=4096).rgb.astype(np.float32)
-        errors = {deg: float(np.abs(np.rot90(upright, -deg // 90) - copy).mean())
-                  for deg in (90, 180, 270) if np.rot90(upright, -deg // 90).shape == copy.shape}
+        errors = {
+            deg: float(np.abs(np.rot90(upright, -deg // 90) - copy).mean())
+            for deg in (90, 180, 270)
+            if np.rot90(upright, -deg // 90).shape == copy.shape
+        }
         assert min(errors, key=errors.__getitem__) == label["rotated"] and errors[label["rotated"]] < 8
 
 
-def test_exif_copies_are_stored_turned_and_display_upright(
-        corpus: CorpusInfo, labels: list[dict[str, Any]]) -> None:
+def test_exif_copies_are_stored_turned_and_display_upright(corpus: CorpusInfo, labels: list[dict[str, Any]]) -> None:
     tagged = [label for label in labels if label["exif_orientation"]]
     assert tagged and all(label["rotated"] == 0 for label in tagged)
     for label in tagged:
@@ -205,8 +220,7 @@ def test_stored_exif_header_is_what_the_label_says(corpus: CorpusInfo, labels: l
                 assert img.size == (label["width"], label["height"])
 
 
-def test_without_raqm_complex_scripts_are_flagged_not_hidden(
-        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_without_raqm_complex_scripts_are_flagged_not_hidden(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     from corpus import text as demo_text
 
     monkeypatch.setattr(demo_text.features, "check", lambda name: False)  # as on a Pillow built without raqm

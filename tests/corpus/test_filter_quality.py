@@ -9,8 +9,13 @@ from tests.datagen import small_corpus
 def test_broken_and_exact_dedup_are_exact_and_others_are_measured(tmp_path, ray_session):
     info = small_corpus(tmp_path)
     ws = Workspace.at(tmp_path / "ws")
-    score(str(info.images_dir), ws, filters=["broken", "resolution", "dedup", "entropy"], rows_per_partition=16,
-          log=lambda m: None)
+    score(
+        str(info.images_dir),
+        ws,
+        filters=["broken", "resolution", "dedup", "entropy"],
+        rows_per_partition=16,
+        log=lambda m: None,
+    )
     scores = {s.name: s for s in evaluate(ws.pool.shard_paths(), info.labels_path, info.images_dir)}
     for name in ("broken: any reason", "broken: reason matches label", "dedup: exact pairs"):
         s = scores[name]

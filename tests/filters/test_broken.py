@@ -5,17 +5,31 @@ from tests.images import encode, photo_like, png_bomb_header
 
 
 def _batch(items: list[tuple[str, bytes | None]]) -> SampleBatch:
-    return SampleBatch(ids=[u for u, _ in items], images=[b for _, b in items], captions=[None] * len(items),
-                       decoded=[decode(b) for _, b in items], uris=[u for u, _ in items])
+    return SampleBatch(
+        ids=[u for u, _ in items],
+        images=[b for _, b in items],
+        captions=[None] * len(items),
+        decoded=[decode(b) for _, b in items],
+        uris=[u for u, _ in items],
+    )
 
 
 def test_reasons_and_mislabeling():
     jpg = encode(photo_like(64, 64))
     png = encode(photo_like(64, 64), "PNG")
-    out = BrokenScorer()(_batch([
-        ("a.jpg", jpg), ("b.jpg", png), ("c.png", b""), ("d.jpg", b"not an image"),
-        ("e.jpg", jpg[: len(jpg) // 2]), ("f.png", png_bomb_header()), ("data.tar#key.jpg", jpg),
-    ]))
+    out = BrokenScorer()(
+        _batch(
+            [
+                ("a.jpg", jpg),
+                ("b.jpg", png),
+                ("c.png", b""),
+                ("d.jpg", b"not an image"),
+                ("e.jpg", jpg[: len(jpg) // 2]),
+                ("f.png", png_bomb_header()),
+                ("data.tar#key.jpg", jpg),
+            ]
+        )
+    )
     assert out["broken_reason"] == [None, None, "zero_byte", "not_image", "truncated", "decompression_bomb", None]
     assert out["broken_mislabeled"] == [False, True, None, None, False, None, False]
     assert out["broken_detail"][0] is None and "empty" in out["broken_detail"][2]

@@ -126,8 +126,13 @@ def test_image_without_cue_abstains(scorer: RotationScorer) -> None:
 def test_exif_orientation_is_reported_and_applied(scorer: RotationScorer) -> None:
     """Orientation 6 says 'rotate 90 degrees clockwise to display': pixels stored that way display upright."""
     stored = np.ascontiguousarray(np.rot90(synthetic_scene(), 1))  # upright rotated counter-clockwise
-    out = scorer(batch_of(jpeg_with_orientation(stored, 6), jpeg_with_orientation(synthetic_scene(), 1),
-                          encode_jpeg(synthetic_scene())))
+    out = scorer(
+        batch_of(
+            jpeg_with_orientation(stored, 6),
+            jpeg_with_orientation(synthetic_scene(), 1),
+            encode_jpeg(synthetic_scene()),
+        )
+    )
     assert out["rotation_exif"] == [6, 1, None]
     assert out["rotation_pred"] == [0, 0, 0]
 

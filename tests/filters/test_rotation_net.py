@@ -52,8 +52,11 @@ def test_head_for_other_features_is_refused(tmp_path):
     # Rewrite with a wrong feature version.
     from safetensors.numpy import save_file
 
-    save_file({"mean": np.zeros(1280, np.float32), "scale": np.ones(1280, np.float32),
-               "w": np.zeros(1280, np.float32)}, str(path), metadata={"feature_version": "other"})
+    save_file(
+        {"mean": np.zeros(1280, np.float32), "scale": np.ones(1280, np.float32), "w": np.zeros(1280, np.float32)},
+        str(path),
+        metadata={"feature_version": "other"},
+    )
     with pytest.raises(ScorerUnavailable, match="retrain"):
         RotationNetScorer(head_path=path).load()
     missing = RotationNetScorer(head_path=tmp_path / "nope.safetensors")

@@ -26,8 +26,12 @@ def test_banding_finds_exactly_the_pairs_brute_force_finds():
     con.executemany("INSERT INTO t VALUES (?, ?)", [(k, int(h)) for k, h in zip(keys, hashes, strict=True)])
     for t in (2, 4):
         found = set(near_duplicate_edges(con, "t", "k", "h", t))
-        truth = {(keys[i], keys[j]) for i in range(len(keys)) for j in range(i + 1, len(keys))
-                 if ((int(hashes[i]) ^ int(hashes[j])) & (2**64 - 1)).bit_count() <= t}
+        truth = {
+            (keys[i], keys[j])
+            for i in range(len(keys))
+            for j in range(i + 1, len(keys))
+            if ((int(hashes[i]) ^ int(hashes[j])) & (2**64 - 1)).bit_count() <= t
+        }
         assert found == truth
 
 

@@ -8,8 +8,17 @@ def test_stage1_recipe_has_the_eight_filter_families_in_order():
     recipe = load_recipe("stage1_256p")
     assert "stage1_256p" in builtin_recipes()
     cols = [r.column for r in recipe.rules]
-    for expected in ("broken_reason", "resolution_min_side", "nsfw_score", "rotation_net_upright_prob",
-                     "entropy_bits", "clip_score", "caption_tokens", "dedup_sha256", "dedup_phash"):
+    for expected in (
+        "broken_reason",
+        "resolution_min_side",
+        "nsfw_score",
+        "rotation_net_upright_prob",
+        "entropy_bits",
+        "clip_score",
+        "caption_tokens",
+        "dedup_sha256",
+        "dedup_phash",
+    ):
         assert expected in cols
     assert recipe.resolution == 256 and recipe.tasks == ["T2I"]
 

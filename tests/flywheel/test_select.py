@@ -25,20 +25,26 @@ def _pool(ws: Workspace) -> None:
     for part, chunk in enumerate((rows[:5], rows[5:])):
         cols = list(zip(*chunk, strict=True))
         n = len(chunk)
-        table = pa.table({
-            "id": [f"id_{u}" for u in cols[0]], "uri": list(cols[0]), "partition": [part] * n,
-            "task": ["T2I"] * n, "image": [b"x"] * n, "file_bytes": [100] * n,
-            "broken_reason": pa.array(cols[1], pa.string()),
-            "resolution_min_side": pa.array(cols[2], pa.int32()),
-            "resolution_aspect": pa.array([1.0] * n, pa.float32()),
-            "nsfw_score": pa.array(cols[3], pa.float32()),
-            "dedup_phash": pa.array(cols[4], pa.int64()),
-            "dedup_sha256": pa.array(cols[5], pa.string()),
-            "resolution_megapixels": pa.array(cols[6], pa.float32()),
-            "caption_issue": pa.array(cols[7], pa.string()),
-            "caption_tokens": pa.array(cols[8], pa.int32()),
-            "clip_score": pa.array(cols[9], pa.float32()),
-        })
+        table = pa.table(
+            {
+                "id": [f"id_{u}" for u in cols[0]],
+                "uri": list(cols[0]),
+                "partition": [part] * n,
+                "task": ["T2I"] * n,
+                "image": [b"x"] * n,
+                "file_bytes": [100] * n,
+                "broken_reason": pa.array(cols[1], pa.string()),
+                "resolution_min_side": pa.array(cols[2], pa.int32()),
+                "resolution_aspect": pa.array([1.0] * n, pa.float32()),
+                "nsfw_score": pa.array(cols[3], pa.float32()),
+                "dedup_phash": pa.array(cols[4], pa.int64()),
+                "dedup_sha256": pa.array(cols[5], pa.string()),
+                "resolution_megapixels": pa.array(cols[6], pa.float32()),
+                "caption_issue": pa.array(cols[7], pa.string()),
+                "caption_tokens": pa.array(cols[8], pa.int32()),
+                "clip_score": pa.array(cols[9], pa.float32()),
+            }
+        )
         store.write(part, table, f"fp{part}")
 
 

@@ -17,7 +17,9 @@ def test_write_marks_complete_and_manifest_adds_up(tmp_path):
     assert store.completed(0, "fp0").rows == 3
     manifest = store.write_manifest()
     assert manifest["rows"] == 8 and [s["shard"] for s in manifest["shards"]] == [
-        "part-00000.parquet", "part-00001.parquet"]
+        "part-00000.parquet",
+        "part-00001.parquet",
+    ]
     assert json.loads((tmp_path / "pool" / "_manifest.json").read_text())["rows"] == 8
     assert manifest["shards"][1]["stats"]["x"]["max"] == 4
 

@@ -32,9 +32,12 @@ def _png(img: Image.Image) -> bytes:
 def _curated(ws: Workspace, recipe: str) -> list[str]:
     """Two tiny curated shards: a Latin text render, a blank image, a Korean render, broken bytes."""
     rng = np.random.default_rng(0)
-    images = [_png(render_pure(SCRIPTS["Latn"], rng, 36, "OPEN DAILY").image),
-              _png(Image.new("RGB", (120, 90), (90, 140, 60))),
-              _png(render_pure(SCRIPTS["Kore"], rng, 36, "안녕하세요").image), b"\x00broken"]
+    images = [
+        _png(render_pure(SCRIPTS["Latn"], rng, 36, "OPEN DAILY").image),
+        _png(Image.new("RGB", (120, 90), (90, 140, 60))),
+        _png(render_pure(SCRIPTS["Kore"], rng, 36, "안녕하세요").image),
+        b"\x00broken",
+    ]
     schema = core_schema()
     store = ShardStore(ws.curated_dir(recipe))
     for index, rows in enumerate((images[:2], images[2:])):

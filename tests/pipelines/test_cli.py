@@ -13,21 +13,34 @@ runner = CliRunner()
 
 
 def _tiny_pool(ws: Workspace) -> None:
-    table = pa.table({
-        "id": ["a", "b", "c"], "uri": ["/x/a.jpg", "/x/b.jpg", "/x/c.jpg"], "partition": [0, 0, 0],
-        "task": ["T2I"] * 3, "image": [b"1", b"2", b"3"], "file_bytes": [1, 1, 1],
-        "broken_reason": pa.array([None, "truncated", None], pa.string()),
-        "resolution_min_side": pa.array([512, None, 512], pa.int32()),
-        "nsfw_score": pa.array([0.1, None, 0.99], pa.float32()),
-    })
+    table = pa.table(
+        {
+            "id": ["a", "b", "c"],
+            "uri": ["/x/a.jpg", "/x/b.jpg", "/x/c.jpg"],
+            "partition": [0, 0, 0],
+            "task": ["T2I"] * 3,
+            "image": [b"1", b"2", b"3"],
+            "file_bytes": [1, 1, 1],
+            "broken_reason": pa.array([None, "truncated", None], pa.string()),
+            "resolution_min_side": pa.array([512, None, 512], pa.int32()),
+            "nsfw_score": pa.array([0.1, None, 0.99], pa.float32()),
+        }
+    )
     ShardStore(ws.pool_dir).write(0, table, "fp")
 
 
 def test_filters_lists_every_declared_column():
     result = runner.invoke(app, ["filters"], env={"COLUMNS": "250"})
     assert result.exit_code == 0
-    for column in ("broken_reason", "dedup_phash", "nsfw_score", "rotation_upright_prob", "entropy_bits",
-                   "clip_score", "caption_tokens"):
+    for column in (
+        "broken_reason",
+        "dedup_phash",
+        "nsfw_score",
+        "rotation_upright_prob",
+        "entropy_bits",
+        "clip_score",
+        "caption_tokens",
+    ):
         assert column in result.output
 
 
@@ -39,8 +52,9 @@ def test_select_and_rejected(tmp_path):
     assert "kept 1 of 3" in result.output
     funnel = json.loads((tmp_path / "curated" / "stage1_256p" / "funnel.json").read_text())
     assert funnel["rows_in"] == 3 and funnel["kept"] == 1 and funnel["removed_by_rule"]["nsfw"] == 1
-    result = runner.invoke(app, ["rejected", "--workspace", str(tmp_path), "--reason", "broken", "--limit", "5"],
-                           env={"COLUMNS": "200"})
+    result = runner.invoke(
+        app, ["rejected", "--workspace", str(tmp_path), "--reason", "broken", "--limit", "5"], env={"COLUMNS": "200"}
+    )
     assert result.exit_code == 0 and "/x/b.jpg" in result.output and "/x/c.jpg" not in result.output
     loose = runner.invoke(app, ["select", "--workspace", str(tmp_path), "--set", "nsfw.max=1.0", "--json"])
     assert loose.exit_code == 0 and '"kept": 2' in loose.output

@@ -16,10 +16,20 @@ def test_badcase_commands_end_to_end(tmp_path):
     ws = str(tmp_path / "ws")
     pq.write_table(_eval_rows(2), tmp_path / "eval.parquet")
     (tmp_path / "out.png").write_bytes(encode(photo_like(40, 30), "PNG"))
-    (tmp_path / "fb.jsonl").write_text(json.dumps({"prompt": "two cats left of a dog, no collars", "image": "out.png",
-                                                   "complaint": "it ignored the dog", "rating": 2}) + "\n")
-    first = runner.invoke(app, ["badcases", "ingest", "-w", ws, str(tmp_path / "eval.parquet"),
-                                str(tmp_path / "fb.jsonl")])
+    (tmp_path / "fb.jsonl").write_text(
+        json.dumps(
+            {
+                "prompt": "two cats left of a dog, no collars",
+                "image": "out.png",
+                "complaint": "it ignored the dog",
+                "rating": 2,
+            }
+        )
+        + "\n"
+    )
+    first = runner.invoke(
+        app, ["badcases", "ingest", "-w", ws, str(tmp_path / "eval.parquet"), str(tmp_path / "fb.jsonl")]
+    )
     assert first.exit_code == 0, first.output
     assert "eval.parquet: 4 added" in first.output and "fb.jsonl: 1 added" in first.output
     again = runner.invoke(app, ["badcases", "ingest", "-w", ws, str(tmp_path / "eval.parquet")])
@@ -31,8 +41,9 @@ def test_badcase_commands_end_to_end(tmp_path):
     from flywheel.badcases import BadCaseStore
 
     case_id = BadCaseStore(tmp_path / "ws" / "badcases").list(track="prompt")[0]["case_id"]
-    decided = runner.invoke(app, ["badcases", "decide", "-w", ws, case_id, "--track", "rl", "--by", "ann",
-                                  "--note", "actually blurry"])
+    decided = runner.invoke(
+        app, ["badcases", "decide", "-w", ws, case_id, "--track", "rl", "--by", "ann", "--note", "actually blurry"]
+    )
     assert decided.exit_code == 0 and f"{case_id} -> rl by ann" in decided.output
     shown = runner.invoke(app, ["badcases", "show", "-w", ws, case_id])
     case = json.loads(shown.output)
@@ -69,8 +80,7 @@ def test_route_fit_learns_from_annotators_and_blends(tmp_path):
     records = []
     for i in range(8):
         records.append({"prompt": f"a blurry dog number {i}", "complaint": "so blurry and ugly", "rating": 1})
-        records.append({"prompt": f"two cats left of dog {i}, no collars", "complaint": "ignored the dog",
-                        "rating": 3})
+        records.append({"prompt": f"two cats left of dog {i}, no collars", "complaint": "ignored the dog", "rating": 3})
     (tmp_path / "fb.jsonl").write_text("".join(json.dumps(r) + "\n" for r in records))
     assert runner.invoke(app, ["badcases", "ingest", "-w", str(ws), str(tmp_path / "fb.jsonl")]).exit_code == 0
     assert runner.invoke(app, ["route", "-w", str(ws)]).exit_code == 0

@@ -32,8 +32,9 @@ def test_curate_flow_scores_selects_and_retries_a_failed_shard(tmp_path, source,
 
     monkeypatch.setattr(curate_module, "run_score", flaky_score)
     ws = tmp_path / "ws"
-    report = curate_module.curate(source=str(source), workspace=str(ws), filters=["broken", "resolution", "dedup"],
-                                  rows_per_partition=2)
+    report = curate_module.curate(
+        source=str(source), workspace=str(ws), filters=["broken", "resolution", "dedup"], rows_per_partition=2
+    )
     assert calls["n"] == 2
     assert report["pool_rows"] == 4 and report["funnel"]["rows_in"] == 4
     assert report["funnel"]["removed_by_rule"]["broken"] == 1 and report["funnel"]["kept"] == 3

@@ -71,15 +71,32 @@ def test_sigkill_mid_run_then_resume_gives_the_same_pool(tmp_path, ray_session):
     src = tmp_path / "src"
     n = _corpus(src, n_photos=24)
     reference = Workspace.at(tmp_path / "ref")
-    score(str(src), reference, rows_per_partition=1, filters=["broken", "resolution", "dedup", "entropy"],
-          log=lambda m: None)
+    score(
+        str(src),
+        reference,
+        rows_per_partition=1,
+        filters=["broken", "resolution", "dedup", "entropy"],
+        log=lambda m: None,
+    )
 
     killed = Workspace.at(tmp_path / "killed")
     env = {**os.environ, "PYTHONPATH": str(REPO)}
-    cmd = [sys.executable, "-m", "pipelines.cli", "score", str(src), "--workspace", str(killed.root),
-           "--rows-per-partition", "1", "--filters", "broken,resolution,dedup,entropy"]
-    proc = subprocess.Popen(cmd, cwd=REPO, env=env, start_new_session=True,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    cmd = [
+        sys.executable,
+        "-m",
+        "pipelines.cli",
+        "score",
+        str(src),
+        "--workspace",
+        str(killed.root),
+        "--rows-per-partition",
+        "1",
+        "--filters",
+        "broken,resolution,dedup,entropy",
+    ]
+    proc = subprocess.Popen(
+        cmd, cwd=REPO, env=env, start_new_session=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+    )
     deadline = time.time() + 120
     markers = killed.pool_dir / "_markers"
     while time.time() < deadline and proc.poll() is None:
@@ -93,8 +110,9 @@ def test_sigkill_mid_run_then_resume_gives_the_same_pool(tmp_path, ray_session):
     done_at_kill = len(list(markers.glob("*.json")))
     assert 0 < done_at_kill < n
 
-    result = score(str(src), killed, rows_per_partition=1, filters=["broken", "resolution", "dedup", "entropy"],
-                   log=lambda m: None)
+    result = score(
+        str(src), killed, rows_per_partition=1, filters=["broken", "resolution", "dedup", "entropy"], log=lambda m: None
+    )
     assert result.skipped >= done_at_kill and result.skipped + result.written == n
     assert sorted(_pool_rows(killed)) == sorted(_pool_rows(reference))
     assert len(_pool_rows(killed)) == len(set(_pool_rows(killed))) == n
@@ -106,8 +124,9 @@ def test_clip_scores_come_from_a_configured_local_checkpoint(tmp_path, ray_sessi
     from filters.config import ClipConfig, ScoringConfig
 
     config_path, checkpoint = build_tiny_clip(tmp_path / "clip")
-    cfg = ScoringConfig(clip=ClipConfig(model=config_path.stem, checkpoint=str(checkpoint),
-                                        model_config=str(config_path)))
+    cfg = ScoringConfig(
+        clip=ClipConfig(model=config_path.stem, checkpoint=str(checkpoint), model_config=str(config_path))
+    )
     n = _corpus(tmp_path / "src", n_photos=3)
     ws = Workspace.at(tmp_path / "ws")
     result = score(str(tmp_path / "src"), ws, cfg=cfg, filters=["clip"], rows_per_partition=8, log=lambda m: None)

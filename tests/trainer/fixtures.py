@@ -22,8 +22,9 @@ COLORS = {"red": (220, 40, 40), "green": (40, 170, 60), "blue": (40, 80, 220), "
 SHAPES = ("circle", "square", "triangle")
 
 
-def draw_shape(shape: str, color: str, size: tuple[int, int], background: tuple[int, int, int] = (245, 245, 240)
-               ) -> Image.Image:
+def draw_shape(
+    shape: str, color: str, size: tuple[int, int], background: tuple[int, int, int] = (245, 245, 240)
+) -> Image.Image:
     w, h = size
     image = Image.new("RGB", size, background)
     draw = ImageDraw.Draw(image)
@@ -43,8 +44,9 @@ def png(image: Image.Image) -> bytes:
     return buf.getvalue()
 
 
-def fixture_rows(n_t2i: int = 6, n_ti2i: int = 2, sizes: tuple[tuple[int, int], ...] = ((64, 64),),
-                 seed: int = 0) -> list[dict[str, object]]:
+def fixture_rows(
+    n_t2i: int = 6, n_ti2i: int = 2, sizes: tuple[tuple[int, int], ...] = ((64, 64),), seed: int = 0
+) -> list[dict[str, object]]:
     rng = np.random.default_rng(seed)
     rows: list[dict[str, object]] = []
     colors = list(COLORS)
@@ -60,17 +62,34 @@ def fixture_rows(n_t2i: int = 6, n_ti2i: int = 2, sizes: tuple[tuple[int, int], 
             source = png(draw_shape(shape, other, size))
             caption = f"make the {shape} {color}"
         data = png(image)
-        rows.append({
-            "id": sample_id(data, caption, source), "source": "fixture", "uri": f"fixture#{i}", "partition": 0,
-            "image": data, "file_bytes": len(data), "width": size[0], "height": size[1], "format": "PNG",
-            "caption": caption, "task": task, "source_image": source,
-            "source_uri": f"fixture#{i}.src" if source else None, "meta": json.dumps({"shape": shape}),
-        })
+        rows.append(
+            {
+                "id": sample_id(data, caption, source),
+                "source": "fixture",
+                "uri": f"fixture#{i}",
+                "partition": 0,
+                "image": data,
+                "file_bytes": len(data),
+                "width": size[0],
+                "height": size[1],
+                "format": "PNG",
+                "caption": caption,
+                "task": task,
+                "source_image": source,
+                "source_uri": f"fixture#{i}.src" if source else None,
+                "meta": json.dumps({"shape": shape}),
+            }
+        )
     return rows
 
 
-def write_curated(workspace: Path, recipe: str = "stage1_256p", rows: list[dict[str, object]] | None = None,
-                  shards: int = 1, row_group_size: int = 4) -> list[Path]:
+def write_curated(
+    workspace: Path,
+    recipe: str = "stage1_256p",
+    rows: list[dict[str, object]] | None = None,
+    shards: int = 1,
+    row_group_size: int = 4,
+) -> list[Path]:
     """Write rows into `workspace/curated/<recipe>/part-NNNNN.parquet` (split into `shards` files)."""
     rows = rows if rows is not None else fixture_rows()
     folder = workspace / "curated" / recipe

@@ -33,15 +33,34 @@ def test_train_generate_evaluate(tmp_path):
 
     src = tmp_path / "src.png"
     draw_shape("circle", "red", (32, 32)).save(src)
-    res = runner.invoke(app, ["generate", "-w", str(ws), "-c", "cli_tiny", "-p", "make it blue", "--source",
-                              str(src), "--seeds", "0,1", "--steps", "2", "-o", str(tmp_path / "g.png")])
+    res = runner.invoke(
+        app,
+        [
+            "generate",
+            "-w",
+            str(ws),
+            "-c",
+            "cli_tiny",
+            "-p",
+            "make it blue",
+            "--source",
+            str(src),
+            "--seeds",
+            "0,1",
+            "--steps",
+            "2",
+            "-o",
+            str(tmp_path / "g.png"),
+        ],
+    )
     assert res.exit_code == 0, res.output
     assert (tmp_path / "g-seed0.png").is_file() and (tmp_path / "g-seed1.png").is_file()
 
     prompts = tmp_path / "p.yaml"
     prompts.write_text("prompts:\n  - {id: s, category: scene, prompt: a beach}\n")
-    res = runner.invoke(app, ["evaluate", "-w", str(ws), "-c", "cli_tiny", "--prompts", str(prompts),
-                              "--seeds", "0,1", "--steps", "2"])
+    res = runner.invoke(
+        app, ["evaluate", "-w", str(ws), "-c", "cli_tiny", "--prompts", str(prompts), "--seeds", "0,1", "--steps", "2"]
+    )
     assert res.exit_code == 0, res.output
     assert pq.read_table(ws / "evaluations" / "cli_tiny-step-0000006" / "results.parquet").num_rows == 2
 

@@ -43,8 +43,9 @@ def test_quality_and_edit_statistics_flag_the_obvious_failures():
     rng = np.random.default_rng(0)
     noise = Image.fromarray(rng.integers(0, 256, (64, 64, 3), dtype=np.uint8))
     flat = Image.new("RGB", (64, 64), (128, 128, 128))
-    photo = Image.fromarray(np.clip(np.add.outer(np.arange(64), np.arange(64)) * 2, 0, 255).astype(np.uint8)
-                            ).convert("RGB")
+    photo = Image.fromarray(np.clip(np.add.outer(np.arange(64), np.arange(64)) * 2, 0, 255).astype(np.uint8)).convert(
+        "RGB"
+    )
     assert quality_metrics(noise)[1] == ["low_quality"]  # high-frequency energy of white noise
     assert quality_metrics(flat)[1] == ["low_quality"]
     assert quality_metrics(photo)[1] == []
@@ -64,18 +65,28 @@ def test_prompt_sets_are_validated(tmp_path):
 
 def test_evaluate_writes_schema_valid_results_with_several_seeds(tmp_path, minilm):
     write_curated(tmp_path, rows=fixture_rows(4, 2, sizes=((32, 32),)))
-    trainer = Trainer(tiny_stage(train={"steps": 3, "checkpoint_every": 3}), Workspace.at(tmp_path),
-                      encoder=minilm, log=lambda _: None)
+    trainer = Trainer(
+        tiny_stage(train={"steps": 3, "checkpoint_every": 3}),
+        Workspace.at(tmp_path),
+        encoder=minilm,
+        log=lambda _: None,
+    )
     ckpt = trainer.run().checkpoints[-1]
     prompts = tmp_path / "p.yaml"
     prompts.write_text(
         "name: mini\nprompts:\n"
         "  - {id: t, category: text, prompt: 'the word \"OPEN\"', expected_text: OPEN}\n"
         "  - {id: o, category: object, prompt: a goldfish, expected_label: goldfish}\n"
-        "  - {id: e, category: edit, task: TI2I, prompt: make it blue, source: {shape: circle, color: red}}\n")
+        "  - {id: e, category: edit, task: TI2I, prompt: make it blue, source: {shape: circle, color: red}}\n"
+    )
     pipe = load_pipeline(ckpt, device="cpu", encoder=minilm)
-    result = evaluate(pipe, load_prompt_set(prompts), tmp_path / "evaluations",
-                      EvalSettings(seeds=(0, 1), steps=2), log=lambda _: None)
+    result = evaluate(
+        pipe,
+        load_prompt_set(prompts),
+        tmp_path / "evaluations",
+        EvalSettings(seeds=(0, 1), steps=2),
+        log=lambda _: None,
+    )
     table = pq.read_table(result.out_dir / "results.parquet")
     checked = check_evaluation_table(table)
     assert checked.num_rows == 6 and result.out_dir.name == "test_tiny-step-0000003"

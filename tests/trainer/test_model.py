@@ -75,6 +75,10 @@ def test_configs_are_strict_and_stages_load():
         StageConfig.from_dict({"name": "x", "data": {"t2i_ratio": 1.5}})
     stage = load_stage("pretrain_256_512")
     assert (stage.data.t2i_ratio, stage.data.uncond_dropout, stage.optim.weight_decay, stage.optim.grad_clip) == (
-        0.9, 0.1, 0.001, 1.0)
+        0.9,
+        0.1,
+        0.001,
+        1.0,
+    )
     assert load_stage("continual_512_2048").data.t2i_ratio == 0.7
     assert set(MODEL_PRESETS) >= {"tiny", "base_300m", "large_1b"}

@@ -32,8 +32,11 @@ def test_tiny_model_overfits_a_handful_of_samples(tmp_path, minilm):
 
 
 def test_resume_gives_the_same_losses_as_an_uninterrupted_run(tmp_path, minilm):
-    cfg = tiny_stage(data={"aspect_ratios": [1.0, 1.5]}, train={"steps": 12, "checkpoint_every": 6, "grad_accum": 2},
-                     schedule={"kind": "cosine", "warmup_steps": 3})
+    cfg = tiny_stage(
+        data={"aspect_ratios": [1.0, 1.5]},
+        train={"steps": 12, "checkpoint_every": 6, "grad_accum": 2},
+        schedule={"kind": "cosine", "warmup_steps": 3},
+    )
     write_curated(tmp_path / "a", rows=fixture_rows(5, 3, sizes=((32, 32), (48, 32))))
     write_curated(tmp_path / "b", rows=fixture_rows(5, 3, sizes=((32, 32), (48, 32))))
     straight = Trainer(cfg, Workspace.at(tmp_path / "a"), encoder=minilm, log=_quiet)
@@ -56,8 +59,12 @@ def test_resume_gives_the_same_losses_as_an_uninterrupted_run(tmp_path, minilm):
     ckpt = list_checkpoints(tmp_path / "b" / "checkpoints" / cfg.name)[-1]
     state = json.loads((ckpt / "state.json").read_text())
     assert state["step"] == 12 and state["loader"]["batch"] == 24
-    assert {p.name for p in ckpt.iterdir()} == {"model.safetensors", "ema.safetensors", "optimizer.safetensors",
-                                                 "state.json"}
+    assert {p.name for p in ckpt.iterdir()} == {
+        "model.safetensors",
+        "ema.safetensors",
+        "optimizer.safetensors",
+        "state.json",
+    }
     assert load_checkpoint(ckpt).optimizer["state"]
 
 

@@ -33,8 +33,11 @@ def test_vlm_hidden_states_see_the_source_image(vlm_dir):
 
 def test_training_and_editing_with_the_vlm_encoder(tmp_path, vlm_dir):
     write_curated(tmp_path, rows=fixture_rows(2, 4, sizes=((32, 32),)))
-    cfg = tiny_stage(encoder={"kind": "vlm", "path": str(vlm_dir)}, data={"t2i_ratio": 0.3},
-                     train={"steps": 3, "checkpoint_every": 3})
+    cfg = tiny_stage(
+        encoder={"kind": "vlm", "path": str(vlm_dir)},
+        data={"t2i_ratio": 0.3},
+        train={"steps": 3, "checkpoint_every": 3},
+    )
     result = Trainer(cfg, Workspace.at(tmp_path), log=lambda _: None).run()
     assert len(result.losses) == 3 and all(loss > 0 for loss in result.losses)
     pipe = load_pipeline(result.checkpoints[-1], device="cpu")

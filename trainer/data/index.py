@@ -61,8 +61,10 @@ def curated_shards(workspace: Workspace, recipes: list[str]) -> list[Path]:
         folder = workspace.curated_dir(recipe)
         found = sorted(folder.glob("part-*.parquet"))
         if not found:
-            raise ConfigError(f"no curated shards in {folder}: run `flywheel select --workspace {workspace.root} "
-                              f"--recipe {recipe}` first (or change data.recipes in the stage YAML)")
+            raise ConfigError(
+                f"no curated shards in {folder}: run `flywheel select --workspace {workspace.root} "
+                f"--recipe {recipe}` first (or change data.recipes in the stage YAML)"
+            )
         shards.extend(found)
     return shards
 
@@ -74,8 +76,10 @@ def build_index(shards: list[Path], buckets: list[Bucket]) -> RowIndex:
         names = pq.ParquetFile(shard).schema_arrow.names
         missing = [c for c in REQUIRED_COLUMNS if c not in names]
         if missing:
-            raise ConfigError(f"{shard} lacks core columns {missing}; the trainer reads curated shards written by "
-                              "`flywheel select` (columns id, image, caption, task, width, height, source_image)")
+            raise ConfigError(
+                f"{shard} lacks core columns {missing}; the trainer reads curated shards written by "
+                "`flywheel select` (columns id, image, caption, task, width, height, source_image)"
+            )
         table = pq.read_table(shard, columns=["task", "width", "height"])
         task = np.array([TASKS.index(t) if t in TASKS else -1 for t in table.column("task").to_pylist()], np.int8)
         if (task < 0).any():
@@ -94,5 +98,12 @@ def build_index(shards: list[Path], buckets: list[Bucket]) -> RowIndex:
         heights.append(h[rows].astype(np.int64))
     cat = np.concatenate
     width, height = cat(widths), cat(heights)
-    return RowIndex(shards=shards, shard_of=cat(shard_of), row_of=cat(row_of), task_of=cat(task_of),
-                    bucket_of=assign_buckets(width, height, buckets), buckets=buckets, skipped=skipped)
+    return RowIndex(
+        shards=shards,
+        shard_of=cat(shard_of),
+        row_of=cat(row_of),
+        task_of=cat(task_of),
+        bucket_of=assign_buckets(width, height, buckets),
+        buckets=buckets,
+        skipped=skipped,
+    )

@@ -40,8 +40,11 @@ class LoaderState:
 
     @classmethod
     def from_json(cls, data: dict[str, object]) -> LoaderState:
-        return cls(batch=int(data["batch"]), cursors={str(k): int(v) for k, v in dict(data["cursors"]).items()},
-                   fingerprint=str(data.get("fingerprint", "")))
+        return cls(
+            batch=int(data["batch"]),
+            cursors={str(k): int(v) for k, v in dict(data["cursors"]).items()},
+            fingerprint=str(data.get("fingerprint", "")),
+        )
 
 
 @dataclass(frozen=True)
@@ -86,11 +89,14 @@ class BatchPlanner:
         if len(lacking) == 2 or not self.groups:
             raise ConfigError("the curated shards hold no usable rows")
         if lacking and not cfg.allow_missing_tasks:
-            raise ConfigError(f"data.t2i_ratio={cfg.t2i_ratio} asks for {lacking[0]} rows but the curated shards "
-                              f"hold none; select a recipe with {lacking[0]} data or set "
-                              "data.allow_missing_tasks: true to train on what is there")
-        self.effective_t2i_ratio = 1.0 if not self.by_task["TI2I"] else 0.0 if not self.by_task["T2I"] \
-            else cfg.t2i_ratio
+            raise ConfigError(
+                f"data.t2i_ratio={cfg.t2i_ratio} asks for {lacking[0]} rows but the curated shards "
+                f"hold none; select a recipe with {lacking[0]} data or set "
+                "data.allow_missing_tasks: true to train on what is there"
+            )
+        self.effective_t2i_ratio = (
+            1.0 if not self.by_task["TI2I"] else 0.0 if not self.by_task["T2I"] else cfg.t2i_ratio
+        )
 
     def _permutation(self, key: str, epoch: int) -> np.ndarray:
         rng = np.random.default_rng([self.seed, _group_seed(key), epoch])
@@ -119,8 +125,10 @@ class BatchPlanner:
             cursors[key] = start + self.world * bs
             k += 1
             bucket = Bucket.from_key(key.split("/", 1)[1])
-            yield (BatchPlan(k - 1, task, bucket, rows, drop),
-                   LoaderState(batch=k, cursors=dict(cursors), fingerprint=state.fingerprint))
+            yield (
+                BatchPlan(k - 1, task, bucket, rows, drop),
+                LoaderState(batch=k, cursors=dict(cursors), fingerprint=state.fingerprint),
+            )
 
 
 class RowReader:
@@ -160,8 +168,10 @@ def image_tensor(data: bytes | None, bucket: Bucket, what: str) -> tuple[torch.T
     """Bounded decode (flywheel.imaging) and bucket fit; the tensor is [3, H, W] in [-1, 1]."""
     decoded = decode(data, view_short_side=max(bucket.width, bucket.height))
     if not decoded.ok or decoded.rgb is None:
-        raise ValueError(f"{what}: image cannot be decoded ({decoded.broken_reason}: {decoded.broken_detail}); "
-                         "curated shards should hold only decodable images - re-run `flywheel select`")
+        raise ValueError(
+            f"{what}: image cannot be decoded ({decoded.broken_reason}: {decoded.broken_detail}); "
+            "curated shards should hold only decodable images - re-run `flywheel select`"
+        )
     rgb = fit_to_bucket(decoded.rgb, bucket)
     tensor = torch.from_numpy(rgb.copy()).permute(2, 0, 1).float().div_(127.5).sub_(1.0)
     return tensor, Image.fromarray(rgb)
@@ -178,9 +188,16 @@ def load_batch(reader: RowReader, plan: BatchPlan) -> Batch:
             if row.get("source_image") is None:
                 raise ValueError(f"TI2I row {row['id']} has no source_image")
             sources.append(image_tensor(row["source_image"], plan.bucket, f"source of row {row['id']}")[0])
-    return Batch(batch=plan.batch, task=plan.task, bucket=plan.bucket, ids=ids, captions=captions,
-                 images=torch.stack(images), sources=torch.stack(sources) if sources else None,
-                 dropped=int(plan.drop.sum()))
+    return Batch(
+        batch=plan.batch,
+        task=plan.task,
+        bucket=plan.bucket,
+        ids=ids,
+        captions=captions,
+        images=torch.stack(images),
+        sources=torch.stack(sources) if sources else None,
+        dropped=int(plan.drop.sum()),
+    )
 
 
 class ShardBatches(torch.utils.data.IterableDataset):
@@ -199,15 +216,22 @@ class ShardBatches(torch.utils.data.IterableDataset):
                 yield load_batch(reader, plan), after.to_json()
 
 
-def batch_iterator(planner: BatchPlanner, start: LoaderState, num_workers: int,
-                   cache_size: int = 16) -> Iterator[tuple[Batch, LoaderState]]:
+def batch_iterator(
+    planner: BatchPlanner, start: LoaderState, num_workers: int, cache_size: int = 16
+) -> Iterator[tuple[Batch, LoaderState]]:
     dataset = ShardBatches(planner, start, cache_size)
     if num_workers == 0:
         for batch, after in dataset:
             yield batch, LoaderState.from_json(after)
         return
-    loader = torch.utils.data.DataLoader(dataset, batch_size=None, num_workers=num_workers,
-                                         collate_fn=_identity, persistent_workers=False, prefetch_factor=2)
+    loader = torch.utils.data.DataLoader(
+        dataset,
+        batch_size=None,
+        num_workers=num_workers,
+        collate_fn=_identity,
+        persistent_workers=False,
+        prefetch_factor=2,
+    )
     for batch, after in loader:
         yield batch, LoaderState.from_json(after)
 

@@ -65,8 +65,9 @@ class Tesseract:
 
     def check(self) -> None:
         if shutil.which(self.binary) is None:
-            raise RuntimeError(f"{self.binary} not found: install it (apt-get install tesseract-ocr) "
-                               "to score text-rendering prompts")
+            raise RuntimeError(
+                f"{self.binary} not found: install it (apt-get install tesseract-ocr) to score text-rendering prompts"
+            )
 
     def read(self, image: Image.Image) -> str:
         scale = max(1.0, self.min_side / min(image.size))
@@ -76,8 +77,13 @@ class Tesseract:
             path = Path(tmp) / "in.png"
             image.convert("RGB").save(path)
             try:
-                done = subprocess.run([self.binary, str(path), "stdout", "-l", self.lang, "--psm", str(self.psm)],
-                                      capture_output=True, text=True, timeout=self.timeout_s, check=False)
+                done = subprocess.run(
+                    [self.binary, str(path), "stdout", "-l", self.lang, "--psm", str(self.psm)],
+                    capture_output=True,
+                    text=True,
+                    timeout=self.timeout_s,
+                    check=False,
+                )
             except subprocess.TimeoutExpired as exc:
                 raise RuntimeError(f"tesseract took longer than {self.timeout_s}s on one image") from exc
         if done.returncode != 0:
@@ -115,8 +121,9 @@ class ObjectClassifier:
     def metrics(self, probs: np.ndarray, label: str) -> tuple[dict[str, float], list[str]]:
         idx = self.classes.index(label)
         rank = int((probs > probs[idx]).sum()) + 1
-        return {"label_prob": float(probs[idx]), "label_rank": float(rank)}, ([] if rank <= LABEL_TOPK
-                                                                              else ["object_missing"])
+        return {"label_prob": float(probs[idx]), "label_rank": float(rank)}, (
+            [] if rank <= LABEL_TOPK else ["object_missing"]
+        )
 
 
 def quality_metrics(image: Image.Image, document: bool = False) -> tuple[dict[str, float], list[str]]:
@@ -136,8 +143,13 @@ def quality_metrics(image: Image.Image, document: bool = False) -> tuple[dict[st
     checks = [contrast >= MIN_CONTRAST, highfreq <= MAX_HIGHFREQ]
     if not document:
         checks += [entropy >= MIN_ENTROPY_BITS, clipped <= MAX_CLIPPED]
-    metrics = {"entropy_bits": entropy, "contrast": contrast, "clipped_fraction": clipped,
-               "highfreq_ratio": highfreq, "quality_score": sum(checks) / len(checks)}
+    metrics = {
+        "entropy_bits": entropy,
+        "contrast": contrast,
+        "clipped_fraction": clipped,
+        "highfreq_ratio": highfreq,
+        "quality_score": sum(checks) / len(checks),
+    }
     return metrics, ([] if all(checks) else ["low_quality"])
 
 

@@ -16,8 +16,14 @@ from flywheel.config import ConfigError, build, load_yaml
 
 PROMPTS_DIR = Path(__file__).resolve().parent.parent / "eval_prompts"
 CATEGORIES = ("text", "object", "scene", "edit")
-_COLORS = {"red": (220, 40, 40), "green": (40, 170, 60), "blue": (40, 80, 220), "yellow": (230, 210, 40),
-           "black": (20, 20, 20), "white": (250, 250, 250)}
+_COLORS = {
+    "red": (220, 40, 40),
+    "green": (40, 170, 60),
+    "blue": (40, 80, 220),
+    "yellow": (230, 210, 40),
+    "black": (20, 20, 20),
+    "white": (250, 250, 250),
+}
 
 
 @dataclass(frozen=True)
@@ -76,8 +82,10 @@ def _check(p: EvalPrompt, where: str, classes: tuple[str, ...]) -> None:
         raise ConfigError(f"{where}: text prompts need expected_text")
     if p.category == "object" and p.expected_label not in classes:
         near = difflib.get_close_matches(str(p.expected_label), classes, n=3)
-        raise ConfigError(f"{where}: expected_label {p.expected_label!r} is not an ImageNet class "
-                          f"(EfficientNet-Lite0 label); close: {near}")
+        raise ConfigError(
+            f"{where}: expected_label {p.expected_label!r} is not an ImageNet class "
+            f"(EfficientNet-Lite0 label); close: {near}"
+        )
 
 
 def load_prompt_set(name_or_path: str | Path) -> PromptSet:

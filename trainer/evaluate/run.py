@@ -66,8 +66,14 @@ def eval_id(checkpoint: str, prompt_id: str, seed: int) -> str:
     return hashlib.blake2b(f"{checkpoint}\0{prompt_id}\0{seed}".encode(), digest_size=16).hexdigest()
 
 
-def _score(p: EvalPrompt, image: Image.Image, source: Image.Image | None, probs: np.ndarray | None,
-           ocr: Tesseract, classifier: ObjectClassifier | None) -> tuple[dict[str, float], list[str]]:
+def _score(
+    p: EvalPrompt,
+    image: Image.Image,
+    source: Image.Image | None,
+    probs: np.ndarray | None,
+    ocr: Tesseract,
+    classifier: ObjectClassifier | None,
+) -> tuple[dict[str, float], list[str]]:
     metrics, tags = quality_metrics(image, document=p.category == "text")
     primary = None
     if p.category == "text" and p.expected_text:
@@ -90,8 +96,9 @@ def _score(p: EvalPrompt, image: Image.Image, source: Image.Image | None, probs:
     return metrics, tags
 
 
-def evaluate(pipeline: Pipeline, prompts: PromptSet, out_root: Path, settings: EvalSettings,
-             log: Callable[[str], None] = print) -> EvalResult:
+def evaluate(
+    pipeline: Pipeline, prompts: PromptSet, out_root: Path, settings: EvalSettings, log: Callable[[str], None] = print
+) -> EvalResult:
     ocr = Tesseract()
     if any(p.category == "text" for p in prompts.prompts):
         ocr.check()
@@ -103,27 +110,46 @@ def evaluate(pipeline: Pipeline, prompts: PromptSet, out_root: Path, settings: E
     rows: list[dict[str, Any]] = []
     now = dt.datetime.now(dt.UTC)
     for start in range(0, len(jobs), settings.batch_size):
-        chunk = jobs[start:start + settings.batch_size]
+        chunk = jobs[start : start + settings.batch_size]
         for task in ("T2I", "TI2I"):
             part = [(p, s) for p, s in chunk if p.task == task]
             if not part:
                 continue
             sources = [p.source.render(size) for p, _ in part if p.source is not None] if task == "TI2I" else None
-            images = pipeline.generate([p.prompt for p, _ in part], [s for _, s in part], size=size,
-                                       steps=settings.steps, guidance=settings.guidance, sources=sources)
+            images = pipeline.generate(
+                [p.prompt for p, _ in part],
+                [s for _, s in part],
+                size=size,
+                steps=settings.steps,
+                guidance=settings.guidance,
+                sources=sources,
+            )
             probs = classifier.probabilities(images) if classifier is not None else None
             for i, ((p, seed), image) in enumerate(zip(part, images, strict=True)):
                 source = sources[i] if sources is not None else None
                 metrics, tags = _score(p, image, source, probs[i] if probs is not None else None, ocr, classifier)
                 reward = metrics.pop("reward")
-                rows.append({
-                    "eval_id": eval_id(str(ckpt.path), p.id, seed), "prompt_id": p.id, "prompt": p.prompt,
-                    "task": p.task, "category": p.category, "expected_text": p.expected_text,
-                    "expected_label": p.expected_label, "source_image": _png(source) if source else None,
-                    "output_image": _png(image), "seed": seed, "metrics": list(metrics.items()), "reward": reward,
-                    "failure_tags": sorted(set(tags)), "passed": not tags, "checkpoint": str(ckpt.path),
-                    "step": ckpt.step, "created_at": now,
-                })
+                rows.append(
+                    {
+                        "eval_id": eval_id(str(ckpt.path), p.id, seed),
+                        "prompt_id": p.id,
+                        "prompt": p.prompt,
+                        "task": p.task,
+                        "category": p.category,
+                        "expected_text": p.expected_text,
+                        "expected_label": p.expected_label,
+                        "source_image": _png(source) if source else None,
+                        "output_image": _png(image),
+                        "seed": seed,
+                        "metrics": list(metrics.items()),
+                        "reward": reward,
+                        "failure_tags": sorted(set(tags)),
+                        "passed": not tags,
+                        "checkpoint": str(ckpt.path),
+                        "step": ckpt.step,
+                        "created_at": now,
+                    }
+                )
         log(f"evaluated {min(start + settings.batch_size, len(jobs))}/{len(jobs)} outputs")
     table = check_evaluation_table(pa.Table.from_pylist(rows, schema=evaluation_schema()))
     out_dir = out_root / ckpt.name
@@ -153,10 +179,19 @@ def _summary(rows: list[dict[str, Any]], checkpoint: str, prompt_set: str, setti
             for t in r["failure_tags"]:
                 tags[t] = tags.get(t, 0) + 1
         by_cat[cat] = {
-            "outputs": len(sel), "pass_rate": sum(r["passed"] for r in sel) / len(sel),
-            "mean_reward": float(np.mean([r["reward"] for r in sel])), "failure_tags": tags,
+            "outputs": len(sel),
+            "pass_rate": sum(r["passed"] for r in sel) / len(sel),
+            "mean_reward": float(np.mean([r["reward"] for r in sel])),
+            "failure_tags": tags,
             "mean_metrics": {n: float(np.mean([v for r in sel for k, v in r["metrics"] if k == n])) for n in names},
         }
-    return {"checkpoint": checkpoint, "prompt_set": prompt_set, "seeds": list(settings.seeds),
-            "steps": settings.steps, "guidance": settings.guidance, "outputs": len(rows),
-            "pass_rate": sum(r["passed"] for r in rows) / max(1, len(rows)), "categories": by_cat}
+    return {
+        "checkpoint": checkpoint,
+        "prompt_set": prompt_set,
+        "seeds": list(settings.seeds),
+        "steps": settings.steps,
+        "guidance": settings.guidance,
+        "outputs": len(rows),
+        "pass_rate": sum(r["passed"] for r in rows) / max(1, len(rows)),
+        "categories": by_cat,
+    }

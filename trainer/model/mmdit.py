@@ -78,8 +78,14 @@ class JointBlock(nn.Module):
         q, k, v = s.qkv(h).unflatten(-1, (3, self.heads, -1)).permute(2, 0, 3, 1, 4)  # 3 x [B, H, L, Dh]
         return s.q_norm(q), s.k_norm(k), v
 
-    def forward(self, txt: torch.Tensor, img: torch.Tensor, c: torch.Tensor, rope: tuple[torch.Tensor, torch.Tensor],
-                mask: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor]:
+    def forward(
+        self,
+        txt: torch.Tensor,
+        img: torch.Tensor,
+        c: torch.Tensor,
+        rope: tuple[torch.Tensor, torch.Tensor],
+        mask: torch.Tensor | None,
+    ) -> tuple[torch.Tensor, torch.Tensor]:
         t_mod = self.txt.modulation(F.silu(c)).chunk(4, dim=-1)
         i_mod = self.img.modulation(F.silu(c)).chunk(4, dim=-1)
         tq, tk, tv = self._qkv(self.txt, txt, t_mod[0])
@@ -127,8 +133,15 @@ class MMDiT(nn.Module):
             nn.init.zeros_(layer.weight)
             nn.init.zeros_(layer.bias)
 
-    def forward(self, x: torch.Tensor, t: torch.Tensor, cond: torch.Tensor, cond_mask: torch.Tensor, grid: Grid,
-                source: torch.Tensor | None = None) -> torch.Tensor:
+    def forward(
+        self,
+        x: torch.Tensor,
+        t: torch.Tensor,
+        cond: torch.Tensor,
+        cond_mask: torch.Tensor,
+        grid: Grid,
+        source: torch.Tensor | None = None,
+    ) -> torch.Tensor:
         """x: noisy target tokens [B, N, C]; t: [B]; cond: [B, T, cond_dim]; cond_mask: [B, T] bool;
         source: clean source-image tokens [B, N, C] for edits (same grid). Returns velocity [B, N, C]."""
         if x.shape[1] != grid.tokens:

@@ -46,8 +46,9 @@ class MSRoPE(torch.nn.Module):
 
     def forward(self, positions: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """cos, sin of shape [L, head_dim/2] for positions [L, 3]."""
-        angles = torch.cat([positions[:, i:i + 1].float() * getattr(self, f"inv_freq_{i}")[None]
-                            for i in range(3)], dim=-1)
+        angles = torch.cat(
+            [positions[:, i : i + 1].float() * getattr(self, f"inv_freq_{i}")[None] for i in range(3)], dim=-1
+        )
         return angles.cos(), angles.sin()
 
 

@@ -18,12 +18,27 @@ def _eval_rows(n_prompts: int = 2) -> pa.Table:
     rows = []
     for p in range(n_prompts):
         for seed, (reward, tags) in enumerate([(0.9, []), (0.2, ["low_quality"])]):
-            rows.append({"eval_id": f"e{p}-{seed}", "prompt_id": f"p{p}", "prompt": f"prompt {p}", "task": "T2I",
-                         "category": "object", "expected_text": None, "expected_label": "cat", "source_image": None,
-                         "output_image": encode(photo_like(64, 48, seed=p * 10 + seed), "PNG"), "seed": seed,
-                         "metrics": [("label_prob", reward)], "reward": reward, "failure_tags": tags,
-                         "passed": not tags, "checkpoint": "ck", "step": 10,
-                         "created_at": datetime(2026, 1, 1, tzinfo=UTC)})
+            rows.append(
+                {
+                    "eval_id": f"e{p}-{seed}",
+                    "prompt_id": f"p{p}",
+                    "prompt": f"prompt {p}",
+                    "task": "T2I",
+                    "category": "object",
+                    "expected_text": None,
+                    "expected_label": "cat",
+                    "source_image": None,
+                    "output_image": encode(photo_like(64, 48, seed=p * 10 + seed), "PNG"),
+                    "seed": seed,
+                    "metrics": [("label_prob", reward)],
+                    "reward": reward,
+                    "failure_tags": tags,
+                    "passed": not tags,
+                    "checkpoint": "ck",
+                    "step": 10,
+                    "created_at": datetime(2026, 1, 1, tzinfo=UTC),
+                }
+            )
     return pa.Table.from_pylist(rows, schema=evaluation_schema())
 
 
@@ -52,17 +67,28 @@ def test_feedback_jsonl_and_csv_with_line_errors(tmp_path):
     (tmp_path / "out.png").write_bytes(encode(photo_like(40, 30), "PNG"))
     (tmp_path / "junk.png").write_bytes(b"not an image")
     good = {"prompt": "a cat", "image": "out.png", "complaint": "blurry", "rating": 2}
-    lines = [json.dumps(good), "{broken json", json.dumps({"prompt": "", "rating": 3}),
-             json.dumps({"prompt": "x", "rating": 9}), json.dumps({"prompt": "x", "image": "junk.png", "rating": 1}),
-             json.dumps({"prompt": "x", "colour": "red", "rating": 1})]
+    lines = [
+        json.dumps(good),
+        "{broken json",
+        json.dumps({"prompt": "", "rating": 3}),
+        json.dumps({"prompt": "x", "rating": 9}),
+        json.dumps({"prompt": "x", "image": "junk.png", "rating": 1}),
+        json.dumps({"prompt": "x", "colour": "red", "rating": 1}),
+    ]
     path = tmp_path / "fb.jsonl"
     path.write_text("\n".join(lines) + "\n")
     store = BadCaseStore(tmp_path / "bc")
     with pytest.raises(FeedbackError) as info:
         ingest_file(store, path)
     msg = str(info.value)
-    for needle in ("line 2: not valid JSON", "line 3: 'prompt' is missing", "line 4: 'rating' must be from 1 to 5",
-                   "line 5", "not a usable image", "line 6: unknown field(s) ['colour']"):
+    for needle in (
+        "line 2: not valid JSON",
+        "line 3: 'prompt' is missing",
+        "line 4: 'rating' must be from 1 to 5",
+        "line 5",
+        "not a usable image",
+        "line 6: unknown field(s) ['colour']",
+    ):
         assert needle in msg
     assert store.list() == []  # nothing ingested from a file with errors
     report = ingest_file(store, path, skip_invalid=True)

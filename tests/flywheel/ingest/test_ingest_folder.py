@@ -63,12 +63,16 @@ def test_edit_triples(tmp_path: Path) -> None:
     write(tmp_path / "edits/src/cat.png", png((0, 0, 255)))
     write(tmp_path / "edits/out/cat_red.png", png((255, 0, 0)))
     # "source" relative to the sidecar's folder
-    write(tmp_path / "edits/out/cat_red.json",
-          json.dumps({"task": "TI2I", "source": "../src/cat.png", "instruction": "make it red", "seed": 3}))
+    write(
+        tmp_path / "edits/out/cat_red.json",
+        json.dumps({"task": "TI2I", "source": "../src/cat.png", "instruction": "make it red", "seed": 3}),
+    )
     # "source" relative to the root
     write(tmp_path / "edits/out/cat_green.png", png((0, 255, 0)))
-    write(tmp_path / "edits/out/cat_green.json",
-          json.dumps({"task": "TI2I", "source": "edits/src/cat.png", "instruction": "make it green"}))
+    write(
+        tmp_path / "edits/out/cat_green.json",
+        json.dumps({"task": "TI2I", "source": "edits/src/cat.png", "instruction": "make it green"}),
+    )
     write(tmp_path / "edits/out/cat_green.txt", "a green cat")
     write(tmp_path / "plain.jpg", png())
 

@@ -25,19 +25,25 @@ def read_all(path: Path, rows: int = 1000) -> list:
 
 def test_bytes_column_partitions_and_meta(tmp_path: Path) -> None:
     n = 10
-    table = pa.table({
-        "key": [f"{i:05d}" for i in range(n)],
-        "jpg": [png(i) for i in range(n)],
-        "caption": [f"cap {i}" if i != 3 else None for i in range(n)],
-        "width": list(range(n)),
-        "embedding": [[0.1, 0.2]] * n,  # nested: not copied to meta
-    })
+    table = pa.table(
+        {
+            "key": [f"{i:05d}" for i in range(n)],
+            "jpg": [png(i) for i in range(n)],
+            "caption": [f"cap {i}" if i != 3 else None for i in range(n)],
+            "width": list(range(n)),
+            "embedding": [[0.1, 0.2]] * n,  # nested: not copied to meta
+        }
+    )
     pq.write_table(table, tmp_path / "00000.parquet", row_group_size=4)
     pq.write_table(table.slice(0, 3), tmp_path / "00001.parquet")
 
     plan = ParquetSource(str(tmp_path)).plan(4)
     assert [(p.files[0], p.start, p.stop) for p in plan] == [
-        ("00000.parquet", 0, 4), ("00000.parquet", 4, 8), ("00000.parquet", 8, 10), ("00001.parquet", 0, 3)]
+        ("00000.parquet", 0, 4),
+        ("00000.parquet", 4, 8),
+        ("00000.parquet", 8, 10),
+        ("00001.parquet", 0, 3),
+    ]
     assert [p.local_index for p in plan] == [0, 1, 2, 3]
     assert plan == ParquetSource(str(tmp_path)).plan(4)
     assert len({p.fingerprint for p in plan}) == 4
@@ -58,11 +64,12 @@ def test_path_column_relative_to_parquet_folder(tmp_path: Path) -> None:
     (tmp_path / "data/images").mkdir(parents=True)
     (tmp_path / "data/images/a.png").write_bytes(png(1))
     (tmp_path / "secret.png").write_bytes(png(2))
-    table = pa.table({
-        "image_path": ["images/a.png", "images/missing.png", "../secret.png", "http://example.com/x.jpg",
-                       None],
-        "text": ["a", "b", "c", "d", "e"],
-    })
+    table = pa.table(
+        {
+            "image_path": ["images/a.png", "images/missing.png", "../secret.png", "http://example.com/x.jpg", None],
+            "text": ["a", "b", "c", "d", "e"],
+        }
+    )
     pq.write_table(table, tmp_path / "data/meta.parquet")
 
     s = read_all(tmp_path / "data/meta.parquet")
@@ -81,8 +88,10 @@ def test_path_column_relative_to_parquet_folder(tmp_path: Path) -> None:
 def test_hf_struct_image(tmp_path: Path) -> None:
     (tmp_path / "b.png").write_bytes(png(7))
     struct = pa.struct([("bytes", pa.binary()), ("path", pa.string())])
-    images = pa.array([{"bytes": png(5), "path": "orig.png"}, {"bytes": None, "path": "b.png"},
-                       {"bytes": None, "path": None}], type=struct)
+    images = pa.array(
+        [{"bytes": png(5), "path": "orig.png"}, {"bytes": None, "path": "b.png"}, {"bytes": None, "path": None}],
+        type=struct,
+    )
     pq.write_table(pa.table({"image": images, "text": ["x", "y", "z"]}), tmp_path / "train-0.parquet")
     s = read_all(tmp_path)
     assert s[0].image == png(5) and s[1].image == png(7)
@@ -91,12 +100,14 @@ def test_hf_struct_image(tmp_path: Path) -> None:
 
 def test_ti2i_columns(tmp_path: Path) -> None:
     (tmp_path / "src.png").write_bytes(png(9))
-    table = pa.table({
-        "image": [png(1), png(2)],
-        "source_image_path": ["src.png", "nope.png"],
-        "instruction": ["brighten", "darken"],
-        "caption": ["a bright thing", None],
-    })
+    table = pa.table(
+        {
+            "image": [png(1), png(2)],
+            "source_image_path": ["src.png", "nope.png"],
+            "instruction": ["brighten", "darken"],
+            "caption": ["a bright thing", None],
+        }
+    )
     pq.write_table(table, tmp_path / "edits.parquet")
     s = read_all(tmp_path)
     assert [x.task for x in s] == ["TI2I", "TI2I"]

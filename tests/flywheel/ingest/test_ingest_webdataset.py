@@ -34,14 +34,20 @@ def test_split_name() -> None:
 
 
 def test_grouping_and_captions(tmp_path: Path) -> None:
-    tar = make_tar(tmp_path / "shard-000.tar", [
-        ("000.jpg", b"img0"), ("000.txt", " caption zero \n"),
-        ("001.png", b"img1"), ("001.json", json.dumps({"caption": "from json", "similarity": 0.3})),
-        ("sub/002.webp", b"img2"), ("sub/002.cls", "7"),
-        ("003.txt", "caption without image"),
-        ("._000.jpg", b"appledouble"),
-        ("000.json", json.dumps({"url": "http://a"})),  # same key, not consecutive: still sample 000
-    ])
+    tar = make_tar(
+        tmp_path / "shard-000.tar",
+        [
+            ("000.jpg", b"img0"),
+            ("000.txt", " caption zero \n"),
+            ("001.png", b"img1"),
+            ("001.json", json.dumps({"caption": "from json", "similarity": 0.3})),
+            ("sub/002.webp", b"img2"),
+            ("sub/002.cls", "7"),
+            ("003.txt", "caption without image"),
+            ("._000.jpg", b"appledouble"),
+            ("000.json", json.dumps({"url": "http://a"})),  # same key, not consecutive: still sample 000
+        ],
+    )
     s = read_all(tar)
     assert [x.uri for x in s] == [f"{tar}#000", f"{tar}#001", f"{tar}#sub/002", f"{tar}#003"]
     assert s[0].image == b"img0" and s[0].caption == "caption zero" and s[0].meta == {"url": "http://a"}
@@ -52,12 +58,20 @@ def test_grouping_and_captions(tmp_path: Path) -> None:
 
 
 def test_ti2i_convention(tmp_path: Path) -> None:
-    tar = make_tar(tmp_path / "edits.tar", [
-        ("e1.jpg", b"target"), ("e1.src.png", b"source"), ("e1.instruction.txt", "add a hat"),
-        ("e1.txt", "a person"),
-        ("e2.jpg", b"target2"), ("e2.instruction.txt", "no source here"),
-        ("e3.jpg", b"t3"), ("e3.source.jpg", b"s3"), ("e3.json", json.dumps({"instruction": "json instr"})),
-    ])
+    tar = make_tar(
+        tmp_path / "edits.tar",
+        [
+            ("e1.jpg", b"target"),
+            ("e1.src.png", b"source"),
+            ("e1.instruction.txt", "add a hat"),
+            ("e1.txt", "a person"),
+            ("e2.jpg", b"target2"),
+            ("e2.instruction.txt", "no source here"),
+            ("e3.jpg", b"t3"),
+            ("e3.source.jpg", b"s3"),
+            ("e3.json", json.dumps({"instruction": "json instr"})),
+        ],
+    )
     s = read_all(tar)
     assert [x.task for x in s] == ["TI2I", "TI2I", "TI2I"]
     assert s[0].image == b"target" and s[0].source_image == b"source" and s[0].caption == "add a hat"
@@ -72,7 +86,11 @@ def test_partitions_deterministic_across_shards(tmp_path: Path) -> None:
     make_tar(tmp_path / "a.tar", [(f"{i}.jpg", b"y") for i in range(2)])
     plan = WebDatasetSource(str(tmp_path)).plan(2)
     assert [(p.files[0], p.start, p.stop) for p in plan] == [
-        ("a.tar", 0, 2), ("b.tar", 0, 2), ("b.tar", 2, 4), ("b.tar", 4, 5)]
+        ("a.tar", 0, 2),
+        ("b.tar", 0, 2),
+        ("b.tar", 2, 4),
+        ("b.tar", 4, 5),
+    ]
     assert [p.local_index for p in plan] == [0, 1, 2, 3]
     assert plan == WebDatasetSource(str(tmp_path)).plan(2)
     assert len({p.fingerprint for p in plan}) == 4

@@ -21,15 +21,21 @@ def _clustered(n: int, dim: int = 16, clusters: int = 8, seed: int = 0) -> np.nd
 
 def _rows(v: np.ndarray, start: int = 0) -> pa.Table:
     n = len(v)
-    return pa.table({"id": [f"s{i}" for i in range(start, start + n)], "vector": vectors_to_arrow(v),
-                     "curated": [i % 2 == 0 for i in range(start, start + n)],
-                     "caption": [f"caption {i}" for i in range(start, start + n)]})
+    return pa.table(
+        {
+            "id": [f"s{i}" for i in range(start, start + n)],
+            "vector": vectors_to_arrow(v),
+            "curated": [i % 2 == 0 for i in range(start, start + n)],
+            "caption": [f"caption {i}" for i in range(start, start + n)],
+        }
+    )
 
 
 def test_search_records_space_filters_and_matches_exact(tmp_path):
     v = _clustered(400)
-    engine = RetrievalEngine(tmp_path / "index", AnnConfig(min_rows=300, num_partitions=4, num_sub_vectors=4,
-                                                            nprobes=4, refine_factor=20))
+    engine = RetrievalEngine(
+        tmp_path / "index", AnnConfig(min_rows=300, num_partitions=4, num_sub_vectors=4, nprobes=4, refine_factor=20)
+    )
     engine.add("caption", SPACE, _rows(v))
     info = engine.find("caption", text_queries=True)
     assert info.space == SPACE and info.rows == 400 and not info.ann

@@ -11,10 +11,17 @@ from flywheel.routing.router import decide_track
 
 def _evidence(curated_top_sim: float, tags: list[str], prompt: str, complaint: str | None = None) -> dict:
     policy = Policy.load()
-    ev = {"pool_top_sim": curated_top_sim, "pool_mean_sim": curated_top_sim - 0.1, "pool_count": 3.0,
-          "curated_top_sim": curated_top_sim, "curated_mean_sim": curated_top_sim - 0.1, "curated_count": 2.0,
-          **metric_signals({"failure_tags": tags, "reward": 0.3}), **instruction_signals(prompt),
-          **complaint_signals(complaint, policy.lexicons)}
+    ev = {
+        "pool_top_sim": curated_top_sim,
+        "pool_mean_sim": curated_top_sim - 0.1,
+        "pool_count": 3.0,
+        "curated_top_sim": curated_top_sim,
+        "curated_mean_sim": curated_top_sim - 0.1,
+        "curated_count": 2.0,
+        **metric_signals({"failure_tags": tags, "reward": 0.3}),
+        **instruction_signals(prompt),
+        **complaint_signals(complaint, policy.lexicons),
+    }
     return ev
 
 
@@ -49,8 +56,10 @@ def test_default_policy_routes_constructed_cases_and_records_the_rule():
 
 def test_policy_files_are_strict(tmp_path):
     path = tmp_path / "p.yaml"
-    path.write_text("name: x\nrules:\n  - {name: a, track: rl, when: {not_a_feature: {min: 1}}}\n"
-                    "  - {name: b, track: rl, when: {}}\n")
+    path.write_text(
+        "name: x\nrules:\n  - {name: a, track: rl, when: {not_a_feature: {min: 1}}}\n"
+        "  - {name: b, track: rl, when: {}}\n"
+    )
     with pytest.raises(ConfigError, match="not_a_feature"):
         Policy.load(path)
     path.write_text("name: x\nrules:\n  - {name: a, track: rl, when: {complexity: {min: 1}}}\n")

@@ -54,11 +54,19 @@ def test_prompt_track_through_an_openai_compatible_endpoint(tmp_path):
         answer = {"user_prompt": "cat pic pls", "trace": [{"op": "restore_detail", "restore": caption, "why": "x"}]}
         return httpx.Response(200, json={"choices": [{"message": {"content": json.dumps(answer)}}]})
 
-    cases = [{"case_id": "c1", "prompt": "a ginger tabby cat sitting on a red sofa by the window"},
-             {"case_id": "c2", "prompt": "please fail this long prompt about a dog in a green park"}]
+    cases = [
+        {"case_id": "c1", "prompt": "a ginger tabby cat sitting on a red sofa by the window"},
+        {"case_id": "c2", "prompt": "please fail this long prompt about a dog in a green park"},
+    ]
     client = httpx.Client(transport=httpx.MockTransport(handler))
-    result = rewrite_pairs(Workspace.at(tmp_path), cases, engine=None, embedder=None,
-                           llm=LlmEndpoint("http://llm.local/v1", "m"), client=client)
+    result = rewrite_pairs(
+        Workspace.at(tmp_path),
+        cases,
+        engine=None,
+        embedder=None,
+        llm=LlmEndpoint("http://llm.local/v1", "m"),
+        client=client,
+    )
     assert result.pairs == 2 and result.llm_failures == 1 and len(calls) == 2
     rows = {r["source_id"]: r for r in pq.read_table(result.path).to_pylist()}
     assert rows["c1"]["producer"] == "llm:m" and rows["c1"]["user_prompt"] == "cat pic pls"
