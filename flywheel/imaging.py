@@ -17,9 +17,10 @@ from dataclasses import dataclass, field
 import numpy as np
 from PIL import Image, UnidentifiedImageError
 
-# Pillow's own bomb guard is process-global; we bound decoding ourselves from the header
-# (DecodeLimits) and make Pillow raise instead of warn beyond its default as a second net.
-warnings.simplefilter("error", Image.DecompressionBombWarning)
+# Pillow's own bomb guard is process-global and, between its warning and error thresholds, only
+# warns (DecompressionBombWarning; an *exception* wherever warnings are errors, e.g. under pytest
+# -W error). We judge size ourselves from the header against DecodeLimits.max_pixels, so `decode`
+# silences that warning locally, and Pillow's DecompressionBombError (2x its limit) stays a second net.
 
 # Modes we can turn into RGB without inventing a tone mapping.
 SUPPORTED_MODES = frozenset({"1", "L", "LA", "P", "PA", "RGB", "RGBA", "RGBX", "CMYK", "YCbCr", "La"})
@@ -44,6 +45,9 @@ class DecodeLimits:
     max_pixels: int = 178_956_970  # Pillow's default bomb threshold (about 13k x 13k)
     max_side: int = 65_535
     max_bytes: int = 256 * 1024 * 1024
+    # Wall-clock bound of one scoring partition (read + decode + CPU scorers): a stuck read fails that
+    # partition with a clear error instead of hanging the run; 0 disables.
+    partition_timeout_s: float = 1800.0
 
 
 @dataclass
@@ -84,9 +88,20 @@ def _fail(decoded: Decoded, reason: str, detail: str) -> Decoded:
 def decode(data: bytes | None, view_short_side: int = 256, limits: DecodeLimits | None = None) -> Decoded:
     """Decode `data` once into an RGB view whose shorter side is at most `view_short_side`.
 
-    Never raises for bad input: every failure becomes a `broken_reason`.
+    Never raises for bad input: every failure becomes a `broken_reason`, so one hostile sample
+    can never fail the partition it is in (anything unforeseen becomes `decode_error`).
     """
     limits = limits or DecodeLimits()
+    try:
+        with warnings.catch_warnings():
+            # Size is judged by limits.max_pixels from the header, not by Pillow's global warning.
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            return _decode(data, view_short_side, limits)
+    except Exception as exc:  # the contract is "never raises for bad input"
+        return _fail(Decoded(), DECODE_ERROR, f"{type(exc).__name__}: {exc}")
+
+
+def _decode(data: bytes | None, view_short_side: int, limits: DecodeLimits) -> Decoded:
     out = Decoded()
     if data is None:
         return _fail(out, READ_ERROR, "no bytes could be read")

@@ -13,7 +13,8 @@ from dataclasses import dataclass
 
 import pyarrow as pa
 
-SCHEMA_VERSION = 1
+# 2: `id` is a source-identity key (flywheel.ids.sample_id); content hashes moved to their own columns.
+SCHEMA_VERSION = 2
 
 
 @dataclass(frozen=True)
@@ -27,11 +28,19 @@ class Column:
     owner: str = "core"
 
     def field(self) -> pa.Field:
-        return pa.field(self.name, self.dtype, nullable=True)
+        """Arrow field carrying the unit and description, so any Parquet reader can show what a column means."""
+        metadata = {"description": self.description, "unit": self.unit, "owner": self.owner}
+        return pa.field(self.name, self.dtype, nullable=True, metadata=metadata)
 
 
 CORE_COLUMNS: tuple[Column, ...] = (
-    Column("id", pa.string(), "hex", "Stable content id: blake2b-128 of image bytes, caption and edit source."),
+    Column(
+        "id",
+        pa.string(),
+        "hex",
+        "Sample key, unique per input row and stable across runs: blake2b-128 of source kind, uri and edit "
+        "source uri (never of the bytes; see content_hash).",
+    ),
     Column("source", pa.string(), "", "Name of the ingested source (folder, parquet or webdataset root)."),
     Column("uri", pa.string(), "", "Where the sample came from; unique per input row."),
     Column("partition", pa.int32(), "", "Index of the pool shard (input partition) holding the row."),
@@ -45,9 +54,17 @@ CORE_COLUMNS: tuple[Column, ...] = (
     Column("source_image", pa.binary(), "bytes", "TI2I only: encoded source image of the edit."),
     Column("source_uri", pa.string(), "", "TI2I only: where the source image came from."),
     Column("meta", pa.string(), "json", "Extra fields of the input record, as a JSON object."),
+    Column(
+        "content_hash",
+        pa.string(),
+        "hex",
+        "blake2b-128 of image bytes, caption and edit source bytes: equal for byte-identical samples.",
+    ),
+    Column("image_sha256", pa.string(), "hex", "sha256 of the encoded image bytes; null when nothing was read."),
 )
 
 TASKS = ("T2I", "TI2I")
+SCHEMA_METADATA = {"flywheel.schema_version": str(SCHEMA_VERSION)}
 
 
 class ColumnRegistry:
@@ -77,7 +94,7 @@ class ColumnRegistry:
         return len(self._columns)
 
     def schema(self) -> pa.Schema:
-        return pa.schema([c.field() for c in self._columns.values()])
+        return pa.schema([c.field() for c in self._columns.values()], metadata=SCHEMA_METADATA)
 
 
 def core_schema() -> pa.Schema:

@@ -16,7 +16,13 @@ Conventions (documented here because plan and read must agree on them):
   A missing or unreadable source keeps the target bytes and sets `read_error`.
 * Hidden files and anything under a dot-directory are skipped. Directory symlinks are never
   followed (cycles, duplicates); file symlinks are followed only when they resolve inside
-  the root, so a source can never read outside its root.
+  the root, so a source can never read outside its root. A symlink leading outside the root
+  is still a row (counted in `rows in`), with a read_error saying why it was not read.
+* Only regular files are read: a FIFO, socket or device named `x.jpg` becomes a row with a
+  read_error (opening is non-blocking, so a FIFO with no writer cannot hang the run), and
+  every read is bounded by a size limit.
+* An edit whose source escapes the root, is missing or unreadable keeps the target bytes and
+  gets a read_error, which rejects the row with that reason even when the target decodes.
 * uri = absolute path of the image (not resolved through symlinks, so it names what the
   user listed); source_uri = absolute path of the edit source.
 """
@@ -26,6 +32,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import stat
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
@@ -58,13 +65,45 @@ def read_local_file(
     if root_real is not None and not is_inside(real, root_real):
         return None, f"path resolves outside the source root: {path}"
     try:
-        with open(real, "rb") as f:
+        # O_NONBLOCK: opening a FIFO with no writer returns at once instead of blocking forever;
+        # fstat on the opened descriptor then refuses anything that is not a regular file (no race).
+        fd = os.open(real, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_NOCTTY", 0))
+    except OSError as e:
+        return None, f"{type(e).__name__}: {e.strerror or e}"
+    try:
+        mode = os.fstat(fd).st_mode
+        if not stat.S_ISREG(mode):
+            return None, f"not a regular file ({_kind_of(mode)}): {path}"
+        with os.fdopen(fd, "rb", closefd=False) as f:
             data = f.read(max_bytes + 1)
     except OSError as e:
         return None, f"{type(e).__name__}: {e.strerror or e}"
+    finally:
+        os.close(fd)
     if len(data) > max_bytes:
         return None, f"file larger than {max_bytes} bytes: {path}"
     return data, None
+
+
+def _kind_of(mode: int) -> str:
+    for test, name in (
+        (stat.S_ISFIFO, "fifo"),
+        (stat.S_ISSOCK, "socket"),
+        (stat.S_ISCHR, "character device"),
+        (stat.S_ISBLK, "block device"),
+        (stat.S_ISDIR, "directory"),
+    ):
+        if test(mode):
+            return name
+    return "special file"
+
+
+def is_regular_file(path: str) -> bool:
+    """True for a regular file (following symlinks); False for FIFOs, devices, sockets, missing paths."""
+    try:
+        return stat.S_ISREG(os.stat(path).st_mode)
+    except OSError:
+        return False
 
 
 def _ext(name: str) -> str:
@@ -112,7 +151,7 @@ def _resolve_edit_source(root: str, image_rel: str, source: object) -> tuple[str
     if not inside:
         return None, f"TI2I source escapes the root: {source!r}"
     for rel in inside:
-        if os.path.isfile(os.path.join(root, rel)):
+        if os.path.lexists(os.path.join(root, rel)):  # reading it later checks containment and file type
             return rel.replace(os.sep, "/"), None
     return None, f"TI2I source not found: {source!r}"
 
@@ -126,8 +165,7 @@ class FolderSource(Source):
         super().__init__(root, name)
 
     def _list(self, root: str) -> list[str]:
-        """Sorted root-relative posix paths of every non-hidden regular file reachable safely."""
-        root_real = os.path.realpath(root)
+        """Sorted root-relative posix paths of every non-hidden file entry (directory links not followed)."""
         out: list[str] = []
         for dirpath, dirnames, filenames in os.walk(root, followlinks=False):
             dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
@@ -135,9 +173,8 @@ class FolderSource(Source):
                 if fn.startswith("."):
                     continue
                 full = os.path.join(dirpath, fn)
-                if os.path.islink(full) and not is_inside(os.path.realpath(full), root_real):
-                    log.warning("skipping symlink that points outside the source root: %s", full)
-                    continue
+                # Out-of-root symlinks stay listed: read() refuses them with a reason, so they are
+                # counted and rejected rather than vanishing from `rows in`.
                 out.append(os.path.relpath(full, root).replace(os.sep, "/"))
         return sorted(out)
 
@@ -170,9 +207,13 @@ class FolderSource(Source):
         source_only = set(edit_sources.values()) - targets
         samples = [f for f in images if f not in source_only]
 
+        root_real = os.path.realpath(root)
+
         def size(rel: str) -> int:
+            full = os.path.join(root, rel)
             try:
-                return os.stat(os.path.join(root, rel)).st_size
+                inside = is_inside(os.path.realpath(full), root_real)
+                return (os.stat(full) if inside else os.lstat(full)).st_size  # nothing outside the root
             except OSError:
                 return -1  # broken symlink etc.: still a row; read() reports the error
 
@@ -234,10 +275,10 @@ def _read_one(root: str, root_real: str, rel: str) -> RawSample:
 
     text: str | None = None
     txt_path, json_path = os.path.join(root, _stem(rel) + ".txt"), os.path.join(root, _stem(rel) + ".json")
-    if os.path.isfile(txt_path):
+    if is_regular_file(txt_path):
         text, err = _read_text_sidecar(txt_path, root_real)
         errors += [err] if err else []
-    sidecar = _load_json_sidecar(json_path, root_real) if os.path.isfile(json_path) else _Sidecar({}, None)
+    sidecar = _load_json_sidecar(json_path, root_real) if os.path.lexists(json_path) else _Sidecar({}, None)
     errors += [sidecar.error] if sidecar.error else []
     fields = dict(sidecar.fields or {})
 

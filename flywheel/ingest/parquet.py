@@ -33,7 +33,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from flywheel.ingest.base import PartitionSpec, RawSample, Source, SourceError, fingerprint
-from flywheel.ingest.folder import read_local_file
+from flywheel.ingest.folder import is_inside, is_regular_file, read_local_file
 
 log = logging.getLogger(__name__)
 
@@ -157,10 +157,17 @@ class ParquetSource(Source):
             raise SourceError(f"parquet source must be a .parquet file or a directory: {self.root}")
         options = (("allow_paths_outside_root", "1" if self.allow_paths_outside_root else "0"),)
         specs: list[PartitionSpec] = []
+        root_real = os.path.realpath(root)
         for rel in files:
             full = os.path.join(root, rel)
-            size = os.path.getsize(full)
+            size = os.lstat(full).st_size
             try:
+                # A FIFO would block the footer read forever; a link out of the root would read outside it.
+                if not is_regular_file(full):
+                    raise OSError(f"not a regular file: {full}")
+                if not self.allow_paths_outside_root and not is_inside(os.path.realpath(full), root_real):
+                    raise OSError(f"path resolves outside the source root: {full}")
+                size = os.path.getsize(full)
                 with pq.ParquetFile(full) as pf:
                     schema, num_rows = pf.schema_arrow, pf.metadata.num_rows
             except (pa.ArrowException, OSError) as e:

@@ -38,7 +38,7 @@ from dataclasses import dataclass, field
 from typing import Any, BinaryIO
 
 from flywheel.ingest.base import PartitionSpec, RawSample, Source, SourceError, fingerprint
-from flywheel.ingest.folder import MAX_FILE_BYTES, MAX_SIDECAR_BYTES
+from flywheel.ingest.folder import MAX_FILE_BYTES, MAX_SIDECAR_BYTES, is_regular_file
 
 IMAGE_EXTS = ("jpg", "jpeg", "png", "webp", "gif", "bmp", "tif", "tiff")
 SOURCE_EXTS = tuple(f"{p}.{e}" for p in ("src", "source") for e in IMAGE_EXTS)
@@ -97,6 +97,8 @@ def scan_tar(path: str) -> Scan:
     """Group a tar's members by key from headers only; damage is returned, never raised."""
     groups: dict[str, Group] = {}
     error: str | None = None
+    if not is_regular_file(path):  # a FIFO named x.tar would block open() forever
+        return Scan([], f"tar unreadable: not a regular file: {path}")
     try:
         with open(path, "rb") as raw, tarfile.open(fileobj=raw, mode="r:") as tf:
             while (info := tf.next()) is not None:
@@ -156,7 +158,7 @@ class WebDatasetSource(Source):
         for rel in tars:
             full = os.path.join(root, rel)
             scan = scan_tar(full)
-            size = os.path.getsize(full)
+            size = os.lstat(full).st_size
             for start in range(0, scan.num_samples, rows_per_partition):
                 stop = min(start + rows_per_partition, scan.num_samples)
                 parts: list[object] = [self.kind, rel, size, start, stop, scan.error]
@@ -185,6 +187,8 @@ class WebDatasetSource(Source):
         with contextlib.ExitStack() as stack:
             raw: BinaryIO | None = None
             try:
+                if not is_regular_file(path):
+                    raise OSError(f"not a regular file: {path}")
                 raw = stack.enter_context(open(path, "rb"))
             except OSError as e:
                 scan.error = scan.error or f"tar unreadable: {e}"

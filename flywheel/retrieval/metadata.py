@@ -49,7 +49,8 @@ def _glob(paths: list[Path]) -> list[str]:
 def pool_metadata(ws: Workspace, ids: list[str] | None = None) -> pa.Table:
     """One row per pool id: id, uri (first), caption, score columns, and recipe membership.
 
-    Reads only the small columns of the pool (never the image bytes) and the recipes' rejected.parquet files.
+    Reads only the small columns of the pool (never the image bytes) and the recipes' rejected rows
+    (selections/<recipe>/rejected.parquet).
     """
     shards = ws.require_pool()
     con = duckdb.connect()
@@ -64,14 +65,14 @@ def pool_metadata(ws: Workspace, ids: list[str] | None = None) -> pa.Table:
     con.execute("CREATE TEMP TABLE kept (recipe VARCHAR, id VARCHAR)")
     con.execute("CREATE TEMP TABLE rej (recipe VARCHAR, id VARCHAR, reason VARCHAR, reasons VARCHAR[])")
     for recipe in ws.curated_recipes():
-        cdir = ws.curated_dir(recipe)
-        kept_shards = sorted(cdir.glob("part-*.parquet"))
+        kept_shards = ws.curated_store(recipe).shard_paths()
         if kept_shards:
             con.execute("INSERT INTO kept SELECT ?, id FROM read_parquet(?)", [recipe, _glob(kept_shards)])
-        if (cdir / "rejected.parquet").is_file():
+        rejected = ws.rejected_path(recipe)
+        if rejected.is_file():
             con.execute(
                 "INSERT INTO rej SELECT ?, id, reason, reasons FROM read_parquet(?)",
-                [recipe, str(cdir / "rejected.parquet")],
+                [recipe, str(rejected)],
             )
     table = con.sql(f"""
         WITH k AS (SELECT id, list(DISTINCT recipe ORDER BY recipe) AS kept_in FROM kept GROUP BY id),

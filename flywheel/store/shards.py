@@ -5,9 +5,14 @@ Write protocol (crash-safe at every step):
 2. it is renamed to `part-NNNNN.parquet` (atomic on POSIX);
 3. a marker `_markers/part-NNNNN.json` (rows, bytes, sha256, fingerprint, stats) is written
    the same way. A shard counts as complete only when its marker exists and agrees with
-   the file; a shard without a marker is redone, which overwrites it.
+   the file (size and sha256, so a truncated or bit-flipped shard is caught); a shard without
+   a marker is redone, which overwrites it.
 4. `_manifest.json` is rebuilt from the markers (tmp + rename) after each run.
 Only one process writes a store at a time (the driver), so markers need no locking.
+
+Markers and manifest live under `meta_root` (default: the shard folder itself). A store whose
+shards must be the only files in their folder (curated selections, which any Parquet reader
+opens as a dataset) keeps its bookkeeping in a sibling folder instead.
 """
 
 from __future__ import annotations
@@ -87,9 +92,16 @@ def column_stats(table: pa.Table) -> dict[str, Any]:
 class ShardStore:
     """A folder of `part-NNNNN.parquet` shards with markers and a manifest."""
 
-    def __init__(self, root: str | Path) -> None:
+    def __init__(self, root: str | Path, meta_root: str | Path | None = None) -> None:
         self.root = Path(root)
-        self.markers = self.root / "_markers"
+        self.meta_root = Path(meta_root) if meta_root is not None else self.root
+        self.markers = self.meta_root / "_markers"
+        # Shards `completed` found not to match their markers (index -> what is wrong), for the caller to report.
+        self.damaged: dict[int, str] = {}
+
+    @property
+    def manifest_path(self) -> Path:
+        return self.meta_root / "_manifest.json"
 
     def marker_path(self, index: int) -> Path:
         return self.markers / f"part-{index:05d}.json"
@@ -120,13 +132,19 @@ class ShardStore:
         return info
 
     def completed(self, index: int, fingerprint: str | None = None) -> ShardInfo | None:
-        """The shard's info if it is complete (marker present, file size agrees, fingerprint matches)."""
+        """The shard's info if it is complete (marker present, size and sha256 agree, fingerprint matches).
+
+        A shard whose bytes do not match its marker (truncated, bit-flipped) is not complete:
+        None is returned and `self.damaged` names it, so the caller can say so and redo it.
+        """
         marker = self.marker_path(index)
         shard = self.shard_path(index)
         if not marker.is_file() or not shard.is_file():
             return None
         info = ShardInfo(**json.loads(marker.read_text(encoding="utf-8")))
-        if info.bytes != shard.stat().st_size:
+        problem = self.check(info)
+        if problem:
+            self.damaged[index] = problem
             return None
         if fingerprint is not None and info.fingerprint != fingerprint:
             raise StaleShardError(
@@ -134,6 +152,29 @@ class ShardStore:
                 "the source changed since this pool was scored. Score into a new workspace."
             )
         return info
+
+    def check(self, info: ShardInfo) -> str | None:
+        """None when the shard file matches its marker; else one line naming the shard and the mismatch."""
+        shard = self.root / info.shard
+        try:
+            size = shard.stat().st_size
+        except OSError as e:
+            return f"{shard}: unreadable ({e.strerror or e})"
+        if size != info.bytes:
+            return f"{shard}: {size} bytes, its marker recorded {info.bytes} (truncated or rewritten)"
+        digest = file_sha256(shard)
+        if digest != info.sha256:
+            return f"{shard}: sha256 {digest[:12]}... does not match the recorded {info.sha256[:12]}... (corrupted)"
+        return None
+
+    def verify(self) -> list[ShardInfo]:
+        """Every complete shard, checked against its marker; CorruptShardError names the first bad one."""
+        infos = list(self.infos())
+        for info in infos:
+            problem = self.check(info)
+            if problem:
+                raise CorruptShardError(problem)
+        return infos
 
     def infos(self) -> Iterator[ShardInfo]:
         if not self.markers.is_dir():
@@ -146,7 +187,8 @@ class ShardStore:
     def clean_temporaries(self) -> int:
         """Remove half-written files left by a crash."""
         removed = 0
-        for tmp in list(self.root.glob("*.tmp-*")) + list(self.markers.glob("*.tmp-*")):
+        metas = list(self.meta_root.glob("*.tmp-*")) if self.meta_root != self.root else []
+        for tmp in list(self.root.glob("*.tmp-*")) + list(self.markers.glob("*.tmp-*")) + metas:
             tmp.unlink(missing_ok=True)
             removed += 1
         return removed
@@ -160,11 +202,11 @@ class ShardStore:
             "bytes": sum(s["bytes"] for s in shards),
             **(extra or {}),
         }
-        write_json_atomic(self.root / "_manifest.json", manifest)
+        write_json_atomic(self.manifest_path, manifest)
         return manifest
 
     def read_manifest(self) -> dict[str, Any]:
-        path = self.root / "_manifest.json"
+        path = self.manifest_path
         if not path.is_file():
             raise FileNotFoundError(f"no manifest at {path}: nothing has been written here yet")
         return json.loads(path.read_text(encoding="utf-8"))
@@ -175,3 +217,7 @@ class ShardStore:
 
 class StaleShardError(RuntimeError):
     """A completed shard belongs to other input than the current plan."""
+
+
+class CorruptShardError(RuntimeError):
+    """A shard's bytes differ from the size/sha256 its marker recorded when it was written."""

@@ -94,7 +94,8 @@ def select(
         console.print_json(json.dumps(selection.funnel.to_json()))
     else:
         typer.echo(selection.funnel.to_text())
-        console.print(f"curated shards and funnel.json in {selection.out_dir}")
+        console.print(f"curated shards in {selection.out_dir}")
+        console.print(f"funnel, rejected rows and manifest in {Workspace.at(workspace).selection_dir(rec.name)}")
 
 
 def _split_override(text: str) -> tuple[str, str]:
@@ -124,10 +125,20 @@ def rejected(
     except FileNotFoundError as exc:
         _fail(str(exc))
     out = Table(title=f"rejected by {name}" + (f" (reason {reason})" if reason else ""))
-    for col in ("uri", "reason", "reasons", "duplicate_of"):
+    for col in ("uri", "reason", "value", "why", "detail", "also failed", "duplicate_of"):
         out.add_column(col, overflow="fold")
     for row in table.to_pylist():
-        out.add_row(row["uri"], row["reason"], ",".join(row["reasons"] or []), row["duplicate_of"] or "")
+        also = [r for r in (row.get("reasons") or []) if r != row["reason"]]
+        dup = " ".join(x for x in (row.get("duplicate_of"), row.get("duplicate_of_uri")) if x)
+        out.add_row(
+            row["uri"],
+            row["reason"],
+            row.get("value") or "",
+            row.get("why") or "",
+            row.get("detail") or "",
+            ",".join(also),
+            dup,
+        )
     console.print(out)
     if table.num_rows == 0:
         console.print("no rejected rows match")
@@ -140,7 +151,7 @@ def _latest_recipe(ws: object) -> str:
     recipes = ws.curated_recipes()
     if not recipes:
         _fail(f"no selection in {ws.root}: run `flywheel select --workspace {ws.root}` first")
-    return max(recipes, key=lambda r: (ws.curated_dir(r) / "funnel.json").stat().st_mtime)
+    return max(recipes, key=lambda r: ws.funnel_path(r).stat().st_mtime)
 
 
 @app.command("filters")

@@ -108,7 +108,7 @@ def caption(
     unknown = [k for k in kinds if k not in CAPTION_TYPES]
     if unknown or not kinds:
         raise ValueError(f"unknown caption type(s) {unknown}; known: {', '.join(CAPTION_TYPES)}")
-    curated = ShardStore(ws.curated_dir(recipe))
+    curated = ws.curated_store(recipe)
     infos = list(curated.infos())
     if not infos:
         raise WorkspaceError(

@@ -61,17 +61,28 @@ class _Pending:
     rows: int = 0
 
 
-def plan(source_path: str, workspace: Workspace, rows_per_partition: int) -> tuple[list[_Pending], int]:
-    """Partitions of the source still to score, and how many are already complete."""
+def plan(
+    source_path: str, workspace: Workspace, rows_per_partition: int, log: Callable[[str], None] = print
+) -> tuple[list[_Pending], int]:
+    """Partitions of the source still to score, and how many are already complete.
+
+    The planned row count of every partition is recorded with the source, so `select` can
+    tell a finished pool from one that lost partitions. A shard whose bytes no longer match
+    its recorded size/sha256 is not complete: it is named in the log and scored again.
+    """
     source = open_source(source_path)
     specs = source.plan(rows_per_partition)
-    offset = workspace.source_offset(f"{source.kind}:{Path(source.root).resolve()}", len(specs))
+    rows = [spec.stop - spec.start for spec in specs]
+    offset = workspace.source_offset(f"{source.kind}:{Path(source.root).resolve()}", len(specs), rows)
     pending, skipped = [], 0
+    store = workspace.pool
     for spec in specs:
         index = offset + spec.local_index
-        if workspace.pool.completed(index, spec.fingerprint) is not None:
+        if store.completed(index, spec.fingerprint) is not None:
             skipped += 1
         else:
+            if index in store.damaged:
+                log(f"[warning] {store.damaged[index]}; scoring it again")
             pending.append(_Pending(spec=spec, index=index))
     return pending, skipped
 
@@ -93,9 +104,12 @@ def score(
     classes = resolve(filters)
     registry = column_registry(classes)
     pool_schema = registry.schema()
+    workspace.check_schema()
     workspace.pool_dir.mkdir(parents=True, exist_ok=True)
+    if not workspace.pool.manifest_path.is_file():  # stamp the schema version before the first shard
+        workspace.pool.write_manifest({"columns": [c.name for c in registry], "source": source_path})
     workspace.pool.clean_temporaries()
-    pending, skipped = plan(source_path, workspace, rows_per_partition)
+    pending, skipped = plan(source_path, workspace, rows_per_partition, log)
     total = len(pending) + skipped
     if progress:
         progress(skipped, total)

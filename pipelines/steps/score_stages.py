@@ -9,8 +9,11 @@ replace the prepared input column by the score columns.
 
 from __future__ import annotations
 
+import contextlib
 import json
-from collections.abc import Sequence
+import signal
+import threading
+from collections.abc import Iterator, Sequence
 from dataclasses import asdict
 from typing import Any
 
@@ -20,8 +23,8 @@ import pyarrow as pa
 from filters.base import CpuScorer, ModelScorer, SampleBatch, Scorer
 from filters.config import ScoringConfig
 from filters.registry import build
-from flywheel.ids import sample_id
-from flywheel.imaging import decode
+from flywheel.ids import content_hash, content_sha256, sample_id
+from flywheel.imaging import READ_ERROR, decode
 from flywheel.ingest import read_partition
 from flywheel.ingest.base import PartitionSpec
 from flywheel.schema import CORE_COLUMNS
@@ -63,15 +66,22 @@ class ScorePartition:
         return pa.concat_tables(tables) if len(tables) > 1 else tables[0]
 
     def score_one(self, index: int, spec: PartitionSpec) -> pa.Table:
+        with partition_deadline(self.cfg.limits.partition_timeout_s, f"partition {index} ({spec.source})"):
+            return self._score_one(index, spec)
+
+    def _score_one(self, index: int, spec: PartitionSpec) -> pa.Table:
         samples = list(read_partition(spec))
         n = len(samples)
         images = [s.image for s in samples]
         decoded = [decode(img, self.view_short_side, self.cfg.limits) for img in images]
         for s, d in zip(samples, decoded, strict=True):
-            if s.read_error and d.broken_reason is not None:
-                d.broken_reason, d.broken_detail = "read_error", s.read_error
+            # A read error (unreadable file, edit source missing or outside the root, refused special
+            # file) rejects the row even when the target bytes decode: the sample is not what was listed.
+            if s.read_error:
+                d.broken_reason, d.broken_detail = READ_ERROR, s.read_error[:300]
+                d.rgb = None
         batch = SampleBatch(
-            ids=[sample_id(s.image, s.caption, s.source_image) for s in samples],
+            ids=[sample_id(spec.kind, s.uri, s.source_uri) for s in samples],
             images=images,
             captions=[s.caption for s in samples],
             decoded=decoded,
@@ -92,6 +102,8 @@ class ScorePartition:
             "source_image": pa.array([s.source_image for s in samples], pa.binary()),
             "source_uri": pa.array([s.source_uri for s in samples], pa.string()),
             "meta": pa.array([s.meta_json() for s in samples], pa.string()),
+            "content_hash": pa.array([content_hash(s.image, s.caption, s.source_image) for s in samples], pa.string()),
+            "image_sha256": pa.array([content_sha256(i) for i in images], pa.string()),
         }
         assert list(columns) == [c.name for c in CORE_COLUMNS]
         counters: dict[str, Any] = {}
@@ -108,6 +120,34 @@ class ScorePartition:
         if n == 0:  # an empty partition still has to complete: carry one marker row the driver drops
             table = _empty_partition_row(index, table.schema)
         return table
+
+
+class PartitionTimeout(RuntimeError):
+    """A partition ran past limits.partition_timeout_s; it fails alone and is retried next run."""
+
+
+@contextlib.contextmanager
+def partition_deadline(seconds: float, what: str) -> Iterator[None]:
+    """Raise PartitionTimeout in the block after `seconds` (SIGALRM; only armed in a main thread).
+
+    Interrupts blocking reads too (the handler raises, so the syscall is not restarted). Off when
+    `seconds` <= 0 or where signals cannot be used; reads are size-bounded regardless.
+    """
+    usable = seconds > 0 and hasattr(signal, "setitimer") and threading.current_thread() is threading.main_thread()
+    if not usable:
+        yield
+        return
+
+    def _expired(signum: int, frame: object) -> None:
+        raise PartitionTimeout(f"{what} ran longer than limits.partition_timeout_s={seconds:g}s")
+
+    previous = signal.signal(signal.SIGALRM, _expired)
+    signal.setitimer(signal.ITIMER_REAL, seconds)
+    try:
+        yield
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, previous)
 
 
 def score_partitions(

@@ -67,7 +67,7 @@ def test_select_funnel_adds_up_and_keeps_best_duplicates(tmp_path):
     assert rej[0]["uri"] == "near_small" and rej[0]["duplicate_of"] == "id_good1"
     both = read_rejected(ws, "stage1_256p", "nsfw", 10).to_pylist()
     assert {r["uri"] for r in both} == {"nsfw", "smallnsfw"}  # smallnsfw fails nsfw as a secondary reason
-    assert (sel.out_dir / "funnel.json").is_file() and "kept 2 of 9" in (sel.out_dir / "funnel.txt").read_text()
+    assert (sel.meta_dir / "funnel.json").is_file() and "kept 2 of 9" in (sel.meta_dir / "funnel.txt").read_text()
 
 
 def test_reselect_with_other_thresholds_replaces_the_selection(tmp_path):

@@ -17,6 +17,7 @@ from PIL import Image, ImageDraw
 
 from flywheel.ids import sample_id
 from flywheel.schema import core_schema
+from flywheel.workspace import Workspace
 
 COLORS = {"red": (220, 40, 40), "green": (40, 170, 60), "blue": (40, 80, 220), "yellow": (230, 210, 40)}
 SHAPES = ("circle", "square", "triangle")
@@ -64,7 +65,7 @@ def fixture_rows(
         data = png(image)
         rows.append(
             {
-                "id": sample_id(data, caption, source),
+                "id": sample_id("fixture", f"fixture#{i}", f"fixture#{i}.src" if source else None),
                 "source": "fixture",
                 "uri": f"fixture#{i}",
                 "partition": 0,
@@ -100,5 +101,7 @@ def write_curated(
         path = folder / f"part-{s:05d}.parquet"
         pq.write_table(table, path, row_group_size=row_group_size)
         paths.append(path)
-    (folder / "funnel.json").write_text(json.dumps({"rows_in": len(rows), "kept": len(rows)}))
+    meta = Workspace.at(workspace).selection_dir(recipe)  # bookkeeping lives beside, not inside, curated/
+    meta.mkdir(parents=True, exist_ok=True)
+    (meta / "funnel.json").write_text(json.dumps({"rows_in": len(rows), "kept": len(rows)}))
     return paths

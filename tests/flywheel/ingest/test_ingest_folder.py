@@ -156,8 +156,37 @@ def test_hidden_and_symlinks(tmp_path: Path) -> None:
     os.symlink(root / "ok.png", root / "alias.png")
     os.symlink(tmp_path, root / "linkdir")
     s = read_all(root)
-    assert sorted(s) == ["alias.png", "ok.png"]
+    assert sorted(s) == ["alias.png", "leak.png", "ok.png"]
     assert s["alias.png"].image == png()
+    # The out-of-root link is counted as a row, never read, and says why.
+    assert s["leak.png"].image is None and "outside the source root" in (s["leak.png"].read_error or "")
+
+
+def test_fifo_and_special_files_are_rows_with_a_reason_and_never_block(tmp_path: Path) -> None:
+    write(tmp_path / "ok.png", png())
+    os.mkfifo(tmp_path / "pipe.jpg")  # no writer: a blocking open() would hang forever
+    os.mkfifo(tmp_path / "ok.json")  # a FIFO sidecar must not hang planning either
+    os.mkfifo(tmp_path / "ok.txt")
+    s = read_all(tmp_path)
+    assert sorted(s) == ["ok.png", "pipe.jpg"]
+    assert s["pipe.jpg"].image is None and "not a regular file (fifo)" in (s["pipe.jpg"].read_error or "")
+    assert s["ok.png"].image == png() and "not a regular file" in s["ok.png"].meta["sidecar_error"]
+
+
+def test_edit_source_outside_root_or_missing_is_a_read_error(tmp_path: Path) -> None:
+    root = tmp_path / "root"
+    write(tmp_path / "secret.png", png((0, 0, 255)))
+    write(root / "escape.png", png())
+    write(root / "escape.json", json.dumps({"task": "TI2I", "source": "../secret.png", "instruction": "x"}))
+    write(root / "gone.png", png())
+    write(root / "gone.json", json.dumps({"task": "TI2I", "source": "nope.png", "instruction": "x"}))
+    os.symlink(tmp_path / "secret.png", root / "src_link.png")
+    write(root / "linked.png", png())
+    write(root / "linked.json", json.dumps({"task": "TI2I", "source": "src_link.png", "instruction": "x"}))
+    s = read_all(root)
+    assert "escapes the root" in s["escape.png"].read_error
+    assert "not found" in s["gone.png"].read_error
+    assert "outside the source root" in s["linked.png"].read_error and s["linked.png"].source_image is None
 
 
 def test_missing_or_non_directory_root(tmp_path: Path) -> None:
