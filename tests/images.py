@@ -39,3 +39,19 @@ def png_bomb_header(width: int = 60000, height: int = 60000) -> bytes:
     return (
         b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", zlib.compress(b"\x00" * 64)) + chunk(b"IEND", b"")
     )
+
+
+def solid_png(width: int, height: int, value: int = 128) -> bytes:
+    """A real, decodable grayscale PNG of any size that compresses to almost nothing (e.g. 12000x12000 ~ 150 kB).
+
+    Built row by row with zlib, so a 144-megapixel image costs well under a second and no pixel buffer.
+    """
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data) & 0xFFFFFFFF)
+
+    ihdr = struct.pack(">IIBBBBB", width, height, 8, 0, 0, 0, 0)
+    row = b"\x00" + bytes([value]) * width
+    z = zlib.compressobj(6)
+    idat = b"".join(z.compress(row) for _ in range(height)) + z.flush()
+    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", idat) + chunk(b"IEND", b"")

@@ -126,6 +126,10 @@ class PartitionTimeout(RuntimeError):
     """A partition ran past limits.partition_timeout_s; it fails alone and is retried next run."""
 
 
+class _Expired(BaseException):
+    """Raised by the alarm; a BaseException so per-sample `except Exception` nets (decode) cannot swallow it."""
+
+
 @contextlib.contextmanager
 def partition_deadline(seconds: float, what: str) -> Iterator[None]:
     """Raise PartitionTimeout in the block after `seconds` (SIGALRM; only armed in a main thread).
@@ -139,12 +143,14 @@ def partition_deadline(seconds: float, what: str) -> Iterator[None]:
         return
 
     def _expired(signum: int, frame: object) -> None:
-        raise PartitionTimeout(f"{what} ran longer than limits.partition_timeout_s={seconds:g}s")
+        raise _Expired
 
     previous = signal.signal(signal.SIGALRM, _expired)
     signal.setitimer(signal.ITIMER_REAL, seconds)
     try:
         yield
+    except _Expired:
+        raise PartitionTimeout(f"{what} ran longer than limits.partition_timeout_s={seconds:g}s") from None
     finally:
         signal.setitimer(signal.ITIMER_REAL, 0)
         signal.signal(signal.SIGALRM, previous)

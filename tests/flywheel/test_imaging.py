@@ -52,3 +52,27 @@ def test_rgba_is_flattened_on_white():
     rgba = np.zeros((10, 10, 4), np.uint8)
     d = decode(encode(rgba, "PNG"))
     assert d.ok and int(d.rgb.min()) == 255
+
+
+def test_image_between_pillows_warning_limit_and_max_pixels_decodes_even_with_warnings_as_errors():
+    import warnings
+
+    from tests.images import solid_png
+
+    bomb_ish = solid_png(12000, 12000)  # 144 MP: above Pillow's 89 MP warning, below max_pixels (179 MP)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # as Ray workers / pytest -W error may run
+        d = decode(bomb_ish, view_short_side=64)
+    assert d.ok and (d.width, d.height) == (12000, 12000) and min(d.rgb.shape[:2]) == 64
+    # judged by the configured limit, not by Pillow's process-global one
+    strict = decode(bomb_ish, limits=imaging.DecodeLimits(max_pixels=100_000_000))
+    assert strict.broken_reason == imaging.BOMB and "12000x12000" in strict.broken_detail
+
+
+def test_decode_never_raises_even_for_unforeseen_errors(monkeypatch):
+    def boom(*args, **kwargs):
+        raise RuntimeError("unexpected inside Pillow")
+
+    monkeypatch.setattr(imaging, "_to_rgb", boom)
+    d = decode(encode(photo_like(32, 32), "PNG"))
+    assert d.broken_reason == imaging.DECODE_ERROR and "unexpected inside Pillow" in d.broken_detail

@@ -82,5 +82,57 @@ def test_reselect_with_other_thresholds_replaces_the_selection(tmp_path):
 
 
 def test_select_without_pool_says_what_to_run(tmp_path):
-    with pytest.raises(WorkspaceError, match="flywheel score"):
+    with pytest.raises(WorkspaceError, match=r"flywheel score"):
         select(Workspace.at(tmp_path), load_recipe("stage1_256p"))
+
+
+def test_select_refuses_a_pool_with_missing_or_short_partitions(tmp_path):
+    from flywheel.workspace import IncompletePoolError
+
+    ws = Workspace.at(tmp_path)
+    _pool(ws)  # partitions 0 (5 rows) and 1 (4 rows) are scored
+    ws.source_offset("folder:/data", 3, [5, 4, 256])  # ... but the source planned a third one
+    with pytest.raises(IncompletePoolError, match=r"256 of 265 planned rows missing.*part-00002"):
+        select(ws, load_recipe("stage1_256p"))
+    (tmp_path / "pool" / "_sources.json").unlink()
+    ws.source_offset("folder:/data", 2, [5, 6])  # partition 1 holds 4 of 6 planned rows
+    with pytest.raises(IncompletePoolError, match=r"2 of 11 planned rows missing"):
+        select(ws, load_recipe("stage1_256p"))
+    (tmp_path / "pool" / "_sources.json").unlink()
+    ws.source_offset("folder:/data", 2, [5, 4])
+    assert select(ws, load_recipe("stage1_256p")).funnel.rows_in == 9
+
+
+def test_select_refuses_a_corrupt_pool_shard_and_names_it(tmp_path):
+    from flywheel.store.shards import CorruptShardError
+
+    ws = Workspace.at(tmp_path)
+    _pool(ws)
+    shard = ws.pool.shard_path(1)
+    data = bytearray(shard.read_bytes())
+    data[100:164] = bytes(b ^ 0xFF for b in data[100:164])
+    shard.write_bytes(bytes(data))
+    with pytest.raises(CorruptShardError, match=r"part-00001\.parquet"):
+        select(ws, load_recipe("stage1_256p"))
+
+
+def test_pool_written_with_old_ids_gets_a_clear_error(tmp_path):
+    import json
+
+    ws = Workspace.at(tmp_path)
+    _pool(ws)
+    ws.pool.write_manifest()
+    manifest = json.loads(ws.pool.manifest_path.read_text())
+    ws.pool.manifest_path.write_text(json.dumps({**manifest, "schema_version": 1}))
+    with pytest.raises(WorkspaceError, match=r"schema version 1.*new workspace"):
+        select(ws, load_recipe("stage1_256p"))
+
+
+def test_rejected_of_the_old_layout_says_to_reselect(tmp_path):
+    ws = Workspace.at(tmp_path)
+    old = ws.curated_dir("stage1_256p")
+    old.mkdir(parents=True)
+    (old / "rejected.parquet").write_bytes(b"")
+    (old / "funnel.json").write_text("{}")
+    with pytest.raises(FileNotFoundError, match=r"older flywheel.*re-run `flywheel select"):
+        read_rejected(ws, "stage1_256p", None, 10)

@@ -38,7 +38,7 @@ def test_shard_without_marker_or_with_changed_size_is_not_complete(tmp_path):
 def test_stale_fingerprint_is_an_error(tmp_path):
     store = ShardStore(tmp_path)
     store.write(0, _table(1), "old")
-    with pytest.raises(StaleShardError, match="source changed"):
+    with pytest.raises(StaleShardError, match=r"source changed"):
         store.completed(0, "new")
 
 
@@ -48,3 +48,38 @@ def test_clean_temporaries(tmp_path):
     (tmp_path / "part-00001.parquet.tmp-abc").write_bytes(b"half")
     assert store.clean_temporaries() == 1
     assert not list(tmp_path.glob("*.tmp-*"))
+
+
+def _flip(path, offset: int, n: int = 64) -> None:
+    """Flip `n` bytes in place (same size: only a checksum can tell)."""
+    data = bytearray(path.read_bytes())
+    for i in range(offset, min(offset + n, len(data))):
+        data[i] ^= 0xFF
+    path.write_bytes(bytes(data))
+
+
+def test_bit_flipped_or_truncated_shard_is_not_complete_and_is_named(tmp_path):
+    from flywheel.store.shards import CorruptShardError
+
+    store = ShardStore(tmp_path)
+    store.write(0, _table(50), "fp")
+    store.write(1, _table(50), "fp")
+    _flip(store.shard_path(0), 40)
+    assert store.completed(0, "fp") is None
+    assert "part-00000.parquet" in store.damaged[0] and "sha256" in store.damaged[0]
+    with pytest.raises(CorruptShardError, match=r"part-00000\.parquet"):
+        store.verify()
+    store.write(0, _table(50), "fp")  # rewritten: complete again
+    path = store.shard_path(1)
+    path.write_bytes(path.read_bytes()[:-100])
+    assert store.completed(1, "fp") is None and "truncated" in store.damaged[1]
+    with pytest.raises(CorruptShardError, match=r"part-00001\.parquet"):
+        store.verify()
+
+
+def test_meta_root_keeps_bookkeeping_out_of_the_shard_folder(tmp_path):
+    store = ShardStore(tmp_path / "data", meta_root=tmp_path / "meta")
+    store.write(0, _table(2), "fp")
+    store.write_manifest()
+    assert [p.name for p in (tmp_path / "data").iterdir()] == ["part-00000.parquet"]
+    assert (tmp_path / "meta" / "_manifest.json").is_file() and store.completed(0, "fp").rows == 2

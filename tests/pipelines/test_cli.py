@@ -22,6 +22,7 @@ def _tiny_pool(ws: Workspace) -> None:
             "image": [b"1", b"2", b"3"],
             "file_bytes": [1, 1, 1],
             "broken_reason": pa.array([None, "truncated", None], pa.string()),
+            "broken_detail": pa.array([None, "OSError: image file is truncated (3 bytes not processed)", None]),
             "resolution_min_side": pa.array([512, None, 512], pa.int32()),
             "nsfw_score": pa.array([0.1, None, 0.99], pa.float32()),
         }
@@ -50,7 +51,7 @@ def test_select_and_rejected(tmp_path):
     result = runner.invoke(app, ["select", "--workspace", str(tmp_path), "--recipe", "stage1_256p"])
     assert result.exit_code == 0, result.output
     assert "kept 1 of 3" in result.output
-    funnel = json.loads((tmp_path / "curated" / "stage1_256p" / "funnel.json").read_text())
+    funnel = json.loads((tmp_path / "selections" / "stage1_256p" / "funnel.json").read_text())
     assert funnel["rows_in"] == 3 and funnel["kept"] == 1 and funnel["removed_by_rule"]["nsfw"] == 1
     result = runner.invoke(
         app, ["rejected", "--workspace", str(tmp_path), "--reason", "broken", "--limit", "5"], env={"COLUMNS": "200"}
@@ -70,3 +71,16 @@ def test_bad_input_gives_clear_errors(tmp_path):
     assert result.exit_code == 2 and "unknown rule parameter" in result.output
     result = runner.invoke(app, ["score", str(tmp_path), "--workspace", str(tmp_path / "w"), "--filters", "nope"])
     assert result.exit_code == 2 and "unknown filter" in result.output
+
+
+def test_rejected_shows_the_measured_value_the_rules_why_and_the_decoders_detail(tmp_path):
+    ws = Workspace.at(tmp_path)
+    _tiny_pool(ws)
+    assert runner.invoke(app, ["select", "--workspace", str(tmp_path)]).exit_code == 0
+    result = runner.invoke(app, ["rejected", "--workspace", str(tmp_path)], env={"COLUMNS": "400"})
+    assert result.exit_code == 0, result.output
+    lines = {line.split("│")[1].strip(): line for line in result.output.splitlines() if "/x/" in line}
+    # c.jpg: nsfw measured 0.99 against max 0.7, with the recipe's reason in words
+    assert "0.99" in lines["/x/c.jpg"] and "open_nsfw probability too high" in lines["/x/c.jpg"]
+    # b.jpg: the decoder's own message, not only the rule name
+    assert "image file is truncated" in lines["/x/b.jpg"] and "cannot be decoded" in lines["/x/b.jpg"]

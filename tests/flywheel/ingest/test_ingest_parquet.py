@@ -150,3 +150,18 @@ def test_file_shrunk_after_plan_reports_missing_rows(tmp_path: Path) -> None:
     s = list(read_partition(plan[0]))
     assert len(s) == 4 and s[0].read_error is None
     assert all("missing" in x.read_error for x in s[1:])
+
+
+def test_fifo_or_out_of_root_link_named_parquet_is_an_error_row(tmp_path: Path) -> None:
+    import os
+
+    root = tmp_path / "root"
+    root.mkdir()
+    pq.write_table(pa.table({"jpg": [png()], "caption": ["ok"]}), root / "ok.parquet")
+    pq.write_table(pa.table({"jpg": [png()], "caption": ["secret"]}), tmp_path / "secret.parquet")
+    os.mkfifo(root / "pipe.parquet")  # no writer: the footer read would block forever
+    os.symlink(tmp_path / "secret.parquet", root / "leak.parquet")
+    samples = read_all(root)
+    errors = {os.path.basename(s.uri): s.read_error for s in samples if s.read_error}
+    assert len(samples) == 3 and set(errors) == {"pipe.parquet", "leak.parquet"}
+    assert "not a regular file" in errors["pipe.parquet"] and "outside the source root" in errors["leak.parquet"]

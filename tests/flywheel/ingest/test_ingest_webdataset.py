@@ -138,3 +138,13 @@ def test_not_a_tar_and_empty_tar(tmp_path: Path) -> None:
     assert len(s) == 1 and s[0].image is None and "unreadable" in s[0].read_error
     empty = make_tar(tmp_path / "e" / "empty.tar", [])
     assert WebDatasetSource(str(empty)).plan(10) == []
+
+
+def test_fifo_named_tar_is_an_error_row_not_a_hang(tmp_path: Path) -> None:
+    import os
+
+    make_tar(tmp_path / "ok.tar", [("000.jpg", b"img0")])
+    os.mkfifo(tmp_path / "pipe.tar")  # no writer: open() would block forever
+    samples = [s for spec in WebDatasetSource(str(tmp_path)).plan(10) for s in read_partition(spec)]
+    bad = [s for s in samples if s.uri.startswith(str(tmp_path / "pipe.tar"))]
+    assert len(samples) == 2 and len(bad) == 1 and "not a regular file" in bad[0].read_error
