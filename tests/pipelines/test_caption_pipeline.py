@@ -18,7 +18,6 @@ from captioners.config import CaptionConfig
 from captioners.synth.corpus import SCRIPTS
 from captioners.synth.render import render_pure
 from flywheel.schema import core_schema
-from flywheel.store.shards import ShardStore
 from flywheel.workspace import Workspace
 from pipelines.steps.caption import caption, captioned_dir
 
@@ -39,7 +38,7 @@ def _curated(ws: Workspace, recipe: str) -> list[str]:
         b"\x00broken",
     ]
     schema = core_schema()
-    store = ShardStore(ws.curated_dir(recipe))
+    store = ws.curated_store(recipe)
     for index, rows in enumerate((images[:2], images[2:])):
         cols = {f.name: pa.nulls(len(rows), f.type) for f in schema}
         cols["uri"] = pa.array([f"mem://{index}/{i}" for i in range(len(rows))])

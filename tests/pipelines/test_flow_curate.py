@@ -38,4 +38,4 @@ def test_curate_flow_scores_selects_and_retries_a_failed_shard(tmp_path, source,
     assert calls["n"] == 2
     assert report["pool_rows"] == 4 and report["funnel"]["rows_in"] == 4
     assert report["funnel"]["removed_by_rule"]["broken"] == 1 and report["funnel"]["kept"] == 3
-    assert (Workspace.at(ws).curated_dir("stage1_256p") / "funnel.json").is_file()
+    assert Workspace.at(ws).funnel_path("stage1_256p").is_file()

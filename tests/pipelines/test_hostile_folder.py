@@ -29,7 +29,7 @@ def hostile_folder(root: Path) -> tuple[int, dict[str, str]]:
     outside = root.parent / "outside"
     outside.mkdir()
     (outside / "secret.jpg").write_bytes(encode(photo_like(300, 300, seed=9)))
-    good = encode(photo_like(320, 300))
+    good = encode(photo_like(330, 310, seed=7))
     for i in range(4):
         (root / f"photo{i}.jpg").write_bytes(encode(photo_like(320 + i, 300, seed=i)))
         (root / f"photo{i}.txt").write_text(f"a photo number {i} of a landscape")
