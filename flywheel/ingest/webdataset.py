@@ -38,7 +38,7 @@ from dataclasses import dataclass, field
 from typing import Any, BinaryIO
 
 from flywheel.ingest.base import PartitionSpec, RawSample, Source, SourceError, fingerprint
-from flywheel.ingest.folder import MAX_FILE_BYTES, MAX_SIDECAR_BYTES, is_regular_file
+from flywheel.ingest.folder import MAX_FILE_BYTES, MAX_SIDECAR_BYTES, is_inside, is_regular_file
 
 IMAGE_EXTS = ("jpg", "jpeg", "png", "webp", "gif", "bmp", "tif", "tiff")
 SOURCE_EXTS = tuple(f"{p}.{e}" for p in ("src", "source") for e in IMAGE_EXTS)
@@ -155,9 +155,13 @@ class WebDatasetSource(Source):
         else:
             raise SourceError(f"webdataset source must be a .tar file or a directory: {self.root}")
         specs: list[PartitionSpec] = []
+        root_real = os.path.realpath(root)
         for rel in tars:
             full = os.path.join(root, rel)
-            scan = scan_tar(full)
+            if is_inside(os.path.realpath(full), root_real):
+                scan = scan_tar(full)
+            else:  # a symlinked tar leading out of the root is one error row, never read
+                scan = Scan([], f"tar unreadable: path resolves outside the source root: {full}")
             size = os.lstat(full).st_size
             for start in range(0, scan.num_samples, rows_per_partition):
                 stop = min(start + rows_per_partition, scan.num_samples)
@@ -183,12 +187,15 @@ class WebDatasetSource(Source):
         (rel,) = spec.files
         path = os.path.join(spec.root, rel)
         tar_uri = os.path.abspath(path)
-        scan = scan_tar(path)
+        if is_inside(os.path.realpath(path), os.path.realpath(spec.root)):
+            scan = scan_tar(path)
+        else:
+            scan = Scan([], f"tar unreadable: path resolves outside the source root: {path}")
         with contextlib.ExitStack() as stack:
             raw: BinaryIO | None = None
             try:
-                if not is_regular_file(path):
-                    raise OSError(f"not a regular file: {path}")
+                if not is_regular_file(path) or (scan.error and not scan.groups):
+                    raise OSError(scan.error or f"not a regular file: {path}")
                 raw = stack.enter_context(open(path, "rb"))
             except OSError as e:
                 scan.error = scan.error or f"tar unreadable: {e}"

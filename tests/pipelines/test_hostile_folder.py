@@ -78,6 +78,8 @@ def test_hostile_folder_scores_every_entry_once_with_reasons(tmp_path, ray_sessi
     for name, reason in expected.items():
         assert by_name[name]["broken_reason"] == reason, (name, by_name[name]["broken_detail"])
     assert "sidecar_error" in json.loads(by_name["badside.jpg"]["meta"])
+    field = pq.read_schema(ws.pool.shard_paths()[0]).field("resolution_min_side")
+    assert field.metadata[b"unit"] == b"px" and field.metadata[b"description"]  # from the column registry
 
     selection = select(ws, load_recipe("stage1_256p"))
     funnel = selection.funnel
@@ -94,6 +96,8 @@ def test_hostile_folder_scores_every_entry_once_with_reasons(tmp_path, ray_sessi
     assert con.execute(f"SELECT count(*) FROM read_parquet('{selection.out_dir}/*.parquet')").fetchone()[0] == (
         funnel.kept
     )
+    curated_field = pq.read_schema(next(selection.out_dir.glob("*.parquet"))).field("resolution_min_side")
+    assert curated_field.metadata == field.metadata
 
 
 def test_corrupt_pool_shard_is_named_and_rescored(tmp_path, ray_session):

@@ -140,11 +140,16 @@ def test_not_a_tar_and_empty_tar(tmp_path: Path) -> None:
     assert WebDatasetSource(str(empty)).plan(10) == []
 
 
-def test_fifo_named_tar_is_an_error_row_not_a_hang(tmp_path: Path) -> None:
+def test_fifo_or_out_of_root_link_named_tar_is_an_error_row(tmp_path: Path) -> None:
     import os
 
-    make_tar(tmp_path / "ok.tar", [("000.jpg", b"img0")])
-    os.mkfifo(tmp_path / "pipe.tar")  # no writer: open() would block forever
-    samples = [s for spec in WebDatasetSource(str(tmp_path)).plan(10) for s in read_partition(spec)]
-    bad = [s for s in samples if s.uri.startswith(str(tmp_path / "pipe.tar"))]
-    assert len(samples) == 2 and len(bad) == 1 and "not a regular file" in bad[0].read_error
+    root = tmp_path / "root"
+    make_tar(root / "ok.tar", [("000.jpg", b"img0")])
+    os.mkfifo(root / "pipe.tar")  # no writer: open() would block forever
+    make_tar(tmp_path / "secret.tar", [("s.jpg", b"secret")])
+    os.symlink(tmp_path / "secret.tar", root / "leak.tar")
+    samples = [s for spec in WebDatasetSource(str(root)).plan(10) for s in read_partition(spec)]
+    errors = {s.uri.split("#")[0].rsplit("/", 1)[-1]: s.read_error for s in samples if s.read_error}
+    assert len(samples) == 3 and set(errors) == {"pipe.tar", "leak.tar"}
+    assert "not a regular file" in errors["pipe.tar"] and "outside the source root" in errors["leak.tar"]
+    assert all(s.image != b"secret" for s in samples)
