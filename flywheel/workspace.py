@@ -178,4 +178,7 @@ class Workspace:
 
     def curated_recipes(self) -> list[str]:
         base = self.root / "selections"
-        return sorted(p.name for p in base.iterdir() if (p / FUNNEL_JSON).is_file()) if base.is_dir() else []
+        if not base.is_dir():
+            return []
+        # Dot-folders are a selection being built or swapped out (see flywheel.select.engine).
+        return sorted(p.name for p in base.iterdir() if not p.name.startswith(".") and (p / FUNNEL_JSON).is_file())

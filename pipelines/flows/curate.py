@@ -62,6 +62,7 @@ def select_task(workspace: str, recipe: str, overrides: dict[str, str] | None) -
         "funnel": selection.funnel.to_json(),
         "funnel_text": selection.funnel.to_text(),
         "out_dir": str(selection.out_dir),
+        "selection_dir": str(selection.meta_dir),
     }
 
 

@@ -107,6 +107,7 @@ def test_corrupt_pool_shard_is_named_and_rescored(tmp_path, ray_session):
         (src / f"p{i}.jpg").write_bytes(encode(photo_like(64, 64, seed=i)))
     score(str(src), ws, filters=["broken"], rows_per_partition=2, log=lambda m: None)
     shard = ws.pool.shard_path(1)
+    ids_before = pq.read_table(shard, columns=["id", "uri"]).to_pylist()
     reference = shard.read_bytes()
     flipped = bytearray(reference)
     flipped[200:264] = bytes(b ^ 0xFF for b in flipped[200:264])
@@ -118,6 +119,7 @@ def test_corrupt_pool_shard_is_named_and_rescored(tmp_path, ray_session):
     assert again.written == 1 and again.skipped == 2
     assert any("part-00001.parquet" in m and "sha256" in m for m in messages), messages
     assert select(ws, load_recipe("stage1_256p")).funnel.rows_in == 6
+    assert pq.read_table(shard, columns=["id", "uri"]).to_pylist() == ids_before  # same sample, same id
 
 
 def test_a_partition_past_its_deadline_fails_alone_instead_of_hanging(tmp_path, ray_session):
