@@ -106,10 +106,10 @@ def score(
     pool_schema = registry.schema()
     workspace.check_schema()
     workspace.pool_dir.mkdir(parents=True, exist_ok=True)
-    if not workspace.pool.manifest_path.is_file():  # stamp the schema version before the first shard
-        workspace.pool.write_manifest({"columns": [c.name for c in registry], "source": source_path})
     workspace.pool.clean_temporaries()
     pending, skipped = plan(source_path, workspace, rows_per_partition, log)
+    if not workspace.pool.manifest_path.is_file():  # stamp the schema version before the first shard
+        workspace.pool.write_manifest({"columns": [c.name for c in registry], "source": source_path})
     total = len(pending) + skipped
     if progress:
         progress(skipped, total)
