@@ -275,7 +275,7 @@ def _read_one(root: str, root_real: str, rel: str) -> RawSample:
 
     text: str | None = None
     txt_path, json_path = os.path.join(root, _stem(rel) + ".txt"), os.path.join(root, _stem(rel) + ".json")
-    if is_regular_file(txt_path):
+    if os.path.lexists(txt_path):  # a FIFO or directory named x.txt becomes a sidecar_error, not a hang
         text, err = _read_text_sidecar(txt_path, root_real)
         errors += [err] if err else []
     sidecar = _load_json_sidecar(json_path, root_real) if os.path.lexists(json_path) else _Sidecar({}, None)
