@@ -41,7 +41,7 @@ class BrokenScorer(CpuScorer):
             pa.string(),
             "",
             "Why the file cannot be used (zero_byte, not_image, truncated, "
-            "decompression_bomb, unsupported_mode, decode_error, read_error); null when it decodes.",
+            "decompression_bomb, unsupported_mode, decode_error, read_error, scorer_error); null when it decodes.",
             owner="broken",
         ),
         Column("broken_detail", pa.string(), "", "The decoder's message for a broken file.", owner="broken"),

@@ -33,7 +33,8 @@ BOMB = "decompression_bomb"
 UNSUPPORTED_MODE = "unsupported_mode"
 TRUNCATED = "truncated"
 DECODE_ERROR = "decode_error"
-BROKEN_REASONS = (ZERO_BYTE, READ_ERROR, NOT_IMAGE, BOMB, UNSUPPORTED_MODE, TRUNCATED, DECODE_ERROR)
+SCORER_ERROR = "scorer_error"  # decoded, but a scorer raised on this sample (set by the scoring stage)
+BROKEN_REASONS = (ZERO_BYTE, READ_ERROR, NOT_IMAGE, BOMB, UNSUPPORTED_MODE, TRUNCATED, DECODE_ERROR, SCORER_ERROR)
 
 EXIF_ORIENTATION_TAG = 0x0112
 

@@ -24,7 +24,7 @@ from filters.base import CpuScorer, ModelScorer, SampleBatch, Scorer
 from filters.config import ScoringConfig
 from filters.registry import build
 from flywheel.ids import content_hash, content_sha256, sample_id
-from flywheel.imaging import READ_ERROR, decode
+from flywheel.imaging import READ_ERROR, SCORER_ERROR, Decoded, decode
 from flywheel.ingest import read_partition
 from flywheel.ingest.base import PartitionSpec
 from flywheel.schema import CORE_COLUMNS
@@ -107,19 +107,74 @@ class ScorePartition:
         }
         assert list(columns) == [c.name for c in CORE_COLUMNS]
         counters: dict[str, Any] = {}
+        failures: dict[int, list[str]] = {}  # sample -> scorers that raised on it
         for scorer in self.cpu:
-            out = scorer(batch) if n else scorer.empty_columns(0)
+            out = _score_isolated(scorer, batch, failures) if n else scorer.empty_columns(0)
             columns.update(scorer.to_arrays(out))
             counters[scorer.name] = asdict(scorer.counters)
         for scorer in self.model:
-            prepared = [scorer.prepare(d).astype(scorer.input_dtype).tobytes() if d.ok else None for d in decoded]
+            prepared = [_prepare(scorer, d, i, failures) for i, d in enumerate(decoded)]
             columns[input_column(scorer.name)] = pa.array(prepared, pa.binary())
+        if failures and "broken_reason" in columns:
+            _mark_scorer_errors(columns, failures)
         columns[EXPECTED] = pa.array([n] * n, pa.int32())
         columns[COUNTERS] = pa.array([json.dumps(counters)] + [None] * (n - 1) if n else [], pa.string())
         table = pa.table(columns)
         if n == 0:  # an empty partition still has to complete: carry one marker row the driver drops
             table = _empty_partition_row(index, table.schema)
         return table
+
+
+def _one(batch: SampleBatch, i: int) -> SampleBatch:
+    return SampleBatch(
+        ids=[batch.ids[i]],
+        images=[batch.images[i]],
+        captions=[batch.captions[i]],
+        decoded=[batch.decoded[i]],
+        uris=[batch.uris[i]] if batch.uris else [],
+    )
+
+
+def _score_isolated(scorer: CpuScorer, batch: SampleBatch, failures: dict[int, list[str]]) -> dict[str, Any]:
+    """Score the batch; if the scorer raises, score sample by sample so only the samples it fails on lose.
+
+    Those samples get null columns from this scorer and are recorded in `failures` (they are then
+    rejected as broken with the scorer's message), so one sample can never fail its partition.
+    """
+    try:
+        return dict(scorer(batch))
+    except Exception:  # isolated below; the error of each failing sample is kept
+        pass
+    out: dict[str, list[Any]] = {c.name: [None] * len(batch) for c in scorer.columns}
+    for i in range(len(batch)):
+        try:
+            one = scorer(_one(batch, i))
+        except Exception as exc:
+            failures.setdefault(i, []).append(f"{scorer.name} scorer failed: {type(exc).__name__}: {exc}")
+            continue
+        for name, values in one.items():
+            out[name][i] = values.tolist()[0] if isinstance(values, np.ndarray) else list(values)[0]
+    return out
+
+
+def _prepare(scorer: ModelScorer, decoded: Decoded, i: int, failures: dict[int, list[str]]) -> bytes | None:
+    if not decoded.ok:
+        return None
+    try:
+        return scorer.prepare(decoded).astype(scorer.input_dtype).tobytes()
+    except Exception as exc:
+        failures.setdefault(i, []).append(f"{scorer.name} input failed: {type(exc).__name__}: {exc}")
+        return None
+
+
+def _mark_scorer_errors(columns: dict[str, pa.Array], failures: dict[int, list[str]]) -> None:
+    """Reject samples a scorer raised on, with its message (never silently null)."""
+    reasons, details = columns["broken_reason"].to_pylist(), columns["broken_detail"].to_pylist()
+    for i, messages in failures.items():
+        if reasons[i] is None:
+            reasons[i], details[i] = SCORER_ERROR, "; ".join(messages)[:300]
+    columns["broken_reason"] = pa.array(reasons, pa.string())
+    columns["broken_detail"] = pa.array(details, pa.string())
 
 
 class PartitionTimeout(RuntimeError):

@@ -86,3 +86,33 @@ def test_partition_deadline_interrupts_a_blocking_read(tmp_path):
     with partition_deadline(0.3, "partition 8"):  # a fast block is untouched and the alarm is disarmed
         pass
     time.sleep(0.5)
+
+
+def test_a_scorer_raising_on_one_sample_rejects_that_sample_only(tmp_path):
+    import pyarrow as pa
+
+    from filters.base import CpuScorer
+    from filters.broken import BrokenScorer
+    from flywheel.schema import Column
+
+    class Fragile(CpuScorer):
+        """Raises on any batch holding a caption with 'boom', as a scorer bug on one odd sample would."""
+
+        name = "fragile"
+        columns = (Column("fragile_len", pa.int32(), "", "caption length", owner="fragile"),)
+
+        def score(self, batch):
+            if any("boom" in (c or "") for c in batch.captions):
+                raise ValueError("cannot handle this caption")
+            return {"fragile_len": [len(c or "") for c in batch.captions]}
+
+    for i, caption in enumerate(("fine", "boom here", "also fine")):
+        (tmp_path / f"s{i}.jpg").write_bytes(encode(photo_like(64, 64, seed=i)))
+        (tmp_path / f"s{i}.txt").write_text(caption)
+    (spec,) = open_source(str(tmp_path)).plan(100)
+    rows = ScorePartition([BrokenScorer, Fragile], [], ScoringConfig()).score_one(0, spec).to_pylist()
+    by_name = {Path(r["uri"]).name: r for r in rows}
+    assert [by_name[f"s{i}.jpg"]["fragile_len"] for i in range(3)] == [4, None, 9]
+    assert by_name["s1.jpg"]["broken_reason"] == "scorer_error"
+    assert "fragile scorer failed: ValueError: cannot handle this caption" in by_name["s1.jpg"]["broken_detail"]
+    assert by_name["s0.jpg"]["broken_reason"] is None and by_name["s2.jpg"]["broken_reason"] is None
