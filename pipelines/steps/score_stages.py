@@ -153,7 +153,7 @@ def _score_isolated(scorer: CpuScorer, batch: SampleBatch, failures: dict[int, l
             failures.setdefault(i, []).append(f"{scorer.name} scorer failed: {type(exc).__name__}: {exc}")
             continue
         for name, values in one.items():
-            out[name][i] = values.tolist()[0] if isinstance(values, np.ndarray) else list(values)[0]
+            out[name][i] = values.tolist()[0] if isinstance(values, np.ndarray) else next(iter(values))
     return out
 
 
