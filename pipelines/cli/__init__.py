@@ -79,6 +79,7 @@ def select(
     from flywheel.config import ConfigError
     from flywheel.recipes import load_recipe
     from flywheel.select import select as run_select
+    from flywheel.store.shards import CorruptShardError
     from flywheel.workspace import Workspace, WorkspaceError
 
     try:
@@ -89,6 +90,8 @@ def select(
         selection = run_select(Workspace.at(workspace), rec)
     except (ConfigError, WorkspaceError, FileNotFoundError) as exc:
         _fail(str(exc))
+    except CorruptShardError as exc:  # damaged data, not a user mistake: exit 1, and say how to repair
+        _fail(f"{exc}; re-run `flywheel score SOURCE --workspace {workspace}` to re-score it", code=1)
     selection.funnel.check()
     if json_out:
         console.print_json(json.dumps(selection.funnel.to_json()))

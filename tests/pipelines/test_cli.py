@@ -84,3 +84,17 @@ def test_rejected_shows_the_measured_value_the_rules_why_and_the_decoders_detail
     assert "0.99" in lines["/x/c.jpg"] and "open_nsfw probability too high" in lines["/x/c.jpg"]
     # b.jpg: the decoder's own message, not only the rule name
     assert "image file is truncated" in lines["/x/b.jpg"] and "cannot be decoded" in lines["/x/b.jpg"]
+
+
+def test_select_on_a_corrupt_or_incomplete_pool_is_one_line_naming_the_problem(tmp_path):
+    ws = Workspace.at(tmp_path)
+    _tiny_pool(ws)
+    ws.source_offset("folder:/x", 2, [3, 5])  # the source planned a second partition that was never scored
+    result = runner.invoke(app, ["select", "--workspace", str(tmp_path)])
+    assert result.exit_code == 2 and "5 of 8 planned rows missing" in result.output
+    assert "Traceback" not in result.output
+    shard = ws.pool.shard_path(0)
+    shard.write_bytes(shard.read_bytes()[:-10])
+    result = runner.invoke(app, ["select", "--workspace", str(tmp_path)], env={"COLUMNS": "300"})
+    assert result.exit_code == 1 and "part-00000.parquet" in result.output and "re-score" in result.output
+    assert "Traceback" not in result.output
