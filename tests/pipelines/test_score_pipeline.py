@@ -138,3 +138,18 @@ def test_clip_scores_come_from_a_configured_local_checkpoint(tmp_path, ray_sessi
         assert (row["clip_score"] is not None) == bool(scorable), row
         if row["clip_score"] is not None:
             assert -1.0 <= row["clip_score"] <= 1.0
+
+
+def test_scoring_into_a_pool_written_with_old_ids_is_refused_before_any_work(tmp_path):
+    import json
+
+    from flywheel.workspace import WorkspaceError
+
+    ws = Workspace.at(tmp_path / "ws")
+    ws.pool_dir.mkdir(parents=True)
+    ws.pool.manifest_path.write_text(json.dumps({"schema_version": 1, "shards": [], "rows": 0}))
+    (tmp_path / "src").mkdir()
+    (tmp_path / "src" / "a.jpg").write_bytes(encode(photo_like(32, 32)))
+    with pytest.raises(WorkspaceError, match=r"schema version 1.*source keys, not content hashes"):
+        score(str(tmp_path / "src"), ws, log=lambda m: None)
+    assert not list(ws.pool_dir.glob("part-*.parquet"))
