@@ -21,6 +21,7 @@ import pyarrow.parquet as pq
 from flywheel.recipes.recipe import Recipe, Rule
 from flywheel.select.dedup_groups import groups_from_edges, near_duplicate_edges
 from flywheel.select.funnel import Funnel, RuleOutcome
+from flywheel.select.mix import MIX_MANIFEST, curated_keys, select_mix
 from flywheel.store.shards import ShardStore, write_json_atomic
 from flywheel.workspace import Workspace
 
@@ -126,13 +127,20 @@ def select(workspace: Workspace, recipe: Recipe, *, threads: int | None = None) 
     tmp_dir = out_dir.with_name(f".{out_dir.name}.tmp-{uuid.uuid4().hex[:8]}")
     tmp_dir.mkdir(parents=True)
     _write_outputs(con, shards, tmp_dir, recipe)
+    extra: dict[str, Any] = {}
+    if recipe.mix:
+        outcomes = select_mix(workspace, recipe, curated_keys(tmp_dir), keep_expression)
+        extra["mix"] = [o.to_json() for o in outcomes]
+        write_json_atomic(tmp_dir / MIX_MANIFEST, {"recipe": recipe.name, "sources": extra["mix"]})
+    else:
+        shutil.rmtree(workspace.root / "mix" / recipe.name, ignore_errors=True)  # no stale mix of an old recipe
     funnel.seconds = round(time.perf_counter() - started, 3)
     write_json_atomic(tmp_dir / "funnel.json", funnel.to_json())
     (tmp_dir / "funnel.txt").write_text(funnel.to_text(), encoding="utf-8")
     write_json_atomic(tmp_dir / "recipe.json", _recipe_json(recipe))
     _swap_in(tmp_dir, out_dir)
     con.close()
-    return Selection(recipe=recipe, funnel=funnel, out_dir=out_dir)
+    return Selection(recipe=recipe, funnel=funnel, out_dir=out_dir, extra=extra)
 
 
 def _apply(con: duckdb.DuckDBPyConnection, funnel: Funnel, outcome: RuleOutcome, keep_sql: str) -> None:

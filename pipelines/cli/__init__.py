@@ -94,6 +94,12 @@ def select(
         console.print_json(json.dumps(selection.funnel.to_json()))
     else:
         typer.echo(selection.funnel.to_text())
+        for m in selection.extra.get("mix", []):
+            console.print(
+                f"mix {m['from']} (weight {m['weight']}): {m['kept']}/{m['rows_in']} rows kept -> "
+                f"{workspace / m['dir']}; removed {m['by_reason'] or 'none'}; provenance {m['provenance']}"
+                + (f" ({m['note']})" if m["note"] else "")
+            )
         console.print(f"curated shards and funnel.json in {selection.out_dir}")
 
 
