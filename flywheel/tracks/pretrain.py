@@ -5,7 +5,8 @@ from the pool's caption index (and from a CLIP image index when one exists), amo
 quality filter and are not already curated - that includes samples only the distribution rules (entropy,
 CLIP, rotation thresholds) left out. Candidates are deduplicated against the curated set and against each
 other by image embedding (faiss), and written as curated-like shards: every pool column plus provenance
-(`expansion_badcase_ids`, `expansion_similarity`, `expansion_query`).
+(`badcase_id`: the case of the best hit, `expansion_badcase_ids`: all cases that retrieved it,
+`provenance`: `pool` or `reservoir:<name>`, `expansion_similarity`, `expansion_query`).
 """
 
 from __future__ import annotations
@@ -118,7 +119,8 @@ def expand(
     con.register("rows_", rows)
     con.register("prov", prov)
     table = con.sql(
-        "SELECT r.*, p.expansion_badcase_ids, p.expansion_similarity, p.expansion_query "
+        "SELECT r.*, p.expansion_badcase_ids[1] AS badcase_id, 'pool' AS provenance, "
+        "p.expansion_badcase_ids, p.expansion_similarity, p.expansion_query "
         "FROM rows_ r JOIN prov p USING (id) ORDER BY p.expansion_similarity DESC, r.id"
     ).to_arrow_table()
     path = write_track(ws, "pretrain", table, {"cases": len(cases), "candidates": len(ordered)})
