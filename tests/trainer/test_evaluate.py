@@ -120,7 +120,7 @@ def test_evaluate_writes_schema_valid_results_with_several_seeds(tmp_path, minil
     assert result.summary["ties"] == {"prompts": 3, "prompts_with_tied_rewards": 0}
     # the enhancer's rewrite is what the model got; the asked prompt stays in `prompt`
     text_row = next(r for r in rows if r["prompt_id"] == "t")
-    assert text_row["prompt"] == 'the word "OPEN"' and text_row["enhanced_prompt"].startswith('A clear, legible image')
+    assert text_row["prompt"] == 'the word "OPEN"' and text_row["enhanced_prompt"].startswith("A clear, legible image")
     for r in rows:
         names = dict(r["metrics"])
         assert 0.0 <= r["reward"] <= 1.0 and set(r["failure_tags"]) <= set(FAILURE_TAGS)
