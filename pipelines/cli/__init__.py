@@ -196,10 +196,11 @@ def _register_parts() -> None:
     """Each part (trainer, captioners, flywheel loop) owns its commands in its own module."""
     from pipelines.cli import caption as cli_caption
     from pipelines.cli import loop as cli_loop
+    from pipelines.cli import mine as cli_mine
     from pipelines.cli import reservoir as cli_reservoir
     from pipelines.cli import train as cli_train
 
-    for part in (cli_train, cli_caption, cli_loop, cli_reservoir):
+    for part in (cli_train, cli_caption, cli_loop, cli_reservoir, cli_mine):
         part.register(app)
 
 
