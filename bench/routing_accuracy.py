@@ -358,6 +358,22 @@ def main() -> None:
     mech_probe = IndexCoverage(mech_engine, text, policy.coverage.k, policy.coverage.near_similarity)
     mechanism = route_all(mech, mech_probe, policy)
     mechanism["undetected_by_evaluator"] = undetected
+    # The same failures reported as user feedback: only the prompt, a rating, and (every other case) the
+    # complaint; no expected label, tags or metrics, so coverage is looked up for the whole prompt.
+    as_feedback = [
+        (
+            {
+                "case_id": c["case_id"],
+                "prompt": c["prompt"],
+                "rating": 2,
+                "failure_tags": [],
+                **({"complaint": c["complaint"]} if "complaint" in c else {}),
+            },
+            truth,
+        )
+        for c, truth in mech
+    ]
+    mechanism_feedback = route_all(as_feedback, mech_probe, policy)
     captions = [t.format(c=c) for c in COVERED for t in TEMPLATES]
     vecs = text.embed_texts(captions)
     engine = RetrievalEngine(Path(tempfile.mkdtemp(prefix="fw-route-")))
@@ -376,6 +392,7 @@ def main() -> None:
     probe = IndexCoverage(engine, text, policy.coverage.k, policy.coverage.near_similarity)
     result = {
         "mechanism": mechanism,
+        "mechanism_as_feedback": mechanism_feedback,
         "evaluation_style": route_all(cases(rng), probe, policy),
         "feedback_style": route_all(feedback_cases(rng), probe, policy),
         "seconds": round(time.perf_counter() - t0, 1),
