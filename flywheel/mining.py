@@ -206,9 +206,10 @@ def probe_cases(
                     origin=json.dumps(origin, sort_keys=True),
                     prompt_id=probe.prompt_id,
                     task="T2I",
-                    category=probe.category,
-                    expected_text=probe.expected_text,
-                    expected_label=probe.expected_label,
+                    # as scored: the caller may drop an expectation its evaluator cannot judge
+                    category=row.get("category", probe.category),
+                    expected_text=row.get("expected_text", probe.expected_text),
+                    expected_label=row.get("expected_label", probe.expected_label),
                     output_image=store.put_image(row["output_image"], f"probe {probe.prompt_id}"),
                     seed=row["seed"],
                     metrics=metrics,
@@ -292,10 +293,10 @@ def data_suspects(
         for sid, sim in zip(hits.column("id").to_pylist(), hits.column("similarity").to_pylist(), strict=True):
             if sim < cfg.suspect_similarity:
                 continue
-            row = con.execute(
+            row = con.sql(
                 f"SELECT id, caption, image, {', '.join(columns)} FROM read_parquet(?, union_by_name=true) "
                 "WHERE id = ? LIMIT 1",
-                [files, sid],
+                params=[files, sid],
             ).to_arrow_table()
             if row.num_rows == 0:
                 continue

@@ -48,19 +48,23 @@ class MineReport:
 
 
 def _eval_prompts(probes: list[Probe]) -> Any:
+    """Probes as an evaluation prompt set. An expectation the evaluator cannot score (a label that is no
+    ImageNet class, e.g. a feedback case's free-text concept) is dropped: the probe is scored as a scene."""
+    from flywheel.models.efficientnet_lite import IMAGENET_CLASSES
     from trainer.evaluate.prompts import EvalPrompt, PromptSet
 
     seen: dict[str, EvalPrompt] = {}
     for p in probes:
+        label = p.expected_label if p.expected_label in IMAGENET_CLASSES else None
+        text = (
+            p.expected_text
+            if p.expected_text and any(ch.isalnum() and ch.isascii() for ch in p.expected_text)
+            else None
+        )
+        category = "object" if label else "text" if text else "scene"
         seen.setdefault(
             p.prompt,
-            EvalPrompt(
-                id=p.prompt_id,
-                category=p.category,
-                prompt=p.prompt,
-                expected_text=p.expected_text,
-                expected_label=p.expected_label,
-            ),
+            EvalPrompt(id=p.prompt_id, category=category, prompt=p.prompt, expected_text=text, expected_label=label),
         )
     return PromptSet("mining-probes", list(seen.values()))
 
