@@ -95,10 +95,7 @@ def test_data_suspects_are_poorly_scored_matching_training_samples(tmp_path):
     ws = Workspace.at(tmp_path / "ws")
     engine = _scored(
         ws,
-        [
-            {"id": f"g{i}", "caption": f"a giraffe photo {i}", "curated": True, "img": [1, 0, 0, i]}
-            for i in range(5)
-        ]
+        [{"id": f"g{i}", "caption": f"a giraffe photo {i}", "curated": True, "img": [1, 0, 0, i]} for i in range(5)]
         + [{"id": f"c{i}", "caption": f"a cat photo {i}", "curated": True, "img": [0, 1, i, 0]} for i in range(15)],
     )
     curated = ws.curated_dir("stage1_256p")
