@@ -101,6 +101,9 @@ def mine(
     report = MineReport(run=run, failures=len(failures), probes=0)
     if not failures:
         report.notes.append("no routed (confirmed) bad cases to mine: run `flywheel route` first")
+        write_json_atomic(out_root / "report.json", asdict(report))
+        report.report_path = str(out_root / "report.json")
+        return report
     text = text_embedder or MiniLMTextEmbedder()
     engine = engine_for(ws)
     if engine is None:
