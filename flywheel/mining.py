@@ -280,7 +280,7 @@ def data_suspects(
     for c in scores:
         floors[c] = con.execute(
             f'SELECT quantile_cont("{c}", ?) FROM read_parquet(?, union_by_name=true)', [cfg.suspect_quantile, files]
-        ).fetchone()[0]
+        ).fetchall()[0][0]
     try:
         table = engine.find("caption", text_queries=True)
     except IndexError_:
