@@ -27,7 +27,16 @@ FAILURE_TAGS = (
 EVALUATION_COLUMNS: tuple[Column, ...] = (
     Column("eval_id", pa.string(), "hex", "Stable id of this output: hash of checkpoint, prompt_id and seed.", "eval"),
     Column("prompt_id", pa.string(), "", "Evaluation prompt id; shared by the outputs of several seeds.", "eval"),
-    Column("prompt", pa.string(), "", "Prompt (T2I) or edit instruction (TI2I) given to the model.", "eval"),
+    Column(
+        "prompt", pa.string(), "", "Prompt (T2I) or edit instruction (TI2I) as asked (before any rewriting).", "eval"
+    ),
+    Column(
+        "enhanced_prompt",
+        pa.string(),
+        "",
+        "The prompt enhancer's rewrite the model was given instead; null when no enhancer was used.",
+        "eval",
+    ),
     Column("task", pa.string(), "", "T2I or TI2I.", "eval"),
     Column("category", pa.string(), "", "Prompt category: text, object, scene, edit, ...", "eval"),
     Column("expected_text", pa.string(), "", "Text the image should show (text prompts); null otherwise.", "eval"),
@@ -66,9 +75,16 @@ class EvaluationSchemaError(ValueError):
     pass
 
 
+# Columns added after version 1: files written before them lack them and read as null.
+OPTIONAL_COLUMNS = ("enhanced_prompt",)
+
+
 def check_evaluation_table(table: pa.Table) -> pa.Table:
     """Return `table` cast to the evaluation schema, or say which columns are missing or mistyped."""
     schema = evaluation_schema()
+    for name in OPTIONAL_COLUMNS:
+        if name not in table.column_names:
+            table = table.append_column(name, pa.nulls(table.num_rows, schema.field(name).type))
     missing = [f.name for f in schema if f.name not in table.column_names]
     if missing:
         raise EvaluationSchemaError(f"evaluation results lack columns {missing}; see flywheel/evaluation.py")

@@ -72,6 +72,11 @@ class Workspace:
         self.curated_dir(recipe)  # validates the name
         return self.root / "selections" / recipe
 
+    def mix_dir(self, recipe: str) -> Path:
+        """Track rows a selection mixes in (`mix:`), one store per source under it."""
+        self.curated_dir(recipe)  # validates the name
+        return self.root / "mix" / recipe
+
     def curated_store(self, recipe: str) -> ShardStore:
         """The kept shards of `recipe` as a store whose markers and manifest live in selection_dir."""
         return ShardStore(self.curated_dir(recipe), meta_root=self.selection_dir(recipe))

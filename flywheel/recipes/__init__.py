@@ -1,5 +1,5 @@
 """Stage recipes (YAML) and their loader."""
 
-from flywheel.recipes.recipe import Recipe, Rule, builtin_recipes, load_recipe
+from flywheel.recipes.recipe import MIX_SOURCES, MixSource, Recipe, Rule, builtin_recipes, load_recipe, parse_mix
 
-__all__ = ["Recipe", "Rule", "builtin_recipes", "load_recipe"]
+__all__ = ["MIX_SOURCES", "MixSource", "Recipe", "Rule", "builtin_recipes", "load_recipe", "parse_mix"]

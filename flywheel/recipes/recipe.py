@@ -17,6 +17,14 @@ from typing import Any, Literal
 from flywheel.config import ConfigError, build, load_yaml
 
 OnNull = Literal["keep", "reject"]
+# A quality rule rejects data that is bad for any stage (broken, NSFW, tiny, caption missing); a distribution
+# rule shapes this stage's distribution (aspect, rotation, entropy, CLIP). The pretrain track brings back rows
+# that only distribution rules left out, and a `mix:` source is filtered by the quality rules by default.
+RuleRole = Literal["quality", "distribution"]
+MixRules = Literal["quality", "all", "none"]
+# Workspace folders a `mix:` entry may name: track shards whose rows are curated-like samples (every pool
+# column). tracks/rl holds preference pairs (the rl_dpo stage reads them) and tracks/prompt rewrite pairs.
+MIX_SOURCES = ("tracks/pretrain",)
 
 
 @dataclass(frozen=True)
@@ -32,6 +40,7 @@ class Rule:
     dedup: Literal["exact", "perceptual"] | None = None
     max_hamming: int = 6
     on_null: OnNull = "keep"
+    role: RuleRole = "quality"
     why: str = ""
 
     def columns(self) -> list[str]:
@@ -73,6 +82,37 @@ class Rule:
             raise ConfigError(f"rule {self.name!r} bounds a value but names no column")
         if self.on_null not in ("keep", "reject"):
             raise ConfigError(f"rule {self.name!r}: on_null must be keep or reject")
+        if self.role not in ("quality", "distribution"):
+            raise ConfigError(f"rule {self.name!r}: role must be quality or distribution, not {self.role!r}")
+
+
+@dataclass(frozen=True)
+class MixSource:
+    """One `mix:` entry: track rows brought into the stage with a sampling weight.
+
+    `weight` is the probability that the stage's data loader draws a sample from this source (the curated
+    shards get 1 - sum of the mix weights). `rules` says which of the recipe's rules the source's rows must
+    pass: `quality` (default: the track exists to bring back rows only distribution rules left out), `all`
+    or `none`. `max_rows` caps the rows taken (best first, in the track's order)."""
+
+    source: str  # the YAML key is `from`
+    weight: float
+    rules: MixRules = "quality"
+    max_rows: int | None = None
+
+    @property
+    def slug(self) -> str:
+        return self.source.replace("/", "-")
+
+    def validate(self, where: str) -> None:
+        if self.source not in MIX_SOURCES:
+            raise ConfigError(f"{where}: mix from {self.source!r} is not mixable; mixable: {list(MIX_SOURCES)}")
+        if isinstance(self.weight, bool) or not isinstance(self.weight, int | float) or not 0 < self.weight < 1:
+            raise ConfigError(f"{where}: mix weight must be a number in (0, 1), got {self.weight!r}")
+        if self.rules not in ("quality", "all", "none"):
+            raise ConfigError(f"{where}: mix rules must be quality, all or none, got {self.rules!r}")
+        if self.max_rows is not None and (not isinstance(self.max_rows, int) or self.max_rows < 1):
+            raise ConfigError(f"{where}: mix max_rows must be a positive integer")
 
 
 @dataclass(frozen=True)
@@ -86,6 +126,14 @@ class Recipe:
         default_factory=lambda: ["resolution_megapixels DESC NULLS LAST", "file_bytes DESC NULLS LAST", "id"]
     )
     rules: list[Rule] = field(default_factory=list)
+    mix: list[MixSource] = field(default_factory=list)
+
+    def quality_rules(self) -> list[Rule]:
+        """Threshold rules that judge a sample's quality (not dedup, not distribution shaping)."""
+        return [r for r in self.rules if r.role == "quality" and not r.dedup]
+
+    def distribution_rules(self) -> list[Rule]:
+        return [r for r in self.rules if r.role == "distribution" and not r.dedup]
 
     def rule(self, name: str) -> Rule:
         for r in self.rules:
@@ -145,6 +193,32 @@ def load_recipe(name_or_path: str) -> Recipe:
     names = [r.name for r in rules]
     if len(set(names)) != len(names):
         raise ConfigError(f"{path}: rule names must be unique: {names}")
+    mix = parse_mix(data.pop("mix", None), path.name)
     data.setdefault("name", path.stem)
     recipe = build(Recipe, data, path.name)
-    return replace(recipe, rules=rules)
+    return replace(recipe, rules=rules, mix=mix)
+
+
+def parse_mix(raw: Any, where: str) -> list[MixSource]:
+    """The `mix:` key: a list of `{from: tracks/pretrain, weight: 0.1[, rules: quality][, max_rows: N]}`."""
+    if raw is None:
+        return []
+    if not isinstance(raw, list):
+        raise ConfigError(f"{where}: mix must be a list of {{from, weight}} mappings")
+    out: list[MixSource] = []
+    for i, entry in enumerate(raw):
+        key = f"{where}:mix[{i}]"
+        if not isinstance(entry, dict) or "from" not in entry or "weight" not in entry:
+            raise ConfigError(f"{key}: each mix entry needs `from` and `weight`")
+        entry = dict(entry)
+        entry["source"] = entry.pop("from")
+        source = build(MixSource, entry, key)
+        source.validate(key)
+        out.append(source)
+    sources = [m.source for m in out]
+    if len(set(sources)) != len(sources):
+        raise ConfigError(f"{where}: each mix source may appear once: {sources}")
+    total = sum(m.weight for m in out)
+    if total >= 1:
+        raise ConfigError(f"{where}: mix weights sum to {total:g}; they must leave the curated set a share (< 1)")
+    return out

@@ -29,6 +29,7 @@ import pyarrow.parquet as pq
 from flywheel.recipes.recipe import Recipe, Rule
 from flywheel.select.dedup_groups import groups_from_edges, near_duplicate_edges
 from flywheel.select.funnel import Funnel, RuleOutcome
+from flywheel.select.mix import MIX_MANIFEST, curated_keys, select_mix
 from flywheel.store.shards import ShardStore, write_json_atomic
 from flywheel.workspace import FUNNEL_JSON, FUNNEL_TXT, RECIPE_JSON, REJECTED, Workspace, WorkspaceError
 
@@ -144,6 +145,13 @@ def select(workspace: Workspace, recipe: Recipe, *, threads: int | None = None) 
     tmp_dir.mkdir(parents=True)
     tmp_meta.mkdir(parents=True)
     _write_outputs(con, shards, tmp_dir, tmp_meta, recipe)
+    extra: dict[str, Any] = {}
+    if recipe.mix:
+        outcomes = select_mix(workspace, recipe, curated_keys(tmp_dir), keep_expression)
+        extra["mix"] = [o.to_json() for o in outcomes]
+        write_json_atomic(tmp_meta / MIX_MANIFEST, {"recipe": recipe.name, "sources": extra["mix"]})
+    else:
+        shutil.rmtree(workspace.mix_dir(recipe.name), ignore_errors=True)  # no stale mix of an old recipe
     funnel.seconds = round(time.perf_counter() - started, 3)
     write_json_atomic(tmp_meta / FUNNEL_JSON, funnel.to_json())
     (tmp_meta / FUNNEL_TXT).write_text(funnel.to_text(), encoding="utf-8")
@@ -152,7 +160,7 @@ def select(workspace: Workspace, recipe: Recipe, *, threads: int | None = None) 
     _swap_in(tmp_dir, out_dir)
     _swap_in(tmp_meta, meta_dir)
     con.close()
-    return Selection(recipe=recipe, funnel=funnel, out_dir=out_dir, meta_dir=meta_dir)
+    return Selection(recipe=recipe, funnel=funnel, out_dir=out_dir, meta_dir=meta_dir, extra=extra)
 
 
 def _require_unique_ids(con: duckdb.DuckDBPyConnection, workspace: Workspace) -> None:

@@ -5,17 +5,22 @@ references of the same `prompt_id`) are ranked by reward; the best output is `ch
 whose reward is at least `min_margin` lower is a `rejected` partner. Per-metric margins (chosen - rejected)
 are kept so a DPO/GRPO trainer can weight pairs. Cases without sibling outputs (user feedback, mining) can
 not form a pair yet; they are counted as `unpaired` (they need new samples of the same prompt).
+
+Chosen and rejected are PNG bytes of the same width x height (a Diffusion-DPO step noises both with the same
+noise): stored outputs that are not PNG are re-encoded, and a pair of different sizes is skipped and counted.
 """
 
 from __future__ import annotations
 
 import hashlib
+import io
 from collections import defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
 import pyarrow as pa
+from PIL import Image
 
 from flywheel.badcases.store import BadCaseStore
 from flywheel.tracks.common import write_track
@@ -34,10 +39,12 @@ PAIR_SCHEMA = pa.schema(
         ("rejected_case_id", pa.string()),
         ("chosen_reward", pa.float64()),
         ("rejected_reward", pa.float64()),
-        ("reward_margin", pa.float64()),
+        ("margin", pa.float64()),
         ("metric_margins", pa.map_(pa.string(), pa.float64())),
         ("rejected_failure_tags", pa.list_(pa.string())),
-        ("badcase_ids", pa.list_(pa.string())),
+        ("badcase_id", pa.string()),
+        ("seed_chosen", pa.int64()),
+        ("seed_rejected", pa.int64()),
         ("checkpoint", pa.string()),
     ]
 )
@@ -49,12 +56,31 @@ class PairsResult:
     pairs: int
     unpaired_cases: int
     path: str | None
+    size_mismatches: int = 0
+
+
+def png_with_size(data: bytes) -> tuple[bytes, tuple[int, int]]:
+    """(PNG bytes, (width, height)) of a stored output image; non-PNG images are re-encoded losslessly."""
+    with Image.open(io.BytesIO(data)) as im:
+        size = im.size
+        if im.format == "PNG":
+            return data, size
+        buf = io.BytesIO()
+        im.convert("RGB").save(buf, format="PNG")
+        return buf.getvalue(), size
 
 
 def preference_pairs(
-    store: BadCaseStore, cases: Sequence[dict[str, Any]], *, min_margin: float = 0.1
+    store: BadCaseStore,
+    cases: Sequence[dict[str, Any]],
+    *,
+    min_margin: float = 0.1,
+    stats: dict[str, int] | None = None,
 ) -> tuple[list[dict[str, Any]], int]:
-    """(pair rows, number of routed cases that had no sibling output to pair with)."""
+    """(pair rows, number of routed cases that had no sibling output to pair with); `stats` gets
+    `size_mismatches` (pairs skipped because chosen and rejected differ in size)."""
+    stats = stats if stats is not None else {}
+    stats.setdefault("size_mismatches", 0)
     routed_by_prompt: dict[str, list[str]] = defaultdict(list)
     unpaired = 0
     for c in cases:
@@ -75,6 +101,11 @@ def preference_pairs(
             margin = best["reward"] - other["reward"]
             if margin < min_margin:
                 continue
+            chosen_png, chosen_size = png_with_size(store.image_file(best["output_image"]).read_bytes())
+            rejected_png, rejected_size = png_with_size(store.image_file(other["output_image"]).read_bytes())
+            if chosen_size != rejected_size:
+                stats["size_mismatches"] += 1
+                continue
             metrics = {
                 k: best["metrics"][k] - other["metrics"][k]
                 for k in sorted(set(best["metrics"]) & set(other["metrics"]))
@@ -88,16 +119,19 @@ def preference_pairs(
                     "prompt": best["prompt"],
                     "task": best["task"],
                     "source_image": store.image_file(best["input_image"]).read_bytes() if best["input_image"] else None,
-                    "chosen_image": store.image_file(best["output_image"]).read_bytes(),
-                    "rejected_image": store.image_file(other["output_image"]).read_bytes(),
+                    "chosen_image": chosen_png,
+                    "rejected_image": rejected_png,
                     "chosen_case_id": best["case_id"],
                     "rejected_case_id": other["case_id"],
                     "chosen_reward": best["reward"],
                     "rejected_reward": other["reward"],
-                    "reward_margin": margin,
+                    "margin": margin,
                     "metric_margins": list(metrics.items()),
                     "rejected_failure_tags": other["failure_tags"],
-                    "badcase_ids": sorted(set(routed) & {best["case_id"], other["case_id"]}) or sorted(routed),
+                    # the routed case this pair answers: the rejected output when it is one, else the prompt's first
+                    "badcase_id": other["case_id"] if other["case_id"] in routed else sorted(routed)[0],
+                    "seed_chosen": best["seed"],
+                    "seed_rejected": other["seed"],
                     "checkpoint": other["checkpoint"],
                 }
             )
@@ -109,9 +143,10 @@ def preference_pairs(
 
 def write_rl_track(ws: Workspace, store: BadCaseStore, *, min_margin: float = 0.1) -> PairsResult:
     cases = store.list(track="rl")
-    rows, unpaired = preference_pairs(store, cases, min_margin=min_margin)
+    stats: dict[str, int] = {}
+    rows, unpaired = preference_pairs(store, cases, min_margin=min_margin, stats=stats)
     if not rows:
-        return PairsResult(0, 0, unpaired, None)
+        return PairsResult(0, 0, unpaired, None, stats["size_mismatches"])
     table = pa.Table.from_pylist(rows, schema=PAIR_SCHEMA)
-    path = write_track(ws, "rl", table, {"min_margin": min_margin, "unpaired_cases": unpaired})
-    return PairsResult(len({r["prompt_id"] for r in rows}), len(rows), unpaired, str(path))
+    path = write_track(ws, "rl", table, {"min_margin": min_margin, "unpaired_cases": unpaired, **stats})
+    return PairsResult(len({r["prompt_id"] for r in rows}), len(rows), unpaired, str(path), stats["size_mismatches"])

@@ -97,6 +97,12 @@ def select(
         console.print_json(json.dumps(selection.funnel.to_json()))
     else:
         typer.echo(selection.funnel.to_text())
+        for m in selection.extra.get("mix", []):
+            console.print(
+                f"mix {m['from']} (weight {m['weight']}): {m['kept']}/{m['rows_in']} rows kept -> "
+                f"{workspace / m['dir']}; removed {m['by_reason'] or 'none'}; provenance {m['provenance']}"
+                + (f" ({m['note']})" if m["note"] else "")
+            )
         console.print(f"curated shards in {selection.out_dir}")
         console.print(f"funnel, rejected rows and manifest in {Workspace.at(workspace).selection_dir(rec.name)}")
 
@@ -204,9 +210,11 @@ def _register_parts() -> None:
     """Each part (trainer, captioners, flywheel loop) owns its commands in its own module."""
     from pipelines.cli import caption as cli_caption
     from pipelines.cli import loop as cli_loop
+    from pipelines.cli import mine as cli_mine
+    from pipelines.cli import reservoir as cli_reservoir
     from pipelines.cli import train as cli_train
 
-    for part in (cli_train, cli_caption, cli_loop):
+    for part in (cli_train, cli_caption, cli_loop, cli_reservoir, cli_mine):
         part.register(app)
 
 

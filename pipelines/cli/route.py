@@ -84,18 +84,27 @@ def register_route(
         console.print(out)
         console.print(f"saved {router_path(ws)} (JSON); use `flywheel route --mode blend`")
 
-    @app.command()
+    tracks_app = typer.Typer(help="Tracks' data: write them from the routed cases, export prompt pairs.")
+    app.add_typer(tracks_app, name="tracks")
+
+    @tracks_app.callback(invoke_without_command=True)
     def tracks(
-        workspace: WorkspaceOpt,
+        ctx: typer.Context,
+        workspace: Annotated[Path | None, typer.Option("--workspace", "-w", help="Workspace folder.")] = None,
         track: Annotated[list[str] | None, typer.Option(help="pretrain | rl | prompt (default: all).")] = None,
         llm_endpoint: Annotated[
             str | None,
-            typer.Option(help="OpenAI-compatible base URL (…/v1) for prompt degradation; key from OPENAI_API_KEY."),
+            typer.Option(help="OpenAI-compatible base URL (…/v1) for prompt rewriting; key from OPENAI_API_KEY."),
         ] = None,
         llm_model: Annotated[str, typer.Option(help="Model name at the endpoint.")] = "gpt-4o-mini",
         min_margin: Annotated[float, typer.Option(help="RL: minimum reward margin of a pair.")] = 0.1,
     ) -> None:
         """Write each track's data (expansion shards, preference pairs, rewrite pairs) under WORKSPACE/tracks/."""
+        if ctx.invoked_subcommand is not None:
+            return
+        if workspace is None:
+            fail("give --workspace/-w (or a subcommand: export-prompt)")
+            return
         import os
 
         from flywheel.tracks.prompt import LlmEndpoint
@@ -113,6 +122,21 @@ def register_route(
             got = getattr(report, name)
             if got is not None:
                 console.print(f"{name}: {json.dumps(got)}")
+
+    @tracks_app.command("export-prompt")
+    def export_prompt(
+        workspace: WorkspaceOpt,
+        out: Annotated[Path, typer.Argument(help="Output JSONL (one chat example per line).")],
+    ) -> None:
+        """Export the prompt track's pairs as chat examples (system, user: prompt, assistant: rewrite)."""
+        from flywheel.tracks.prompt import export_chat
+        from flywheel.workspace import Workspace
+
+        try:
+            n = export_chat(Workspace.at(workspace), out)
+        except user_errors() as exc:
+            fail(str(exc))
+        console.print(f"wrote {n} chat example(s) to {out}")
 
     @app.command()
     def cycle(

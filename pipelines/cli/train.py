@@ -18,6 +18,13 @@ CheckpointOpt = Annotated[
 ]
 DeviceOpt = Annotated[str | None, typer.Option(help="cpu or cuda (default: the stage's train.device / auto).")]
 ThreadsOpt = Annotated[int | None, typer.Option(min=1, help="torch CPU threads (default: torch's choice).")]
+EnhancerOpt = Annotated[
+    str | None,
+    typer.Option(help="Rewrite prompts first: 'offline' (the workspace's prompt track) or an OpenAI-compatible URL."),
+]
+EnhancerModelOpt = Annotated[
+    str | None, typer.Option(help="Model at the --enhancer URL (or FLYWHEEL_ENHANCER_MODEL); key: OPENAI_API_KEY.")
+]
 
 
 def _threads(threads: int | None) -> None:
@@ -116,11 +123,14 @@ def register(app: typer.Typer) -> None:
         guidance: Annotated[float, typer.Option(help="Classifier-free guidance scale (1 = off).")] = 4.0,
         size: Annotated[str | None, typer.Option(help="WIDTHxHEIGHT (default: the stage's resolution).")] = None,
         weights: Annotated[str, typer.Option(help="ema or model.")] = "ema",
+        enhancer: EnhancerOpt = None,
+        enhancer_model: EnhancerModelOpt = None,
         device: DeviceOpt = None,
         threads: ThreadsOpt = None,
     ) -> None:
-        """Generate images from a checkpoint (T2I, or an edit with --source)."""
+        """Generate images from a checkpoint (T2I, or an edit with --source), optionally rewriting the prompt."""
         from flywheel.config import ConfigError
+        from flywheel.enhancer import EnhancerError, load_enhancer
         from flywheel.imaging import decode
         from trainer.checkpoint import CheckpointError, resolve_checkpoint
         from trainer.generate import GenerateError, load_pipeline
@@ -141,17 +151,23 @@ def register(app: typer.Typer) -> None:
                 _fail(f"--source {source} cannot be decoded ({decoded.broken_reason}: {decoded.broken_detail})")
             src_image = Image.fromarray(decoded.rgb)
         try:
+            given = prompt
+            if enhancer is not None:
+                given = load_enhancer(enhancer, workspace.expanduser().resolve(), model=enhancer_model).enhance(
+                    [prompt]
+                )[0]
+                console.print(f"enhanced prompt: {given}")
             path = resolve_checkpoint(workspace.expanduser().resolve(), checkpoint)
             pipe = load_pipeline(path, weights=weights, device=device)
             images = pipe.generate(
-                [prompt] * len(seed_list),
+                [given] * len(seed_list),
                 seed_list,
                 size=_size(size),
                 steps=steps,
                 guidance=guidance,
                 sources=[src_image] * len(seed_list) if src_image else None,
             )
-        except (ConfigError, CheckpointError, GenerateError) as exc:
+        except (ConfigError, CheckpointError, GenerateError, EnhancerError) as exc:
             _fail(str(exc))
         out.parent.mkdir(parents=True, exist_ok=True)
         for seed, image in zip(seed_list, images, strict=True):
@@ -165,14 +181,20 @@ def register(app: typer.Typer) -> None:
         checkpoint: CheckpointOpt = "stage1_tiny_cpu",
         prompts: Annotated[str, typer.Option(help="Built-in prompt set name or a prompt YAML path.")] = "default",
         seeds: Annotated[str, typer.Option(help="Comma-separated seeds per prompt.")] = "0,1,2",
-        steps: Annotated[int, typer.Option(min=1, help="Euler steps.")] = 20,
+        steps: Annotated[int, typer.Option(min=1, help="Euler steps.")] = 8,
         guidance: Annotated[float, typer.Option(help="Classifier-free guidance scale.")] = 4.0,
         size: Annotated[str | None, typer.Option(help="WIDTHxHEIGHT (default: the stage's resolution).")] = None,
+        batch_size: Annotated[int, typer.Option(min=1, help="Outputs generated per batched sampling run.")] = 16,
+        enhancer: EnhancerOpt = None,
+        enhancer_model: EnhancerModelOpt = None,
         device: DeviceOpt = None,
         threads: ThreadsOpt = None,
     ) -> None:
         """Render the evaluation prompts, score them (OCR, classifier, image stats), write results and bad cases."""
         from flywheel.config import ConfigError
+        from flywheel.enhancer import EnhancerError, load_enhancer
+        from flywheel.models.embedders import clip_from_config
+        from flywheel.retrieval.config import IndexConfig
         from trainer.checkpoint import CheckpointError, resolve_checkpoint
         from trainer.evaluate.prompts import load_prompt_set
         from trainer.evaluate.run import EvalSettings
@@ -187,15 +209,19 @@ def register(app: typer.Typer) -> None:
         root = workspace.expanduser().resolve()
         try:
             prompt_set = load_prompt_set(prompts)
+            enh = load_enhancer(enhancer, root, model=enhancer_model) if enhancer is not None else None
             pipe = load_pipeline(resolve_checkpoint(root, checkpoint), device=device)
-            result = run_evaluate(
-                pipe,
-                prompt_set,
-                root / "evaluations",
-                EvalSettings(seeds=seed_list, steps=steps, guidance=guidance, size=_size(size)),
-                log=lambda m: err.print(m),
+            settings = EvalSettings(
+                seeds=seed_list,
+                steps=steps,
+                guidance=guidance,
+                size=_size(size),
+                batch_size=batch_size,
+                enhancer=enh,
+                clip=clip_from_config(IndexConfig.load()),
             )
-        except (ConfigError, CheckpointError, GenerateError) as exc:
+            result = run_evaluate(pipe, prompt_set, root / "evaluations", settings, log=lambda m: err.print(m))
+        except (ConfigError, CheckpointError, GenerateError, EnhancerError) as exc:
             _fail(str(exc))
         except RuntimeError as exc:
             _fail(str(exc), code=1)
@@ -206,4 +232,8 @@ def register(app: typer.Typer) -> None:
             tags = ", ".join(f"{k} {v}" for k, v in sorted(s["failure_tags"].items())) or "-"
             table.add_row(cat, str(s["outputs"]), f"{s['pass_rate']:.2f}", f"{s['mean_reward']:.3f}", tags)
         console.print(table)
-        console.print(f"{result.failed} bad case(s); results in {result.out_dir}/results.parquet")
+        ties = result.summary["ties"]
+        console.print(
+            f"{result.failed} bad case(s); {ties['prompts_with_tied_rewards']}/{ties['prompts']} prompt(s) with tied "
+            f"rewards across seeds; results in {result.out_dir}/results.parquet"
+        )

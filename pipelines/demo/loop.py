@@ -39,7 +39,7 @@ def loop_demo(ws: flywheel.workspace.Workspace, console: Console) -> dict:
     tracks = write_tracks(ws, text_embedder=text)
     console.print(
         f"pretrain: {tracks.pretrain['written']} expansion rows from {tracks.pretrain['candidates']} "
-        f"candidates -> {tracks.pretrain['path']}"
+        f"candidates (by provenance {tracks.pretrain['by_provenance']}) -> {tracks.pretrain['path']}"
     )
     console.print(
         f"rl: {tracks.rl['pairs']} preference pairs ({tracks.rl['unpaired_cases']} case(s) without "

@@ -17,7 +17,7 @@ from pathlib import Path
 import duckdb
 import pyarrow as pa
 import pyarrow.parquet as pq
-from PIL import Image, ImageEnhance, ImageFilter
+from PIL import Image, ImageEnhance, ImageFilter, ImageOps
 
 from flywheel.evaluation import check_evaluation_table, evaluation_schema
 from flywheel.imaging import decode
@@ -41,11 +41,14 @@ def _pool_image(ws: Workspace, caption_like: str, nth: int = 0) -> bytes:
     return rows[nth % len(rows)][0]
 
 
+OUTPUT_SIZE = (256, 256)  # a model renders every output of a prompt at one size; preference pairs need that
+
+
 def _png(data: bytes, *, degrade: bool = False) -> bytes:
     decoded = decode(data, view_short_side=256)
     if decoded.rgb is None:
         raise ValueError(f"demo image does not decode: {decoded.broken_reason}")
-    img = Image.fromarray(decoded.rgb)
+    img = ImageOps.fit(Image.fromarray(decoded.rgb), OUTPUT_SIZE, Image.Resampling.BICUBIC)
     if degrade:
         img = ImageEnhance.Brightness(img.filter(ImageFilter.GaussianBlur(6))).enhance(0.35)
     buf = io.BytesIO()

@@ -12,6 +12,7 @@ from typing import Any
 
 from flywheel.badcases.store import BadCaseStore
 from flywheel.models.embedders import MiniLMTextEmbedder, clip_from_config
+from flywheel.reservoir import list_reservoirs, reservoir_workspace
 from flywheel.retrieval.config import IndexConfig
 from flywheel.retrieval.engine import IndexError_, RetrievalEngine
 from flywheel.routing.evidence import IndexCoverage
@@ -19,7 +20,7 @@ from flywheel.routing.learned import LearnedRouter
 from flywheel.routing.policy import Policy
 from flywheel.routing.router import RouteSummary, route_store
 from flywheel.tracks.common import TRACK_NAMES
-from flywheel.tracks.pretrain import ExpansionConfig, expand
+from flywheel.tracks.pretrain import ExpansionConfig, SearchSource, expand
 from flywheel.tracks.prompt import LlmEndpoint, rewrite_pairs
 from flywheel.tracks.rl import write_rl_track
 from flywheel.workspace import Workspace
@@ -66,6 +67,17 @@ def route(
     )
 
 
+def reservoir_sources(ws: Workspace) -> list[SearchSource]:
+    """Every registered reservoir that has an index, as a search source of the pretrain track."""
+    out = []
+    for r in list_reservoirs(ws):
+        rws = reservoir_workspace(ws, r.name)
+        engine = engine_for(rws)
+        if engine is not None:
+            out.append(SearchSource(r.provenance, rws, engine))
+    return out
+
+
 @dataclass
 class TracksReport:
     pretrain: dict[str, Any] | None = None
@@ -99,7 +111,7 @@ def write_tracks(
         clip = clip_from_config(index_cfg or IndexConfig.load())
         if clip is not None:
             embedders.append(clip)
-        report.pretrain = asdict(expand(ws, engine, embedders, cases, expansion))
+        report.pretrain = asdict(expand(ws, engine, embedders, cases, expansion, reservoirs=reservoir_sources(ws)))
     if "rl" in tracks:
         report.rl = asdict(write_rl_track(ws, store, min_margin=min_margin))
     if "prompt" in tracks:

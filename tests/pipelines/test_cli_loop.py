@@ -38,6 +38,14 @@ def test_badcase_commands_end_to_end(tmp_path):
     assert routed.exit_code == 0 and "routed 3 case(s)" in routed.output and "no index" in routed.output
     listed = runner.invoke(app, ["badcases", "list", "-w", ws, "--track", "prompt"], env={"COLUMNS": "250"})
     assert "two cats left of a dog" in listed.output and "rule:complex_instruction_rendered_well" in listed.output
+    prompt = runner.invoke(app, ["tracks", "-w", ws, "--track", "prompt"])
+    assert prompt.exit_code == 0, prompt.output
+    chat = tmp_path / "chat.jsonl"
+    exported = runner.invoke(app, ["tracks", "export-prompt", "-w", ws, str(chat)])
+    assert exported.exit_code == 0 and "chat example" in exported.output, exported.output
+    lines = [json.loads(line) for line in chat.read_text().splitlines()]
+    assert lines and all([m["role"] for m in x["messages"]] == ["system", "user", "assistant"] for x in lines)
+    assert any("two cats left of a dog" in x["messages"][1]["content"] for x in lines)
     from flywheel.badcases import BadCaseStore
 
     case_id = BadCaseStore(tmp_path / "ws" / "badcases").list(track="prompt")[0]["case_id"]

@@ -113,7 +113,11 @@ def test_cycle_flow_ingests_routes_and_writes_tracks(ws, tmp_path):
     import pyarrow.parquet as pq
 
     shard = pq.read_table(expansion["path"])
-    assert "id2" in shard.column("id").to_pylist() and "expansion_badcase_ids" in shard.column_names
+    assert (
+        "id2" in shard.column("id").to_pylist()
+        and "expansion_badcase_ids" in shard.column_names
+        and "provenance" in shard.column_names
+    )
     assert {"image", "caption", "uri"} <= set(shard.column_names)
     again = runner.invoke(app, ["cycle", "-w", str(ws.root), str(fb)])
     assert again.exit_code == 0 and '"added": 0' in again.output

@@ -63,6 +63,51 @@ def test_train_generate_evaluate(tmp_path):
     )
     assert res.exit_code == 0, res.output
     assert pq.read_table(ws / "evaluations" / "cli_tiny-step-0000006" / "results.parquet").num_rows == 2
+    assert "prompt(s) with tied rewards" in res.output
+    # the prompt enhancer: offline (the workspace has no prompt track yet, so the intent-preserving rules)
+    res = runner.invoke(
+        app,
+        [
+            "evaluate",
+            "-w",
+            str(ws),
+            "-c",
+            "cli_tiny",
+            "--prompts",
+            str(prompts),
+            "--seeds",
+            "0",
+            "--steps",
+            "1",
+            "--enhancer",
+            "offline",
+        ],
+    )
+    assert res.exit_code == 0, res.output
+    table = pq.read_table(ws / "evaluations" / "cli_tiny-step-0000006" / "results.parquet")
+    assert table.column("prompt").to_pylist() == ["a beach"]
+    assert table.column("enhanced_prompt").to_pylist()[0].startswith("A photo of a beach")
+    res = runner.invoke(
+        app,
+        [
+            "generate",
+            "-w",
+            str(ws),
+            "-c",
+            "cli_tiny",
+            "-p",
+            "can you make a beach pls",
+            "--steps",
+            "1",
+            "--enhancer",
+            "offline",
+            "-o",
+            str(tmp_path / "e.png"),
+        ],
+    )
+    assert res.exit_code == 0 and "enhanced prompt: A photo of a beach" in res.output, res.output
+    res = runner.invoke(app, ["generate", "-w", str(ws), "-c", "cli_tiny", "-p", "x", "--enhancer", "magic"])
+    assert res.exit_code == 2 and "--enhancer must be" in res.output
 
 
 def test_bad_input_exits_2_with_a_message(tmp_path):

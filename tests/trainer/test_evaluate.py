@@ -8,13 +8,21 @@ import pytest
 from PIL import Image, ImageDraw, ImageFont
 
 from flywheel.config import ConfigError
+from flywheel.enhancer import OfflineEnhancer
 from flywheel.evaluation import FAILURE_TAGS, check_evaluation_table
 from flywheel.workspace import Workspace
 from tests.trainer.fixtures import fixture_rows, write_curated
 from tests.trainer.tiny import tiny_stage
-from trainer.evaluate.metrics import Tesseract, char_accuracy, edit_metrics, quality_metrics, text_metrics
+from trainer.evaluate.metrics import (
+    Tesseract,
+    char_accuracy,
+    edit_metrics,
+    ink_score,
+    quality_metrics,
+    text_metrics,
+)
 from trainer.evaluate.prompts import SourceSpec, load_prompt_set
-from trainer.evaluate.run import EvalSettings, evaluate
+from trainer.evaluate.run import EvalSettings, evaluate, reward_of
 from trainer.generate import load_pipeline
 from trainer.loop import Trainer
 
@@ -55,6 +63,19 @@ def test_quality_and_edit_statistics_flag_the_obvious_failures():
     assert edit_metrics(SourceSpec("circle", "blue").render((64, 64)), source)[1] == []
 
 
+def test_scores_are_continuous_and_order_outputs():
+    """Soft scores move with the image (so seeds rank) while the hard tags stay where they were."""
+    rng = np.random.default_rng(1)
+    base = np.clip(np.add.outer(np.arange(64), np.arange(64)) * 2, 0, 255).astype(np.float32)
+    scores = []
+    for noise in (0, 10, 25, 60):
+        im = Image.fromarray(np.clip(base + rng.normal(0, noise, base.shape), 0, 255).astype(np.uint8)).convert("RGB")
+        scores.append(quality_metrics(im)[0]["quality_score"])
+    assert scores == sorted(scores, reverse=True) and len(set(scores)) == 4
+    assert ink_score(_word("OPEN")) > ink_score(Image.new("RGB", (160, 64), "white")) + 0.2
+    assert reward_of({"quality_score": 0.5, "label_prob": 1.0}) == pytest.approx(2.5 / 3)
+
+
 def test_prompt_sets_are_validated(tmp_path):
     assert len(load_prompt_set("default").prompts) >= 10
     bad = tmp_path / "bad.yaml"
@@ -84,14 +105,22 @@ def test_evaluate_writes_schema_valid_results_with_several_seeds(tmp_path, minil
         pipe,
         load_prompt_set(prompts),
         tmp_path / "evaluations",
-        EvalSettings(seeds=(0, 1), steps=2),
+        EvalSettings(seeds=(0, 1, 2), steps=2, enhancer=OfflineEnhancer()),
         log=lambda _: None,
     )
     table = pq.read_table(result.out_dir / "results.parquet")
     checked = check_evaluation_table(table)
-    assert checked.num_rows == 6 and result.out_dir.name == "test_tiny-step-0000003"
+    assert checked.num_rows == 9 and result.out_dir.name == "test_tiny-step-0000003"
     rows = checked.to_pylist()
-    assert sorted((r["prompt_id"], r["seed"]) for r in rows) == sorted((p, s) for p in "toe" for s in (0, 1))
+    assert sorted((r["prompt_id"], r["seed"]) for r in rows) == sorted((p, s) for p in "toe" for s in (0, 1, 2))
+    # continuous rewards: the seeds of every prompt rank (no ties), which the RL track needs
+    for pid in "toe":
+        rewards = [r["reward"] for r in rows if r["prompt_id"] == pid]
+        assert len({round(x, 6) for x in rewards}) == 3, rewards
+    assert result.summary["ties"] == {"prompts": 3, "prompts_with_tied_rewards": 0}
+    # the enhancer's rewrite is what the model got; the asked prompt stays in `prompt`
+    text_row = next(r for r in rows if r["prompt_id"] == "t")
+    assert text_row["prompt"] == 'the word "OPEN"' and text_row["enhanced_prompt"].startswith("A clear, legible image")
     for r in rows:
         names = dict(r["metrics"])
         assert 0.0 <= r["reward"] <= 1.0 and set(r["failure_tags"]) <= set(FAILURE_TAGS)
@@ -99,7 +128,7 @@ def test_evaluate_writes_schema_valid_results_with_several_seeds(tmp_path, minil
         assert {"entropy_bits", "contrast", "quality_score"} <= set(names)
         assert Image.open(__import__("io").BytesIO(r["output_image"])).size == (32, 32)
         if r["prompt_id"] == "t":
-            assert "ocr_char_acc" in names
+            assert "ocr_char_acc" in names and 0.0 <= names["ink_score"] <= 1.0
         if r["prompt_id"] == "o":
             assert 0.0 <= names["label_prob"] <= 1.0
         if r["prompt_id"] == "e":

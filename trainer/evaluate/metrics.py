@@ -1,8 +1,10 @@
 """Offline scores of one generated image: OCR accuracy, classifier agreement, image statistics, edit fidelity.
 
 Why these signals: they run without any download (tesseract from Debian, EfficientNet-Lite0 weights from a
-package), and each maps to a failure tag the router understands (flywheel/evaluation.py FAILURE_TAGS). They are
-coarse on purpose: a bad case only has to be routed, not graded finely.
+package), and each maps to a failure tag the router understands (flywheel/evaluation.py FAILURE_TAGS). Tags
+come from hard thresholds; the scores beside them are continuous (soft margins to those thresholds, class
+probability, OCR accuracy plus an ink-layout score), so several seeds of one prompt rank instead of tying:
+the RL track builds preference pairs from that ranking.
 """
 
 from __future__ import annotations
@@ -93,13 +95,29 @@ class Tesseract:
 
 def text_metrics(ocr: Tesseract, image: Image.Image, expected: str) -> tuple[dict[str, float], list[str], str]:
     read = ocr.read(image)
+    metrics, tags = text_metrics_read(image, expected, read)
+    return metrics, tags, read
+
+
+def read_many(ocr: Tesseract, images: Sequence[Image.Image], workers: int = 4) -> list[str]:
+    """OCR several images with concurrent tesseract processes (each is a subprocess, so threads suffice)."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    if len(images) <= 1:
+        return [ocr.read(im) for im in images]
+    with ThreadPoolExecutor(max_workers=min(workers, len(images))) as pool:
+        return list(pool.map(ocr.read, images))
+
+
+def text_metrics_read(image: Image.Image, expected: str, read: str) -> tuple[dict[str, float], list[str]]:
+    """`text_metrics` for text OCR already read (see `read_many`)."""
     acc = char_accuracy(read, expected)
     tags: list[str] = []
     if len(_normalise(read)) < OCR_MIN_CHARS:
         tags.append("text_unreadable")
     elif acc < OCR_PASS:
         tags.append("text_wrong")
-    return {"ocr_char_acc": acc, "ocr_chars_read": float(len(_normalise(read)))}, tags, read
+    return {"ocr_char_acc": acc, "ocr_chars_read": float(len(_normalise(read))), "ink_score": ink_score(image)}, tags
 
 
 class ObjectClassifier:
@@ -126,11 +144,39 @@ class ObjectClassifier:
         )
 
 
+def soft_min(value: float, threshold: float) -> float:
+    """0 at 0, 0.5 at the pass threshold, 1 at twice it: a continuous score of a `value >= threshold` check."""
+    return float(np.clip(value / (2 * threshold), 0.0, 1.0))
+
+
+def soft_max(value: float, threshold: float) -> float:
+    """1 at 0, 0.5 at the threshold, 0 at twice it: a continuous score of a `value <= threshold` check."""
+    return float(np.clip(1.0 - value / (2 * threshold), 0.0, 1.0))
+
+
+def ink_score(image: Image.Image) -> float:
+    """How much the image looks like rendered text, in [0, 1], without reading it: a share of dark "ink"
+    pixels typical of lettering (peak at ~12% of the page), on a page of one dominant tone, with sharp
+    strokes (edge energy at ink borders). It ranks unreadable outputs of a text prompt: an output with
+    letter-like strokes is nearer to legible than a smear, even when OCR reads nothing in either."""
+    luma = np.asarray(image.convert("L"), dtype=np.float32) / 255.0
+    page = float(np.median(luma))
+    ink = np.abs(luma - page) > 0.35
+    share = float(ink.mean())
+    share_score = float(np.exp(-(((share - 0.12) / 0.08) ** 2)))
+    page_score = float(np.clip((np.abs(luma - page) < 0.1).mean() / 0.6, 0.0, 1.0))
+    gy, gx = np.abs(np.diff(luma, axis=0)), np.abs(np.diff(luma, axis=1))
+    edge = float((gy.mean() + gx.mean()) / 2)
+    edge_score = float(np.clip(edge / 0.08, 0.0, 1.0))
+    return (share_score + page_score + edge_score) / 3
+
+
 def quality_metrics(image: Image.Image, document: bool = False) -> tuple[dict[str, float], list[str]]:
     """Luma entropy (bits), contrast (luma std / 255), clipped fraction, high-frequency noise ratio.
 
     `document`: text-rendering prompts (black letters on a white page) are legitimately low-entropy and mostly
-    saturated, so for them only contrast and noise decide `low_quality`."""
+    saturated, so for them only contrast and noise decide `low_quality`. `quality_score` is the mean of the
+    checks' soft scores (0.5 at each threshold), continuous so that outputs rank."""
     rgb = np.asarray(image.convert("RGB"), dtype=np.float32)
     luma = 0.299 * rgb[..., 0] + 0.587 * rgb[..., 1] + 0.114 * rgb[..., 2]
     hist = np.bincount(np.clip(luma, 0, 255).astype(np.int64).ravel(), minlength=256).astype(np.float64)
@@ -141,14 +187,16 @@ def quality_metrics(image: Image.Image, document: bool = False) -> tuple[dict[st
     lap = 4 * luma[1:-1, 1:-1] - luma[:-2, 1:-1] - luma[2:, 1:-1] - luma[1:-1, :-2] - luma[1:-1, 2:]
     highfreq = float(lap.var() / max(luma.var(), 1e-6)) if luma.shape[0] > 2 and luma.shape[1] > 2 else 0.0
     checks = [contrast >= MIN_CONTRAST, highfreq <= MAX_HIGHFREQ]
+    soft = [soft_min(contrast, MIN_CONTRAST), soft_max(highfreq, MAX_HIGHFREQ)]
     if not document:
         checks += [entropy >= MIN_ENTROPY_BITS, clipped <= MAX_CLIPPED]
+        soft += [soft_min(entropy, MIN_ENTROPY_BITS), soft_max(clipped, MAX_CLIPPED)]
     metrics = {
         "entropy_bits": entropy,
         "contrast": contrast,
         "clipped_fraction": clipped,
         "highfreq_ratio": highfreq,
-        "quality_score": sum(checks) / len(checks),
+        "quality_score": float(np.mean(soft)),
     }
     return metrics, ([] if all(checks) else ["low_quality"])
 
