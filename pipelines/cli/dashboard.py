@@ -75,4 +75,4 @@ def register(app: typer.Typer) -> None:
         from dashboards.users import UserStore
 
         for user in UserStore(workspace.expanduser().resolve()).list():
-            console.print(f"{user.name}\t{user.role}")
+            typer.echo(f"{user.name}\t{user.role}")
