@@ -45,7 +45,10 @@ def _axes(y_max: float, x_label: str = "", y_label: str = "") -> list[str]:
             f'<text x="{(W + PAD_L) / 2}" y="{H - 4}" font-size="11" text-anchor="middle">{escape(x_label)}</text>'
         )
     if y_label:
-        out.append(f'<text x="12" y="{PAD_T + 8}" font-size="11">{escape(y_label)}</text>')
+        out.append(
+            f'<text x="12" y="{(H - PAD_B + PAD_T) / 2}" font-size="11" text-anchor="middle" '
+            f'transform="rotate(-90 12 {(H - PAD_B + PAD_T) / 2})">{escape(y_label)}</text>'
+        )
     return out
 
 

@@ -140,7 +140,7 @@ def build_workspace(root: Path) -> Workspace:
         "rule": "uncovered_concept",
         "rule_track": "pretrain",
         "why": "the pool lacks the concept",
-        "conditions": [["curated_top_sim", "<", 0.5, True]],
+        "conditions": {"curated_top_sim": {"value": 0.3, "min": None, "max": 0.5}},
         "curated_top_sim": 0.3,
         "learned": {"track": "pretrain", "probability": 0.81, "cv_agreement": 0.7},
     }

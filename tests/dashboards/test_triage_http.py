@@ -35,6 +35,7 @@ def test_case_page_shows_evidence_images_and_neighbours(login, app):
     assert case["prompt"] in text and "Instruction" in text  # a TI2I case says instruction
     assert f"/img/case/{case['input_image']}/full" in text and f"/img/case/{case['output_image']}/full" in text
     assert "uncovered_concept" in text and "p = 0.81" in text and "label_prob" in text
+    assert "<th>curated_top_sim</th><td>0.3</td><td> &le; 0.5</td>" in text
     assert "claimed by you" in text
     nb = client.get(f"/case/{case['case_id']}/neighbours").text
     assert nb.count("/img/pool/") >= 2 and "curated" in nb and case["expected_label"] in nb
