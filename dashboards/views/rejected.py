@@ -78,7 +78,7 @@ def register_sample(app: FastAPI) -> None:
         if recipe:
             cur = app.state.cache.cursor()
             row = cur.execute(
-                "SELECT reasons FROM gallery WHERE recipe = ? AND id = ? LIMIT 1", [recipe, sample_id]
+                "SELECT reasons FROM why WHERE id = ? AND recipe = ? LIMIT 1", [sample_id, recipe]
             ).fetchone()
             rules = _rules(app, recipe)
             why = [(r, rules.get(r, {}).get("why", "")) for r in (row[0] if row else [])]

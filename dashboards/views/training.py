@@ -6,17 +6,43 @@ every logging window; resumed runs append to the same file, so a step seen twice
 
 from __future__ import annotations
 
+import itertools
 import json
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 from fastapi import FastAPI, Request
 
 from dashboards.charts import line_chart
 from dashboards.views.base import View
 
+MAX_POINTS = 400  # points drawn per curve; longer runs are averaged into this many buckets
+_PARSED: dict[Path, tuple[tuple[int, int], dict[int, dict[str, Any]]]] = {}
+
 
 def read_log(path: Path) -> dict[int, dict[str, Any]]:
+    """Records by step, parsed once per file version (size and mtime), since logs only grow."""
+    st = path.stat()
+    key = (st.st_mtime_ns, st.st_size)
+    hit = _PARSED.get(path)
+    if hit is not None and hit[0] == key:
+        return hit[1]
+    by_step = _parse(path)
+    _PARSED[path] = (key, by_step)
+    return by_step
+
+
+def downsample(points: list[tuple[float, float]], n: int = MAX_POINTS) -> list[tuple[float, float]]:
+    """Bucket means of consecutive points, so a 100k-step run draws as `n` points with the same shape."""
+    if len(points) <= n:
+        return points
+    edges = np.linspace(0, len(points), n + 1).astype(int)
+    arr = np.asarray(points, dtype=np.float64)
+    return [tuple(arr[a:b].mean(axis=0)) for a, b in itertools.pairwise(edges) if b > a]
+
+
+def _parse(path: Path) -> dict[int, dict[str, Any]]:
     by_step: dict[int, dict[str, Any]] = {}
     for line in path.read_text(encoding="utf-8", errors="replace").splitlines():
         try:
@@ -36,7 +62,9 @@ def build(app: FastAPI, request: Request) -> dict[str, Any]:
 
     def series(key: str) -> dict[str, list[tuple[float, float]]]:
         return {
-            name: [(float(s), float(r[key])) for s, r in sorted(recs.items()) if isinstance(r.get(key), int | float)]
+            name: downsample(
+                [(float(s), float(r[key])) for s, r in sorted(recs.items()) if isinstance(r.get(key), int | float)]
+            )
             for name, recs in runs.items()
         }
 
