@@ -29,6 +29,7 @@ NUMERIC = ("TINYINT", "SMALLINT", "INTEGER", "BIGINT", "FLOAT", "DOUBLE", "REAL"
 # Numeric pool columns that are not measurements (identifiers, hashes), so no histogram is drawn for them.
 NOT_SCORES = frozenset({"partition", "dedup_phash"})
 HIST_BINS = 40
+CACHE_VERSION = 2  # bump when the cache's tables change, so an old cache file is rebuilt
 CHECK_EVERY_S = 5.0
 
 
@@ -50,7 +51,7 @@ class ViewCache:
     # --- state --------------------------------------------------------------------------------------------
     def fingerprint(self) -> str | None:
         """Hash of the pool manifest and every selection's funnel (None when there is no pool)."""
-        parts = []
+        parts = [f"v{CACHE_VERSION}"]
         manifest = self.ws.pool_dir / "_manifest.json"
         if manifest.is_file():
             st = manifest.stat()

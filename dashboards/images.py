@@ -57,9 +57,11 @@ class ImageService:
         """JPEG of a bad-case image (None when it does not decode). The hash must belong to a case."""
         if not SHA256.match(digest):
             raise ImageNotFound("not a sha256 digest")
-        with self.store._connect() as con:
+        with self.store.reading() as con:
             known = con.execute(
-                "SELECT 1 FROM cases WHERE output_image = ? OR input_image = ? LIMIT 1", (digest, digest)
+                "SELECT 1 FROM cases WHERE output_image = ? UNION ALL "
+                "SELECT 1 FROM cases WHERE input_image = ? LIMIT 1",
+                (digest, digest),
             ).fetchone()
         if known is None:
             raise ImageNotFound("no case has this image")

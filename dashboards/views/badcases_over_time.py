@@ -18,7 +18,7 @@ def _counts(app: FastAPI) -> list[tuple[str, str, str, int]]:
     hit = app.state.memo.get("over_time")
     if hit is not None and time.monotonic() - hit[0] < TTL_S:
         return hit[1]
-    with app.state.store._connect() as con:
+    with app.state.store.reading() as con:
         rows = con.execute(
             """SELECT substr(coalesce(created_at, ingested_at), 1, 10) AS day, source,
                       coalesce(track, 'unrouted') AS track, count(*) FROM cases WHERE kind = 'bad'

@@ -83,6 +83,10 @@ CREATE TABLE IF NOT EXISTS assignments (
 CREATE INDEX IF NOT EXISTS assignments_assignee ON assignments (assignee);
 CREATE INDEX IF NOT EXISTS cases_queue ON cases (kind, ingested_at, case_id);
 CREATE INDEX IF NOT EXISTS cases_prompt ON cases (prompt);
+-- Covers every triage filter, so counting a filtered queue scans this narrow index instead of the table.
+CREATE INDEX IF NOT EXISTS cases_triage ON cases (kind, source, checkpoint, track, track_by, failure_tags);
+CREATE INDEX IF NOT EXISTS cases_output_image ON cases (output_image);
+CREATE INDEX IF NOT EXISTS cases_input_image ON cases (input_image);
 """
 
 JSON_FIELDS = ("metrics", "failure_tags", "evidence")

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import sqlite3
+import threading
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -55,6 +56,7 @@ class BadCaseStore:
         self.root.mkdir(parents=True, exist_ok=True)
         self.images_dir = self.root / "images"
         self.path = self.root / "badcases.sqlite"
+        self._local = threading.local()
         with self._connect() as con:
             con.executescript(SCHEMA_SQL)
 
@@ -74,6 +76,21 @@ class BadCaseStore:
             yield con
         finally:
             con.close()
+
+    @contextmanager
+    def reading(self) -> Iterator[sqlite3.Connection]:
+        """A read connection kept per thread: its page cache stays warm across requests (a dashboard serves
+        many small reads from a thread pool; reopening costs the cache). Autocommit, so every statement sees
+        the latest committed state and no reader holds back a WAL checkpoint."""
+        con = getattr(self._local, "con", None)
+        if con is None:
+            con = sqlite3.connect(self.path, timeout=BUSY_TIMEOUT_S, isolation_level=None)
+            con.row_factory = sqlite3.Row
+            con.execute(f"PRAGMA busy_timeout={int(BUSY_TIMEOUT_S * 1000)}")
+            con.execute("PRAGMA cache_size=-16384")  # 16 MiB
+            con.execute("PRAGMA query_only=1")
+            self._local.con = con
+        yield con
 
     @contextmanager
     def transaction(self) -> Iterator[sqlite3.Connection]:
@@ -142,7 +159,7 @@ class BadCaseStore:
 
     # --- reads --------------------------------------------------------------------------------------------
     def get(self, case_id: str) -> dict[str, Any]:
-        with self._connect() as con:
+        with self.reading() as con:
             row = con.execute("SELECT * FROM cases WHERE case_id = ?", (case_id,)).fetchone()
             if row is None:
                 raise BadCaseError(f"no bad case {case_id!r}; see `flywheel badcases list`")

@@ -8,6 +8,7 @@ together or not at all. A claim expires by itself (`until`), so a closed browser
 
 from __future__ import annotations
 
+import json
 import sqlite3
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -53,8 +54,11 @@ class QueueFilter:
             where.append("c.source = ?")
             params.append(self.source)
         if self.tag is not None:
-            where.append("EXISTS (SELECT 1 FROM json_each(c.failure_tags) WHERE value = ?)")
-            params.append(self.tag)
+            # instr() on the stored JSON text first: a cheap test that skips json_each on most rows.
+            where.append(
+                "instr(c.failure_tags, ?) > 0 AND EXISTS (SELECT 1 FROM json_each(c.failure_tags) WHERE value = ?)"
+            )
+            params += [json.dumps(self.tag), self.tag]
         if self.checkpoint is not None:
             where.append("c.checkpoint = ?")
             params.append(self.checkpoint)
@@ -87,7 +91,7 @@ class Triage:
                   FROM cases c LEFT JOIN assignments a USING (case_id)
                   LEFT JOIN claims cl ON cl.case_id = c.case_id AND cl.until > ?
                   WHERE {where} ORDER BY c.ingested_at, c.case_id LIMIT ? OFFSET ?"""
-        with self.store._connect() as con:
+        with self.store.reading() as con:
             rows = [_decode(r) for r in con.execute(sql, [_utc(), *params, int(limit), int(offset)])]
             total = con.execute(f"SELECT count(*) FROM cases c WHERE {where}", params).fetchone()[0]
         return rows, int(total)
@@ -96,7 +100,7 @@ class Triage:
         """The case after (step=+1) or before (step=-1) `case_id` in the queue order, or None at the end."""
         where, params = flt.sql()
         op, order = (">", "ASC") if step > 0 else ("<", "DESC")
-        with self.store._connect() as con:
+        with self.store.reading() as con:
             cur = con.execute("SELECT ingested_at FROM cases WHERE case_id = ?", (case_id,)).fetchone()
             if cur is None:
                 raise BadCaseError(f"no bad case {case_id!r}")
@@ -108,7 +112,7 @@ class Triage:
         return None if row is None else str(row["case_id"])
 
     def checkpoints(self) -> list[str]:
-        with self.store._connect() as con:
+        with self.store.reading() as con:
             return [r[0] for r in con.execute("SELECT DISTINCT checkpoint FROM cases WHERE checkpoint IS NOT NULL")]
 
     # --- claims and assignments ---------------------------------------------------------------------------
@@ -129,7 +133,7 @@ class Triage:
 
     def holder(self, case_id: str) -> tuple[str, str] | None:
         """(annotator, until) of the unexpired claim on the case, or None."""
-        with self.store._connect() as con:
+        with self.store.reading() as con:
             return self._holder(con, case_id)
 
     def assign(self, case_ids: list[str], assignee: str, by: str) -> int:
@@ -181,7 +185,7 @@ class Triage:
 
     def same_prompt_undecided(self, case_id: str) -> int:
         """How many other undecided bad cases share this case's prompt (what a bulk decision would touch)."""
-        with self.store._connect() as con:
+        with self.store.reading() as con:
             row = con.execute(
                 f"""SELECT count(*) FROM cases c WHERE c.kind = 'bad' AND {UNDECIDED_SQL}
                     AND c.prompt = (SELECT prompt FROM cases WHERE case_id = ?) AND c.case_id != ?""",
