@@ -29,7 +29,7 @@ NUMERIC = ("TINYINT", "SMALLINT", "INTEGER", "BIGINT", "FLOAT", "DOUBLE", "REAL"
 # Numeric pool columns that are not measurements (identifiers, hashes), so no histogram is drawn for them.
 NOT_SCORES = frozenset({"partition", "dedup_phash"})
 HIST_BINS = 40
-CACHE_VERSION = 2  # bump when the cache's tables change, so an old cache file is rebuilt
+CACHE_VERSION = 3  # bump when the cache's tables change, so an old cache file is rebuilt
 CHECK_EVERY_S = 5.0
 
 
@@ -125,9 +125,12 @@ class ViewCache:
                 kept = sorted(str(p) for p in cdir.glob("part-*.parquet"))
                 if kept:
                     con.execute("INSERT INTO kept SELECT ?, uri FROM read_parquet(?)", [recipe, kept])
+            # `rn` numbers the rows in gallery order; a page is then a range of rn, which DuckDB's zone maps
+            # find without scanning (a LIMIT/OFFSET over a string filter would scan every earlier row).
             con.execute("""CREATE TABLE gallery AS
-                SELECT r.recipe, r.reason, r.reasons, p.* FROM rejected r JOIN pool p USING (uri)
-                ORDER BY r.recipe, r.reason, p.partition, p.uri""")
+                SELECT row_number() OVER (ORDER BY r.recipe, r.reason, p.partition, p.uri) - 1 AS rn,
+                       r.recipe, r.reason, r.reasons, p.*
+                FROM rejected r JOIN pool p USING (uri) ORDER BY rn""")
             # The sample page looks up why one id was rejected: sorted by id, DuckDB's zone maps skip to it.
             con.execute("CREATE TABLE why AS SELECT id, recipe, reasons FROM gallery ORDER BY id, recipe")
             aggregates = {
@@ -135,6 +138,12 @@ class ViewCache:
                 "scores": scores,
                 "histograms": self._histograms(con, scores),
                 "categories": self._categories(con) if "category" in types else {},
+                "gallery": {
+                    f"{rec}/{reason}": [int(start), int(n)]
+                    for rec, reason, start, n in con.execute(
+                        "SELECT recipe, reason, min(rn), count(*) FROM gallery GROUP BY 1, 2"
+                    ).fetchall()
+                },
                 "reasons": {
                     rec: dict(
                         con.execute(

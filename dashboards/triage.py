@@ -20,6 +20,8 @@ from flywheel.badcases.triage import ClaimedError, QueueFilter
 from flywheel.evaluation import FAILURE_TAGS
 
 PAGE = 50
+# Queue totals are cached this long (counting 100k cases costs tens of ms); this app's own writes clear them.
+COUNT_TTL_S = 5.0
 KEYS = dict(zip(("1", "2", "3", "4"), TRACKS, strict=True))  # 1 rl, 2 pretrain, 3 prompt, 4 dismiss
 
 
@@ -51,7 +53,8 @@ def register(app: FastAPI) -> None:
     @app.get("/triage", response_class=HTMLResponse)
     def queue(request: Request, user: Annotator, page: Annotated[int, Query(ge=0)] = 0) -> HTMLResponse:
         flt, params = _filter(request, user)
-        rows, total = triage.queue(flt, limit=PAGE, offset=page * PAGE)
+        rows = triage.page(flt, limit=PAGE, offset=page * PAGE)
+        total = _memo(app, f"count:{flt}", lambda: triage.count(flt), ttl=COUNT_TTL_S)
         return render(
             request,
             "queue.html",
@@ -65,7 +68,7 @@ def register(app: FastAPI) -> None:
                 "sources": SOURCES,
                 "tracks": (*TRACKS, "unrouted"),
                 "tags": FAILURE_TAGS,
-                "checkpoints": _memo(app, "checkpoints", triage.checkpoints),
+                "checkpoints": _memo(app, "checkpoints", triage.checkpoints, ttl=60.0),
                 "annotators": [u.name for u in app.state.users.list()],
             },
         )
@@ -122,6 +125,7 @@ def register(app: FastAPI) -> None:
     ) -> Response:
         try:
             ids = triage.decide(case_id, track, user.name, note.strip() or None, bulk=bulk)
+            _forget_counts(app)
         except ClaimedError as exc:
             raise HTTPException(409, str(exc)) from exc
         except BadCaseError as exc:
@@ -137,6 +141,7 @@ def register(app: FastAPI) -> None:
     def undo(request: Request, user: Annotator) -> Response:
         try:
             undone = triage.undo(user.name)
+            _forget_counts(app)
         except BadCaseError as exc:
             raise HTTPException(409, str(exc)) from exc
         if undone is None:
@@ -158,11 +163,18 @@ def register(app: FastAPI) -> None:
             raise HTTPException(400, f"no user {assignee!r}")
         try:
             n = triage.assign(case_ids, assignee, user.name)
+            _forget_counts(app)
         except BadCaseError as exc:
             raise HTTPException(400, str(exc)) from exc
         if "application/json" in request.headers.get("accept", ""):
             return JSONResponse({"assigned": n})
         return RedirectResponse("/triage", status_code=303)
+
+
+def _forget_counts(app: FastAPI) -> None:
+    with app.state.memo_lock:
+        for key in [k for k in app.state.memo if k.startswith("count:")]:
+            del app.state.memo[key]
 
 
 def _memo(app: FastAPI, key: str, compute: Any, ttl: float = 30.0) -> Any:

@@ -38,10 +38,10 @@ def build(app: FastAPI, request: Request) -> dict[str, Any]:
     column = rule.get("column")
     items: list[dict[str, Any]] = []
     if reason is not None:
-        got = cur.execute(
-            "SELECT * FROM gallery WHERE recipe = ? AND reason = ? LIMIT ? OFFSET ?",
-            [recipe, reason, PAGE, page * PAGE],
-        )
+        start, count = app.state.cache.aggregates.get("gallery", {}).get(f"{recipe}/{reason}", [0, 0])
+        lo = start + page * PAGE
+        hi = min(start + count, lo + PAGE) - 1
+        got = cur.execute("SELECT * FROM gallery WHERE rn BETWEEN ? AND ? ORDER BY rn", [lo, hi])
         names = [d[0] for d in got.description]
         for row in got.fetchall():
             rec = dict(zip(names, row, strict=True))

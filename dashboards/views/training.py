@@ -19,6 +19,7 @@ from dashboards.views.base import View
 
 MAX_POINTS = 400  # points drawn per curve; longer runs are averaged into this many buckets
 _PARSED: dict[Path, tuple[tuple[int, int], dict[int, dict[str, Any]]]] = {}
+_SECTIONS: dict[str, tuple[tuple[tuple[str, int, int], ...], dict[str, Any]]] = {}
 
 
 def read_log(path: Path) -> dict[int, dict[str, Any]]:
@@ -58,6 +59,16 @@ def build(app: FastAPI, request: Request) -> dict[str, Any]:
     logs = sorted(app.state.ws.runs_dir.glob("train-*.jsonl")) if app.state.ws.runs_dir.is_dir() else []
     if not logs:
         return {"sections": [], "empty": "no training logs yet: `flywheel train` writes runs/train-<stage>.jsonl"}
+    key = tuple((p.name, p.stat().st_mtime_ns, p.stat().st_size) for p in logs)
+    hit = _SECTIONS.get("last")
+    if hit is not None and hit[0] == key:  # logs unchanged since the last request: reuse the drawn charts
+        return hit[1]
+    out = _build(logs)
+    _SECTIONS["last"] = (key, out)
+    return out
+
+
+def _build(logs: list[Path]) -> dict[str, Any]:
     runs = {p.stem.removeprefix("train-"): read_log(p) for p in logs}
 
     def series(key: str) -> dict[str, list[tuple[float, float]]]:

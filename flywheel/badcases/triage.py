@@ -82,8 +82,21 @@ class Triage:
         self.claim_minutes = claim_minutes
 
     # --- queue --------------------------------------------------------------------------------------------
-    def queue(self, flt: QueueFilter, *, limit: int = 50, offset: int = 0) -> tuple[list[dict[str, Any]], int]:
-        """One page of the queue (oldest first) with claim and assignment columns, and the total count."""
+    def count(self, flt: QueueFilter) -> int:
+        """How many cases the filter matches (a scan of the covering index: tens of ms at 100k cases)."""
+        where, params = flt.sql()
+        with self.store.reading() as con:
+            return int(con.execute(f"SELECT count(*) FROM cases c WHERE {where}", params).fetchone()[0])
+
+    def page(self, flt: QueueFilter, *, limit: int = 50, offset: int = 0) -> list[dict[str, Any]]:
+        """One page of the queue (oldest first) with claim and assignment columns."""
+        return self.queue(flt, limit=limit, offset=offset, with_total=False)[0]
+
+    def queue(
+        self, flt: QueueFilter, *, limit: int = 50, offset: int = 0, with_total: bool = True
+    ) -> tuple[list[dict[str, Any]], int]:
+        """One page of the queue (oldest first) with claim and assignment columns, and the total count
+        (-1 without `with_total`)."""
         where, params = flt.sql()
         sql = f"""SELECT c.case_id, c.source, c.prompt, c.task, c.category, c.checkpoint, c.track, c.track_by,
                          c.failure_tags, c.output_image, c.reward, c.ingested_at,
@@ -93,8 +106,7 @@ class Triage:
                   WHERE {where} ORDER BY c.ingested_at, c.case_id LIMIT ? OFFSET ?"""
         with self.store.reading() as con:
             rows = [_decode(r) for r in con.execute(sql, [_utc(), *params, int(limit), int(offset)])]
-            total = con.execute(f"SELECT count(*) FROM cases c WHERE {where}", params).fetchone()[0]
-        return rows, int(total)
+        return rows, (self.count(flt) if with_total else -1)
 
     def neighbour(self, case_id: str, flt: QueueFilter, *, step: int) -> str | None:
         """The case after (step=+1) or before (step=-1) `case_id` in the queue order, or None at the end."""
