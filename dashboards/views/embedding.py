@@ -88,6 +88,15 @@ def build(app: FastAPI, request: Request) -> dict[str, Any]:
         pts = _points(app, table)
     except IndexError_ as exc:
         return {"sections": [], "empty": str(exc)}
+    key = f"mapsvg:{table}:{len(pts['ids'])}:{id(pts)}:{by}"
+    hit = app.state.memo.get(key)
+    if hit is None:  # the drawn map depends only on the memoised projection and the colouring
+        hit = _draw(pts, table, tables, by)
+        app.state.memo[key] = hit
+    return hit
+
+
+def _draw(pts: dict[str, Any], table: str, tables: list[str], by: str) -> dict[str, Any]:
 
     def group(i: int, sid: str) -> str:
         if by == "curated":
