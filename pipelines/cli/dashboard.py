@@ -39,6 +39,10 @@ def register(app: typer.Typer) -> None:
         app_ = create_app(ws_path)
         cursor = app_.state.cache.cursor()  # build the aggregate cache now rather than on the first page
         err.print(f"aggregates {'ready' if cursor is not None else 'skipped (no pool yet)'}")
+        if (ws_path / "index").is_dir():  # load the text embedder now, so the first case page shows neighbours
+            import threading
+
+            threading.Thread(target=app_.state.neighbours.embedder, daemon=True).start()
         if host not in ("127.0.0.1", "localhost", "::1"):
             err.print(f"[yellow]binding {host}: the dashboard is reachable from other machines[/]")
         console.print(f"dashboard for {ws_path} on http://{host}:{port}/")
