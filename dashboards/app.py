@@ -11,6 +11,7 @@ import secrets
 import threading
 from pathlib import Path
 from typing import Annotated, Any
+from urllib.parse import urlencode
 
 from fastapi import Depends, FastAPI, Form, HTTPException, Request
 from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
@@ -86,7 +87,8 @@ def create_app(
     @app.exception_handler(NotLoggedIn)
     async def not_logged_in(request: Request, exc: NotLoggedIn) -> Response:
         if request.method == "GET" and "text/html" in request.headers.get("accept", ""):
-            return RedirectResponse(f"/login?next={request.url.path}", status_code=303)
+            target = request.url.path + (f"?{request.url.query}" if request.url.query else "")
+            return RedirectResponse(f"/login?{urlencode({'next': target})}", status_code=303)
         return JSONResponse({"detail": "log in first"}, status_code=401)
 
     # --- login --------------------------------------------------------------------------------------------

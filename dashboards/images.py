@@ -10,6 +10,7 @@ stored bytes, which could be anything), and the result is cached under WORKSPACE
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from pathlib import Path
 
 import pyarrow.compute as pc
@@ -39,7 +40,7 @@ class ImageService:
         self.store = store
         self.cache_dir = ws_root / "dashboards" / "thumbs"
 
-    def _cached(self, kind: str, key: str, size: str, load: callable) -> bytes | None:  # type: ignore[valid-type]
+    def _cached(self, kind: str, key: str, size: str, load: Callable[[], bytes | None]) -> bytes | None:
         if size not in SIZES:
             raise ImageNotFound(f"unknown size {size!r}")
         path = self.cache_dir / kind / key[:2] / f"{key}-{size}.jpg"
