@@ -1,8 +1,9 @@
 """Annotator routes: the queue, the case page, decisions (single and bulk), undo, claims and assignment.
 
 Every write goes through flywheel.badcases.triage (the store's transactions), so decisions from many
-browsers at once serialise in SQLite and none is lost. The case page claims the case for whoever opens it;
-a case claimed by someone else is shown read-only with who holds it and until when.
+browsers at once serialise in SQLite and none is lost. The case page's script claims the case (a POST, so
+it carries the CSRF token like every other change); a case claimed by someone else is shown read-only with
+who holds it and until when.
 """
 
 from __future__ import annotations
@@ -78,10 +79,8 @@ def register(app: FastAPI) -> None:
         flt, params = _filter(request, user)
         try:
             case = store.get(case_id)
-            try:
-                claim_until, claimed_by = triage.claim(case_id, user.name), user.name
-            except ClaimedError:
-                claimed_by, claim_until = triage.holder(case_id) or (None, None)
+            # A GET changes nothing: the page's script claims the case with a POST (CSRF-checked).
+            claimed_by, claim_until = triage.holder(case_id) or (None, None)
             nxt = triage.neighbour(case_id, flt, step=1)
             prv = triage.neighbour(case_id, flt, step=-1)
         except BadCaseError as exc:
@@ -97,7 +96,7 @@ def register(app: FastAPI) -> None:
                 "learned": evidence.get("learned"),
                 "claimed_by": claimed_by,
                 "claim_until": claim_until,
-                "mine": claimed_by == user.name,
+                "mine": claimed_by in (None, user.name),
                 "next_id": nxt,
                 "prev_id": prv,
                 "qs": urlencode(params),
@@ -147,6 +146,15 @@ def register(app: FastAPI) -> None:
         if undone is None:
             return JSONResponse({"undone": None, "detail": "nothing to undo"})
         return JSONResponse({"undone": undone, "case": f"/case/{undone['case_id']}"})
+
+    @app.post("/case/{case_id}/claim")
+    def claim(case_id: str, user: Annotator) -> Response:
+        try:
+            return JSONResponse({"claimed_by": user.name, "until": triage.claim(case_id, user.name)})
+        except ClaimedError as exc:
+            raise HTTPException(409, str(exc)) from exc
+        except BadCaseError as exc:
+            raise HTTPException(404, str(exc)) from exc
 
     @app.post("/case/{case_id}/release")
     def release(case_id: str, user: Annotator) -> Response:

@@ -63,6 +63,19 @@
     else if (ev.key === "b") { bulk.checked = !bulk.checked; say(bulk.checked ? "bulk on" : "bulk off"); }
   });
 
+  // Claim the case so no other annotator works it at the same time (renewed each time the page opens).
+  const claim = document.getElementById("claim");
+  if (root.dataset.mine === "1") {
+    post("/case/" + root.dataset.case + "/claim", {})
+      .then(data => { claim.textContent = "claimed by you until " + data.until; })
+      .catch(e => {
+        root.dataset.mine = "0";
+        claim.textContent = e.message + ": read-only";
+        claim.className = "error";
+        document.querySelectorAll("#decide button").forEach(b => { b.disabled = true; });
+      });
+  }
+
   const nb = document.getElementById("neighbours");
   fetch(nb.dataset.src, { credentials: "same-origin" }).then(r => r.text()).then(html => { nb.innerHTML = html; })
     .catch(() => { nb.textContent = "neighbours unavailable"; });

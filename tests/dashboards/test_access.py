@@ -27,7 +27,15 @@ GETS = [
     "/data/sample/{pool}",
     "/admin/users",
 ]
-POSTS = ["/case/{case}/decide", "/undo", "/case/{case}/release", "/assign", "/admin/users", "/logout"]
+POSTS = [
+    "/case/{case}/decide",
+    "/undo",
+    "/case/{case}/claim",
+    "/case/{case}/release",
+    "/assign",
+    "/admin/users",
+    "/logout",
+]
 ENGINEER_ONLY = [p for p in GETS if p.startswith("/data")]
 ADMIN_ONLY = ["/admin/users"]
 

@@ -66,6 +66,8 @@ def test_keyboard_triage_and_funnel_chart(server):
             _login(page, base, "ann")
             page.goto(f"{base}/case/{queue[0]}?source=feedback&undecided=1")
             page.wait_for_selector("#neighbours figure")
+            page.wait_for_function("document.getElementById('claim').textContent.startsWith('claimed by you')")
+            assert app.state.triage.holder(queue[0])[0] == "ann"
             page.wait_for_function("Array.from(document.images).every(i => i.complete && i.naturalWidth > 0)")
             page.screenshot(path=str(DOCS_IMG / "triage.png"), full_page=True)
             keys = ["1", "2", "3", "4", "1"]

@@ -36,7 +36,10 @@ def test_case_page_shows_evidence_images_and_neighbours(login, app):
     assert f"/img/case/{case['input_image']}/full" in text and f"/img/case/{case['output_image']}/full" in text
     assert "uncovered_concept" in text and "p = 0.81" in text and "label_prob" in text
     assert "<th>curated_top_sim</th><td>0.3</td><td> &le; 0.5</td>" in text
-    assert "claimed by you" in text
+    assert "claiming" in text  # a GET claims nothing; the page's script POSTs the claim
+    assert app.state.triage.holder(case["case_id"]) is None
+    claim = client.post(f"/case/{case['case_id']}/claim", data={"csrf": client.csrf})
+    assert claim.json()["claimed_by"] == "ann" and "claimed by you" in client.get(f"/case/{case['case_id']}").text
     nb = client.get(f"/case/{case['case_id']}/neighbours").text
     assert nb.count("/img/pool/") >= 2 and "curated" in nb and case["expected_label"] in nb
 
@@ -66,7 +69,9 @@ def test_decide_undo_and_history(login, app):
 def test_claims_keep_two_annotators_apart(login, app):
     a, b = login("ann0"), login("ann1")
     cid = app.state.store.list()[7]["case_id"]
-    assert "claimed by you" in a.get(f"/case/{cid}").text
+    assert a.post(f"/case/{cid}/claim", data={"csrf": a.csrf}).status_code == 200
+    assert b.post(f"/case/{cid}/claim", data={"csrf": b.csrf}).status_code == 409
+    assert b.post(f"/case/{cid}/claim").status_code == 403  # no CSRF token
     page_b = b.get(f"/case/{cid}").text
     assert "claimed by ann0" in page_b and "read-only" in page_b
     refused = b.post(f"/case/{cid}/decide", data={"csrf": b.csrf, "track": "rl"}, headers=JSON)
