@@ -56,6 +56,37 @@ CREATE TABLE IF NOT EXISTS decisions (
     at          TEXT NOT NULL
 );
 CREATE INDEX IF NOT EXISTS decisions_case ON decisions (case_id);
+-- Triage (flywheel.badcases.triage): the state a decision replaced (so `undo` can restore it), undone
+-- decisions (kept for the history, ignored by the learned router), claims with expiry, and assignments.
+CREATE TABLE IF NOT EXISTS decision_prior (
+    decision_id INTEGER PRIMARY KEY REFERENCES decisions (decision_id),
+    track       TEXT,
+    track_by    TEXT,
+    routed_at   TEXT
+);
+CREATE TABLE IF NOT EXISTS decision_undone (
+    decision_id INTEGER PRIMARY KEY REFERENCES decisions (decision_id),
+    by          TEXT NOT NULL,
+    at          TEXT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS claims (
+    case_id TEXT PRIMARY KEY REFERENCES cases (case_id),
+    by      TEXT NOT NULL,
+    until   TEXT NOT NULL                 -- ISO UTC; an expired claim is free to take
+);
+CREATE TABLE IF NOT EXISTS assignments (
+    case_id  TEXT PRIMARY KEY REFERENCES cases (case_id),
+    assignee TEXT NOT NULL,
+    by       TEXT NOT NULL,
+    at       TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS assignments_assignee ON assignments (assignee);
+CREATE INDEX IF NOT EXISTS cases_queue ON cases (kind, ingested_at, case_id);
+CREATE INDEX IF NOT EXISTS cases_prompt ON cases (prompt);
+-- Covers every triage filter, so counting a filtered queue scans this narrow index instead of the table.
+CREATE INDEX IF NOT EXISTS cases_triage ON cases (kind, source, checkpoint, track, track_by, failure_tags);
+CREATE INDEX IF NOT EXISTS cases_output_image ON cases (output_image);
+CREATE INDEX IF NOT EXISTS cases_input_image ON cases (input_image);
 """
 
 JSON_FIELDS = ("metrics", "failure_tags", "evidence")

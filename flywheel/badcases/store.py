@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import sqlite3
+import threading
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -55,6 +56,7 @@ class BadCaseStore:
         self.root.mkdir(parents=True, exist_ok=True)
         self.images_dir = self.root / "images"
         self.path = self.root / "badcases.sqlite"
+        self._local = threading.local()
         with self._connect() as con:
             con.executescript(SCHEMA_SQL)
 
@@ -74,6 +76,21 @@ class BadCaseStore:
             yield con
         finally:
             con.close()
+
+    @contextmanager
+    def reading(self) -> Iterator[sqlite3.Connection]:
+        """A read connection kept per thread: its page cache stays warm across requests (a dashboard serves
+        many small reads from a thread pool; reopening costs the cache). Autocommit, so every statement sees
+        the latest committed state and no reader holds back a WAL checkpoint."""
+        con = getattr(self._local, "con", None)
+        if con is None:
+            con = sqlite3.connect(self.path, timeout=BUSY_TIMEOUT_S, isolation_level=None)
+            con.row_factory = sqlite3.Row
+            con.execute(f"PRAGMA busy_timeout={int(BUSY_TIMEOUT_S * 1000)}")
+            con.execute("PRAGMA cache_size=-16384")  # 16 MiB
+            con.execute("PRAGMA query_only=1")
+            self._local.con = con
+        yield con
 
     @contextmanager
     def transaction(self) -> Iterator[sqlite3.Connection]:
@@ -121,19 +138,8 @@ class BadCaseStore:
             raise BadCaseError(f"unknown track {track!r}; choose one of {TRACKS}")
         if not by.strip():
             raise BadCaseError("--by must name the annotator")
-        at = now()
         with self.transaction() as con:
-            if con.execute("SELECT 1 FROM cases WHERE case_id = ?", (case_id,)).fetchone() is None:
-                raise BadCaseError(f"no bad case {case_id!r}; see `flywheel badcases list`")
-            cur = con.execute(
-                "INSERT INTO decisions (case_id, track, by, note, at) VALUES (?, ?, ?, ?, ?)",
-                (case_id, track, by, note, at),
-            )
-            con.execute(
-                "UPDATE cases SET track = ?, track_by = ?, routed_at = ? WHERE case_id = ?",
-                (track, f"annotator:{by}", at, case_id),
-            )
-            return int(cur.lastrowid or 0)
+            return decide_in(con, case_id, track, by, note)
 
     def record_routes(self, routes: Iterable[Route], *, override_annotators: bool = False) -> int:
         """Store evidence for every route; set the track unless an annotator already decided the case."""
@@ -153,7 +159,7 @@ class BadCaseStore:
 
     # --- reads --------------------------------------------------------------------------------------------
     def get(self, case_id: str) -> dict[str, Any]:
-        with self._connect() as con:
+        with self.reading() as con:
             row = con.execute("SELECT * FROM cases WHERE case_id = ?", (case_id,)).fetchone()
             if row is None:
                 raise BadCaseError(f"no bad case {case_id!r}; see `flywheel badcases list`")
@@ -161,7 +167,9 @@ class BadCaseStore:
             out["decisions"] = [
                 dict(d)
                 for d in con.execute(
-                    "SELECT decision_id, track, by, note, at FROM decisions WHERE case_id = ? ORDER BY decision_id",
+                    "SELECT d.decision_id, d.track, d.by, d.note, d.at, u.by AS undone_by, u.at AS undone_at "
+                    "FROM decisions d LEFT JOIN decision_undone u USING (decision_id) "
+                    "WHERE d.case_id = ? ORDER BY d.decision_id",
                     (case_id,),
                 )
             ]
@@ -201,7 +209,8 @@ class BadCaseStore:
         """case_id -> the track of its most recent annotator decision (what the learned router trains on)."""
         with self._connect() as con:
             rows = con.execute("""SELECT case_id, track FROM decisions d WHERE decision_id =
-                                  (SELECT max(decision_id) FROM decisions WHERE case_id = d.case_id)""").fetchall()
+                                  (SELECT max(decision_id) FROM decisions WHERE case_id = d.case_id
+                                   AND decision_id NOT IN (SELECT decision_id FROM decision_undone))""").fetchall()
         return {r["case_id"]: r["track"] for r in rows}
 
     def counts(self) -> dict[str, int]:
@@ -210,6 +219,28 @@ class BadCaseStore:
                 "SELECT kind, coalesce(track, 'unrouted') AS t, count(*) AS n FROM cases GROUP BY 1, 2"
             ).fetchall()
         return {f"{r['kind']}:{r['t']}": r["n"] for r in rows}
+
+
+def decide_in(con: sqlite3.Connection, case_id: str, track: str, by: str, note: str | None) -> int:
+    """One decision inside an open write transaction; the replaced routing is kept so it can be undone."""
+    prior = con.execute("SELECT track, track_by, routed_at FROM cases WHERE case_id = ?", (case_id,)).fetchone()
+    if prior is None:
+        raise BadCaseError(f"no bad case {case_id!r}; see `flywheel badcases list`")
+    at = now()
+    cur = con.execute(
+        "INSERT INTO decisions (case_id, track, by, note, at) VALUES (?, ?, ?, ?, ?)",
+        (case_id, track, by, note, at),
+    )
+    decision_id = int(cur.lastrowid or 0)
+    con.execute(
+        "INSERT INTO decision_prior (decision_id, track, track_by, routed_at) VALUES (?, ?, ?, ?)",
+        (decision_id, prior["track"], prior["track_by"], prior["routed_at"]),
+    )
+    con.execute(
+        "UPDATE cases SET track = ?, track_by = ?, routed_at = ? WHERE case_id = ?",
+        (track, f"annotator:{by}", at, case_id),
+    )
+    return decision_id
 
 
 def _decode(row: sqlite3.Row) -> dict[str, Any]:

@@ -209,12 +209,13 @@ def curate(
 def _register_parts() -> None:
     """Each part (trainer, captioners, flywheel loop) owns its commands in its own module."""
     from pipelines.cli import caption as cli_caption
+    from pipelines.cli import dashboard as cli_dashboard
     from pipelines.cli import loop as cli_loop
     from pipelines.cli import mine as cli_mine
     from pipelines.cli import reservoir as cli_reservoir
     from pipelines.cli import train as cli_train
 
-    for part in (cli_train, cli_caption, cli_loop, cli_reservoir, cli_mine):
+    for part in (cli_train, cli_caption, cli_loop, cli_reservoir, cli_mine, cli_dashboard):
         part.register(app)
 
 
