@@ -62,7 +62,7 @@ class ViewCache:
                 return None
             parts += [f"{p.name}:{p.stat().st_mtime_ns}:{p.stat().st_size}" for p in shards]
         for recipe in self.ws.curated_recipes():
-            st = (self.ws.curated_dir(recipe) / "funnel.json").stat()
+            st = self.ws.funnel_path(recipe).stat()
             parts.append(f"{recipe}:{st.st_mtime_ns}")
         return hashlib.blake2b("|".join(parts).encode(), digest_size=8).hexdigest()
 
@@ -116,13 +116,13 @@ class ViewCache:
             con.execute("CREATE TABLE rejected (recipe VARCHAR, uri VARCHAR, reason VARCHAR, reasons VARCHAR[])")
             con.execute("CREATE TABLE kept (recipe VARCHAR, uri VARCHAR)")
             for recipe in self.ws.curated_recipes():
-                cdir = self.ws.curated_dir(recipe)
-                if (cdir / "rejected.parquet").is_file():
+                rejected = self.ws.rejected_path(recipe)
+                if rejected.is_file():
                     con.execute(
                         "INSERT INTO rejected SELECT ?, uri, reason, reasons FROM read_parquet(?)",
-                        [recipe, str(cdir / "rejected.parquet")],
+                        [recipe, str(rejected)],
                     )
-                kept = sorted(str(p) for p in cdir.glob("part-*.parquet"))
+                kept = [str(p) for p in self.ws.curated_store(recipe).shard_paths()]
                 if kept:
                     con.execute("INSERT INTO kept SELECT ?, uri FROM read_parquet(?)", [recipe, kept])
             # `rn` numbers the rows in gallery order; a page is then a range of rn, which DuckDB's zone maps

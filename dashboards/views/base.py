@@ -32,13 +32,13 @@ def recipe_of(app: FastAPI, request: Request) -> tuple[str | None, list[str]]:
         return wanted, recipes
     if not recipes:
         return None, recipes
-    latest = max(recipes, key=lambda r: (ws.curated_dir(r) / "funnel.json").stat().st_mtime)
+    latest = max(recipes, key=lambda r: ws.funnel_path(r).stat().st_mtime)
     return latest, recipes
 
 
 def read_json(ws: Workspace, recipe: str, name: str) -> dict[str, Any]:
     try:
-        path = ws.curated_dir(recipe) / name
+        path = ws.selection_dir(recipe) / name
     except WorkspaceError as exc:
         raise HTTPException(404, str(exc)) from exc
     return json.loads(path.read_text()) if path.is_file() else {}

@@ -84,7 +84,7 @@ def build_workspace(root: Path) -> Workspace:
             captions.append(caption)
             rows.append(
                 {
-                    "id": sample_id(image, caption),
+                    "id": sample_id("folder", f"mem://{k}"),
                     "uri": f"mem://{k}",
                     "partition": part,
                     "image": image,

@@ -99,7 +99,7 @@ def test_keyboard_triage_and_funnel_chart(server):
             bars = eng.locator("svg.bars rect.bar")
             import json
 
-            rules = json.loads((app.state.ws.curated_dir("tiny") / "funnel.json").read_text())["rules"]
+            rules = json.loads(app.state.ws.funnel_path("tiny").read_text())["rules"]
             assert bars.count() == len(rules)
             assert [bars.nth(i).get_attribute("data-label") for i in range(bars.count())] == [r["name"] for r in rules]
             for i, rule in enumerate(rules):

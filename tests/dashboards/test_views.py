@@ -17,7 +17,7 @@ def eng(login):
 
 
 def _funnel(ws) -> dict:
-    return json.loads((ws.curated_dir("tiny") / "funnel.json").read_text())
+    return json.loads(ws.funnel_path("tiny").read_text())
 
 
 def test_every_registered_view_renders(eng):
