@@ -10,6 +10,7 @@ from filters.clip_score import ClipScorer
 from filters.config import ScoringConfig
 from filters.dedup import DedupScorer
 from filters.entropy import EntropyScorer
+from filters.jpeg_quality import JpegQualityScorer
 from filters.nsfw import NsfwScorer
 from filters.resolution import ResolutionScorer
 from filters.rotation import RotationScorer
@@ -29,6 +30,7 @@ FILTERS: tuple[type[Scorer], ...] = (
     EntropyScorer,
     ClipScorer,
     TokenLengthScorer,
+    JpegQualityScorer,
 )
 _BY_NAME = {cls.name: cls for cls in FILTERS}
 
