@@ -10,6 +10,7 @@ from filters.clip_score import ClipScorer
 from filters.config import ScoringConfig
 from filters.dedup import DedupScorer
 from filters.entropy import EntropyScorer
+from filters.image_quality import ImageQualityScorer
 from filters.jpeg_quality import JpegQualityScorer
 from filters.nsfw import NsfwScorer
 from filters.resolution import ResolutionScorer
@@ -31,6 +32,7 @@ FILTERS: tuple[type[Scorer], ...] = (
     ClipScorer,
     TokenLengthScorer,
     JpegQualityScorer,
+    ImageQualityScorer,
 )
 _BY_NAME = {cls.name: cls for cls in FILTERS}
 
