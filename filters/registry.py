@@ -13,6 +13,7 @@ from filters.entropy import EntropyScorer
 from filters.image_quality import ImageQualityScorer
 from filters.jpeg_quality import JpegQualityScorer
 from filters.nsfw import NsfwScorer
+from filters.quality_v1 import QualityV1Scorer
 from filters.resolution import ResolutionScorer
 from filters.rotation import RotationScorer
 from filters.rotation_net import RotationNetScorer
@@ -33,6 +34,7 @@ FILTERS: tuple[type[Scorer], ...] = (
     TokenLengthScorer,
     JpegQualityScorer,
     ImageQualityScorer,
+    QualityV1Scorer,
 )
 _BY_NAME = {cls.name: cls for cls in FILTERS}
 

@@ -28,12 +28,13 @@ POOL = {
     "double": ("T2I", 1024, 95, True, 2.50, 40.0, False),
     "resaved": ("T2I", 1024, None, None, 2.10, 35.0, False),
     "noisy": ("T2I", 1024, 90, False, 1.05, 70.0, False),
+    "blurry": ("T2I", 1024, 90, False, 1.05, 20.0, False),
     "edit": ("TI2I", 1024, 90, False, 1.05, 20.0, False),
 }
 EXPECTED = {
-    "stage1_256p": {"p2048", "p1024", "p512", "p256", "lowq", "double", "resaved", "noisy"},
-    "stage2_256p_edit": {"p2048", "p1024", "p512", "p256", "lowq", "double", "resaved", "noisy", "edit"},
-    "stage3_512p": {"p2048", "p1024", "p512", "synth", "lowq", "double", "resaved", "noisy", "edit"},
+    "stage1_256p": {"p2048", "p1024", "p512", "p256", "lowq", "double", "resaved", "noisy", "blurry"},
+    "stage2_256p_edit": {"p2048", "p1024", "p512", "p256", "lowq", "double", "resaved", "noisy", "blurry", "edit"},
+    "stage3_512p": {"p2048", "p1024", "p512", "synth", "lowq", "double", "resaved", "noisy", "blurry", "edit"},
     "stage4_1024p": {"p2048", "p1024", "p512", "edit"},
     "stage5_2048p": {"p2048"},
 }
@@ -69,6 +70,12 @@ def _pool(ws: Workspace) -> None:
                 "jpeg_double_compressed": double,
                 "jpeg_blockiness": block,
                 "iq_brisque": brisque,
+                "v1_blur": 0.8 if uri == "blurry" else 0.2,
+                "v1_luma_p99": 240.0,
+                "v1_luma_p01": 5.0,
+                "v1_saturation_clipped": 0.01,
+                "v1_saturation_p95": 0.0 if uri == "synth" else 0.8,
+                "v1_texture": 3.0,
             }
         )
     types = {
@@ -87,6 +94,8 @@ def _pool(ws: Workspace) -> None:
         "jpeg_double_compressed": pa.bool_(),
         "jpeg_blockiness": pa.float32(),
         "iq_brisque": pa.float32(),
+        **{c: pa.float32() for c in ("v1_blur", "v1_luma_p99", "v1_luma_p01", "v1_saturation_clipped")},
+        **{c: pa.float32() for c in ("v1_saturation_p95", "v1_texture")},
         "source_image": pa.binary(),
         "source_uri": pa.string(),
     }
@@ -116,7 +125,7 @@ def test_each_stage_recipe_selects_from_one_pool(pool_ws: Workspace) -> None:
         assert not sel.funnel.not_applied, (name, sel.funnel.not_applied)
         assert _kept(sel) == expected, name
     reasons = select(pool_ws, load_recipe("stage4_1024p")).funnel.by_reason
-    assert {"jpeg_quality", "jpeg_double", "resaved_jpeg", "brisque", "min_side"} <= set(reasons)
+    assert {"jpeg_quality", "jpeg_double", "resaved_jpeg", "brisque", "min_side", "blur"} <= set(reasons)
 
 
 def test_gpu_stages_name_builtin_recipes_and_start_on_cpu(pool_ws: Workspace, tmp_path) -> None:
