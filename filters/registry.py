@@ -10,7 +10,10 @@ from filters.clip_score import ClipScorer
 from filters.config import ScoringConfig
 from filters.dedup import DedupScorer
 from filters.entropy import EntropyScorer
+from filters.image_quality import ImageQualityScorer
+from filters.jpeg_quality import JpegQualityScorer
 from filters.nsfw import NsfwScorer
+from filters.quality_v1 import QualityV1Scorer
 from filters.resolution import ResolutionScorer
 from filters.rotation import RotationScorer
 from filters.rotation_net import RotationNetScorer
@@ -29,6 +32,9 @@ FILTERS: tuple[type[Scorer], ...] = (
     EntropyScorer,
     ClipScorer,
     TokenLengthScorer,
+    JpegQualityScorer,
+    ImageQualityScorer,
+    QualityV1Scorer,
 )
 _BY_NAME = {cls.name: cls for cls in FILTERS}
 

@@ -37,6 +37,7 @@ class Rule:
     values_in: list[Any] | None = None
     not_in: list[Any] | None = None
     keep: str | None = None  # SQL boolean expression: TRUE keeps the row
+    uses: list[str] = field(default_factory=list)  # further columns the `keep` expression reads
     dedup: Literal["exact", "perceptual"] | None = None
     max_hamming: int = 6
     on_null: OnNull = "keep"
@@ -44,7 +45,7 @@ class Rule:
     why: str = ""
 
     def columns(self) -> list[str]:
-        return [self.column] if self.column else []
+        return ([self.column] if self.column else []) + [c for c in self.uses if c != self.column]
 
     def describe(self) -> str:
         if self.dedup == "exact":

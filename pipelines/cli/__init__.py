@@ -68,6 +68,36 @@ def score(
         console.print(f"[yellow]{name}: {message}[/]")
 
 
+@app.command("score-missing")
+def score_missing(
+    workspace: WorkspaceOpt,
+    filters: Annotated[str | None, typer.Option(help="Comma-separated filter names (default: all).")] = None,
+    config: Annotated[Path | None, typer.Option(help="Scoring config YAML (model paths, limits).")] = None,
+) -> None:
+    """Add the columns of CPU filters the existing pool lacks, rewriting its shards in place (no re-ingest)."""
+    from filters.config import ScoringConfig
+    from filters.registry import UnknownFilterError
+    from flywheel.config import ConfigError
+    from flywheel.workspace import Workspace, WorkspaceError
+    from pipelines.steps.add_columns import add_missing_columns
+
+    try:
+        result = add_missing_columns(
+            Workspace.at(workspace),
+            filters.split(",") if filters else None,
+            ScoringConfig.load(config),
+            log=lambda m: err.print(m),
+        )
+    except (ConfigError, UnknownFilterError, WorkspaceError, FileNotFoundError) as exc:
+        _fail(str(exc))
+    console.print(
+        f"added columns on {result.rewritten} of {result.shards} shard(s) ({result.rows} rows): "
+        f"{result.added or 'nothing missing'}"
+    )
+    if result.skipped_models:
+        console.print(f"[yellow]model filters need `flywheel score`: {result.skipped_models}[/]")
+
+
 @app.command()
 def select(
     workspace: WorkspaceOpt,

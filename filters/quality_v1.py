@@ -1,0 +1,125 @@
+"""The Qwen-Image v1 stage-2 quality filters: clarity (blur), luma, saturation and texture, as columns.
+
+All four are computed on the shared decoded view resized to a 256 px shorter side (the scale of
+`filters.image_quality`), so they do not depend on the stored resolution. Thresholds live in the recipes;
+they were tuned on one labeled set and reported on another built from different photos
+(bench/quality_v1.py, docs/filter_quality.md).
+
+- `v1_blur`: the Crete-Roffet no-reference blur metric (2007): blur the image again with a 9-px box and
+  measure how much of the neighbour variation that removes; a sharp image loses much (value near 0), an
+  already blurred one little (value near 1). It is relative to the image's own variation, so flat but sharp
+  content does not read as blurred the way a Laplacian-variance threshold does.
+- `v1_luma_mean`, `v1_luma_p01`, `v1_luma_p99`: mean and 1st/99th luma percentiles 0-255. An underexposed
+  photo has no highlights (low p99) and an overexposed one no shadows (high p01); a night sky with stars or
+  a white page with black text keeps them, which the mean alone cannot tell apart (measured: the mean's
+  tuned threshold lost precision on the report photos' dark space image).
+- `v1_saturation_p95`: 95th percentile of HSV saturation 0-1 over lit pixels (value >= 32; darker pixels
+  have no reliable colour). Washed-out images have no strongly coloured pixel at all. Exactly grey images
+  (all channels equal) measure 0: monochrome is a choice, so recipes reject under-saturation only above 0.
+- `v1_saturation_clipped`: fraction of lit pixels at saturation >= 0.95 (a channel pushed to 0):
+  over-saturation clips colour.
+- `v1_texture`: Immerkaer noise sigma of the luma (grey levels): high for static, noise-like and
+  over-textured images, a few levels for photos, including grass and gravel.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+import pyarrow as pa
+from PIL import Image
+from scipy import ndimage
+
+from filters.base import CpuScorer, SampleBatch
+from filters.image_quality import SCALE, noise_sigma
+from flywheel.schema import Column
+
+
+def resized_rgb(rgb: np.ndarray, short_side: int = SCALE) -> np.ndarray:
+    h, w = rgb.shape[:2]
+    s = min(h, w)
+    if s <= short_side:
+        return rgb
+    img = Image.fromarray(rgb).resize((max(1, round(w * short_side / s)), max(1, round(h * short_side / s))))
+    return np.asarray(img)
+
+
+def crete_blur(gray: np.ndarray) -> float:
+    """Crete-Roffet blur in [0, 1]: 0 sharp, 1 fully blurred (flat images read 1)."""
+    f = gray.astype(np.float32)
+    out = 0.0
+    for axis in (0, 1):
+        b = ndimage.uniform_filter1d(f, 9, axis=axis, mode="reflect")
+        df = np.abs(np.diff(f, axis=axis))
+        db = np.abs(np.diff(b, axis=axis))
+        s_f = float(df.sum())
+        if s_f <= 0:
+            return 1.0
+        s_v = float(np.maximum(0.0, df - db).sum())
+        out = max(out, (s_f - s_v) / s_f)
+    return out
+
+
+def saturation(rgb: np.ndarray) -> tuple[float, float]:
+    """95th percentile of HSV saturation and fraction >= 0.95, over pixels with value >= 32."""
+    x = rgb.astype(np.float32)
+    mx, mn = x.max(axis=-1), x.min(axis=-1)
+    lit = mx >= 32
+    if not lit.any():
+        return 0.0, 0.0
+    sat = (mx[lit] - mn[lit]) / mx[lit]
+    return float(np.percentile(sat, 95)), float((sat >= 0.95).mean())
+
+
+class QualityV1Scorer(CpuScorer):
+    name = "quality_v1"
+    view_short_side = SCALE
+    columns = (
+        Column("v1_blur", pa.float32(), "0-1", "Crete-Roffet blur at 256 px (0 sharp, 1 blurred).", owner="quality_v1"),
+        Column("v1_luma_mean", pa.float32(), "0-255", "Mean luma.", owner="quality_v1"),
+        Column("v1_luma_p01", pa.float32(), "0-255", "1st luma percentile (high: too bright).", owner="quality_v1"),
+        Column("v1_luma_p99", pa.float32(), "0-255", "99th luma percentile (low: too dark).", owner="quality_v1"),
+        Column(
+            "v1_saturation_p95",
+            pa.float32(),
+            "0-1",
+            "95th percentile of HSV saturation of lit pixels (low: washed out); 0 for exactly grey images.",
+            owner="quality_v1",
+        ),
+        Column(
+            "v1_saturation_clipped",
+            pa.float32(),
+            "fraction",
+            "Fraction of lit pixels at saturation >= 0.95 (high: over-saturated).",
+            owner="quality_v1",
+        ),
+        Column(
+            "v1_texture",
+            pa.float32(),
+            "grey levels",
+            "Immerkaer noise sigma at 256 px: high for noise-like, over-textured images.",
+            owner="quality_v1",
+        ),
+    )
+
+    def score(self, batch: SampleBatch) -> dict[str, Sequence[Any]]:
+        out: dict[str, list[Any]] = {c.name: [] for c in self.columns}
+        for d in batch.decoded:
+            if not d.ok:
+                for values in out.values():
+                    values.append(None)
+                continue
+            rgb = resized_rgb(d.rgb)
+            gray = np.asarray(Image.fromarray(rgb).convert("L"), dtype=np.float32)
+            out["v1_blur"].append(crete_blur(gray))
+            p01, p99 = np.percentile(gray, [1, 99])
+            sat_p95, clipped = saturation(rgb)
+            out["v1_luma_mean"].append(float(gray.mean()))
+            out["v1_luma_p01"].append(float(p01))
+            out["v1_luma_p99"].append(float(p99))
+            out["v1_saturation_p95"].append(sat_p95)
+            out["v1_saturation_clipped"].append(clipped)
+            out["v1_texture"].append(noise_sigma(gray))
+        return out

@@ -1,0 +1,44 @@
+import numpy as np
+from PIL import Image, ImageEnhance, ImageFilter
+
+from corpus.photo_sets import load_photo
+from filters.base import SampleBatch
+from filters.quality_v1 import QualityV1Scorer, crete_blur
+from flywheel.imaging import decode
+from tests.images import encode
+
+
+def _score(arrays: list[np.ndarray]) -> list[dict[str, float]]:
+    items = [encode(a, "PNG") for a in arrays]
+    batch = SampleBatch(
+        ids=[str(i) for i in range(len(items))],
+        images=items,
+        captions=[None] * len(items),
+        decoded=[decode(b, QualityV1Scorer.view_short_side) for b in items],
+    )
+    out = QualityV1Scorer()(batch)
+    return [{c: out[c][i] for c in out} for i in range(len(items))]
+
+
+def test_each_column_moves_with_its_defect() -> None:
+    rgb = load_photo("rocket")[:384, :384]
+    img = Image.fromarray(rgb)
+    blurred = np.asarray(img.filter(ImageFilter.GaussianBlur(4)))
+    dark = (rgb * 0.2).astype(np.uint8)
+    bright = (255 - (255 - rgb.astype(np.float32)) * 0.2).astype(np.uint8)
+    washed = np.asarray(ImageEnhance.Color(img).enhance(0.1))
+    vivid = np.asarray(ImageEnhance.Color(img).enhance(4.0))
+    noise = np.random.default_rng(0).integers(0, 256, rgb.shape, dtype=np.uint8)
+    clean, b, d, br, w, v, n = _score([rgb, blurred, dark, bright, washed, vivid, noise])
+    assert b["v1_blur"] > clean["v1_blur"] + 0.2
+    assert d["v1_luma_p99"] < clean["v1_luma_p99"] / 3
+    assert br["v1_luma_p01"] > clean["v1_luma_p01"] + 100
+    assert 0 < w["v1_saturation_p95"] < clean["v1_saturation_p95"] / 3
+    assert v["v1_saturation_clipped"] > clean["v1_saturation_clipped"] + 0.1
+    assert n["v1_texture"] > 5 * clean["v1_texture"]
+
+
+def test_grey_photo_has_zero_saturation_and_flat_image_reads_blurred() -> None:
+    (grey,) = _score([load_photo("camera")])
+    assert grey["v1_saturation_p95"] == 0.0
+    assert crete_blur(np.full((64, 64), 7.0, np.float32)) == 1.0
