@@ -69,6 +69,9 @@ class Scorer(ABC):
     columns: ClassVar[tuple[Column, ...]]
     # Shorter side (px) of the decoded view this scorer needs; 0 means header/bytes only.
     view_short_side: ClassVar[int] = 0
+    # False for the high-resolution stages' costly scorers (BRISQUE, v1 quality): a plain `flywheel score`
+    # stays stage-1 fast, and `score-missing --filters NAME` adds their columns when a recipe needs them.
+    default_on: ClassVar[bool] = True
 
     def __init__(self) -> None:
         self.counters = Counters()

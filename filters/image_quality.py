@@ -122,6 +122,7 @@ def brisque_score(gray: np.ndarray) -> float | None:
 class ImageQualityScorer(CpuScorer):
     name = "image_quality"
     view_short_side = SCALE
+    default_on = False  # costly (stage 4/5 only): opt in with --filters or score-missing
     columns = (
         Column(
             "iq_brisque",

@@ -76,6 +76,7 @@ def saturation(rgb: np.ndarray) -> tuple[float, float]:
 class QualityV1Scorer(CpuScorer):
     name = "quality_v1"
     view_short_side = SCALE
+    default_on = False  # costly (stage 4/5 only): opt in with --filters or score-missing
     columns = (
         Column("v1_blur", pa.float32(), "0-1", "Crete-Roffet blur at 256 px (0 sharp, 1 blurred).", owner="quality_v1"),
         Column("v1_luma_mean", pa.float32(), "0-255", "Mean luma.", owner="quality_v1"),

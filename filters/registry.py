@@ -47,10 +47,13 @@ def filter_names() -> list[str]:
     return [cls.name for cls in FILTERS]
 
 
-def resolve(names: Iterable[str] | None) -> list[type[Scorer]]:
-    """Filter classes for `names` (all when None), in registry order; the broken filter always runs."""
+def resolve(names: Iterable[str] | None, include_optional: bool = False) -> list[type[Scorer]]:
+    """Filter classes for `names` in registry order; the broken filter always runs.
+
+    `None` means the default set (every filter with `default_on`), or every filter with `include_optional`.
+    """
     if names is None:
-        return list(FILTERS)
+        return [cls for cls in FILTERS if cls.default_on or include_optional]
     wanted = {n.strip() for n in names if n.strip()}
     unknown = wanted - set(_BY_NAME)
     if unknown:

@@ -202,7 +202,7 @@ def list_filters() -> None:
     for col in ("filter", "column", "dtype", "unit", "description"):
         out.add_column(col, overflow="fold")
     for cls in FILTERS:
-        kind = "model" if hasattr(cls, "load") else "cpu"
+        kind = ("model" if hasattr(cls, "load") else "cpu") + ("" if cls.default_on else ", opt-in")
         for c in cls.columns:
             out.add_row(f"{cls.name} ({kind})", c.name, str(c.dtype), c.unit, c.description)
     console.print(out)

@@ -40,7 +40,7 @@ def add_missing_columns(
     log: Callable[[str], None] = print,
 ) -> AddResult:
     cfg = cfg or ScoringConfig()
-    classes = [c for c in resolve(filters) if c is not BrokenScorer]
+    classes = [c for c in resolve(filters, include_optional=True) if c is not BrokenScorer]
     result = AddResult(skipped_models=[c.name for c in classes if is_model(c)])
     cpu_classes = [c for c in classes if not is_model(c)]
     store = workspace.pool
