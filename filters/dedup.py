@@ -66,5 +66,5 @@ class DedupScorer(CpuScorer):
         ph: list[int | None] = []
         for data, d in zip(batch.images, batch.decoded, strict=True):
             sha.append(hashlib.sha256(data).hexdigest() if data else None)
-            ph.append(phash64(d.gray) if d.ok else None)
+            ph.append(phash64(d.gray_at(self.view_short_side)) if d.ok else None)
         return {"dedup_sha256": sha, "dedup_phash": ph}

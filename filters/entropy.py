@@ -46,7 +46,7 @@ class EntropyScorer(CpuScorer):
                 bits.append(None)
                 std.append(None)
                 continue
-            gray = d.gray
+            gray = d.gray_at(self.view_short_side)
             bits.append(luma_entropy(gray))
             std.append(float(gray.std()))
         return {"entropy_bits": bits, "entropy_std": std}

@@ -19,7 +19,7 @@ import pyarrow as pa
 
 from filters.base import CpuScorer, ModelScorer, SampleBatch, Scorer
 from filters.config import ScoringConfig
-from filters.registry import build
+from filters.registry import build, decode_short_side
 from flywheel.ids import sample_id
 from flywheel.imaging import decode
 from flywheel.ingest import read_partition
@@ -54,9 +54,10 @@ class ScorePartition:
         self.cfg = cfg
         self.cpu: list[CpuScorer] = [build(c, cfg) for c in cpu_classes]  # type: ignore[misc]
         self.model: list[ModelScorer] = [build(c, cfg) for c in model_classes]  # type: ignore[misc]
-        # One decode serves every scorer, at the largest view any of them needs. Even header-only
-        # scorers get a small draft decode, because only a full pass over the stream detects truncation.
-        self.view_short_side = max([s.view_short_side for s in [*self.cpu, *self.model]] + [32])
+        # One decode serves every scorer, at a view fixed by the configuration (not by which filters are
+        # enabled), so every column is the same whichever filters run. Header-only runs still decode:
+        # only a full pass over the stream detects truncation.
+        self.view_short_side = decode_short_side(cfg)
 
     def __call__(self, batch: dict[str, np.ndarray]) -> pa.Table:
         tables = [self.score_one(*spec_from_row({k: batch[k][i] for k in batch})) for i in range(len(batch["index"]))]
