@@ -82,12 +82,23 @@ def select(workspace: Workspace, recipe: Recipe, *, threads: int | None = None) 
         pool_columns |= set(pq.read_schema(f).names)
 
     funnel = Funnel(recipe=recipe.name)
+    captionless = _captionless(con, files, pool_columns)
+    caption_columns = _caption_columns(workspace)
+    if captionless:
+        funnel.warnings.append(
+            "no row of the pool has a caption: caption rules judged nothing (not applied); "
+            "add captions or run `flywheel caption` on this selection"
+        )
     applied: list[Rule] = []
     for rule in recipe.rules:
         missing = [c for c in rule.columns() if c not in pool_columns]
         if missing:
             funnel.not_applied.append(
                 {"rule": rule.name, "why": f"column(s) {missing} not in the pool (was the filter run?)"}
+            )
+        elif captionless and caption_columns & set(rule.columns()):
+            funnel.not_applied.append(
+                {"rule": rule.name, "why": "no row has a caption, so the rule judged nothing (every row kept)"}
             )
         else:
             applied.append(rule)
@@ -133,6 +144,25 @@ def select(workspace: Workspace, recipe: Recipe, *, threads: int | None = None) 
     _swap_in(tmp_dir, out_dir)
     con.close()
     return Selection(recipe=recipe, funnel=funnel, out_dir=out_dir)
+
+
+def _captionless(con: duckdb.DuckDBPyConnection, files: list[str], pool_columns: set[str]) -> bool:
+    """True when the pool has rows and not one of them has a caption."""
+    if "caption" not in pool_columns:
+        return False
+    rows, with_caption = con.execute(
+        "SELECT count(*), count(caption) FROM read_parquet(?, union_by_name=true)", [files]
+    ).fetchone()
+    return bool(rows) and with_caption == 0
+
+
+def _caption_columns(workspace: Workspace) -> set[str]:
+    """Columns computed from the caption, as the scoring run declared them in the pool manifest."""
+    try:
+        manifest = workspace.pool.read_manifest()
+    except FileNotFoundError:
+        manifest = {}
+    return {"caption", *manifest.get("caption_columns", [])}
 
 
 def _apply(con: duckdb.DuckDBPyConnection, funnel: Funnel, outcome: RuleOutcome, keep_sql: str) -> None:

@@ -54,7 +54,7 @@ def score(
                 ray_address=ray_address,
                 rows_per_partition=rows_per_partition,
                 progress=lambda done, total: progress.update(task, completed=done, total=total),
-                log=lambda m: err.print(m),
+                log=lambda m: err.print(m, markup=False),  # "[warning] ..." is text, not Rich markup
             )
     except (SourceError, ConfigError, UnknownFilterError, WorkspaceError, FileNotFoundError) as exc:
         _fail(str(exc))
@@ -90,6 +90,8 @@ def select(
     except (ConfigError, WorkspaceError, FileNotFoundError) as exc:
         _fail(str(exc))
     selection.funnel.check()
+    for warning in selection.funnel.warnings:
+        err.print(f"[warning] {warning}", markup=False)
     if json_out:
         console.print_json(json.dumps(selection.funnel.to_json()))
     else:
