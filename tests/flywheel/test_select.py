@@ -58,7 +58,7 @@ def test_select_funnel_adds_up_and_keeps_best_duplicates(tmp_path):
     assert f.removed_by_rule["broken"] == 1 and f.removed_by_rule["min_side"] == 2
     assert f.removed_by_rule["nsfw"] == 1 and f.removed_by_rule["exact_dup"] == 1
     assert f.removed_by_rule["near_dup"] == 1 and f.removed_by_rule["caption_invalid"] == 1
-    assert {n["rule"] for n in f.not_applied} == {"rotation", "entropy"}
+    assert {n["rule"] for n in f.not_applied} == {"rotation", "entropy", "low_info"}
     clip = next(r for r in f.rules if r.name == "clip")
     assert clip.removed == 0 and "null for every row" in clip.note
     kept = pa.concat_tables([pa.parquet.read_table(p) for p in sorted(sel.out_dir.glob("part-*.parquet"))])

@@ -12,7 +12,7 @@ from tests.images import encode, photo_like
 # Columns of each filter under test, compared with a float tolerance of zero: the same pixels give the same bits.
 COLUMNS = {
     "dedup": ["dedup_sha256", "dedup_phash"],
-    "entropy": ["entropy_bits", "entropy_std"],
+    "entropy": ["entropy_bits", "entropy_std", "entropy_detail"],
 }
 
 
