@@ -29,7 +29,7 @@ from filters.entropy import EntropyScorer
 from filters.registry import decode_short_side
 from flywheel.imaging import decode
 from flywheel.recipes import load_recipe
-from flywheel.select.dedup_groups import groups_from_edges, near_duplicate_edges
+from flywheel.select.dedup_groups import groups_from_edges, multiview_edges, near_duplicate_edges
 
 
 def score_rows(samples: list[HardSample]) -> list[dict[str, Any]]:
@@ -82,13 +82,22 @@ def low_info_table(samples: list[HardSample], rows: list[dict[str, Any]], thresh
     return out
 
 
-def dedup_removals(rows: list[dict[str, Any]], max_hamming: int, low_info_min: float) -> dict[str, str]:
+def dedup_removals(
+    rows: list[dict[str, Any]], max_hamming: int, low_info_min: float, views: list[str] | None
+) -> dict[str, str]:
     """name -> name of the kept member, for every row the recipe's near-dup rule would remove."""
     alive = [r for r in rows if r["dedup_phash"] is not None and (r["entropy_detail"] or 0) >= low_info_min]
     con = duckdb.connect()
-    table = pa.table({"k": [r["name"] for r in alive], "h": pa.array([r["dedup_phash"] for r in alive], pa.int64())})
+    cols = ["dedup_phash", *(views or [])]
+    table = pa.table(
+        {"k": [r["name"] for r in alive], **{c: pa.array([r[c] for r in alive], pa.int64()) for c in cols}}
+    )
     con.register("live", table)
-    groups = groups_from_edges(near_duplicate_edges(con, "live", "k", "h", max_hamming))
+    if views:
+        edges = multiview_edges(con, "live", "k", cols, max_hamming)
+    else:
+        edges = near_duplicate_edges(con, "live", "k", "dedup_phash", max_hamming)
+    groups = groups_from_edges(edges)
     members: dict[str, list[str]] = defaultdict(list)
     for k, g in groups.items():
         members[g].append(k)
@@ -140,6 +149,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--splits", default="tune,report")
     parser.add_argument("--scale", type=int, default=1)
     parser.add_argument("--out", type=Path)
+    parser.add_argument("--sweep", default="", help="comma-separated max_hamming values to tabulate (tuning)")
     args = parser.parse_args(argv)
     recipe = {r.name: r for r in load_recipe("stage1_256p").rules}
     low_min = float(recipe["low_info"].min)
@@ -149,10 +159,17 @@ def main(argv: list[str] | None = None) -> int:
         started = time.perf_counter()
         samples = build_split(split, args.scale)
         rows = score_rows(samples)
-        removed = dedup_removals(rows, hamming, low_min)
+        views = recipe["near_dup"].views
+        removed = dedup_removals(rows, hamming, low_min, views)
         lines += [f"### split {split} ({len(samples)} files, {time.perf_counter() - started:.0f}s)", ""]
         lines += [*low_info_table(samples, rows, low_min), ""]
         lines += [*dedup_table(samples, removed), ""]
+        for t in [int(v) for v in args.sweep.split(",") if v]:
+            lines += [
+                f"sweep max_hamming={t}:",
+                *dedup_table(samples, dedup_removals(rows, t, low_min, views))[2:3],
+                "",
+            ]
     lines.append(f"command: `python3 bench/hard_quality.py --splits {args.splits} --scale {args.scale}`")
     text = "\n".join(lines) + "\n"
     print(text)

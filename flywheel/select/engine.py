@@ -10,7 +10,7 @@ from __future__ import annotations
 import shutil
 import time
 import uuid
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -19,7 +19,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from flywheel.recipes.recipe import Recipe, Rule
-from flywheel.select.dedup_groups import groups_from_edges, near_duplicate_edges
+from flywheel.select.dedup_groups import groups_from_edges, multiview_edges, near_duplicate_edges
 from flywheel.select.funnel import Funnel, RuleOutcome
 from flywheel.store.shards import ShardStore, write_json_atomic
 from flywheel.workspace import Workspace
@@ -90,8 +90,13 @@ def select(workspace: Workspace, recipe: Recipe, *, threads: int | None = None) 
             "add captions or run `flywheel caption` on this selection"
         )
     applied: list[Rule] = []
+    notes: dict[str, str] = {}
     for rule in recipe.rules:
         missing = [c for c in rule.columns() if c not in pool_columns]
+        if rule.views and missing and rule.column in pool_columns:  # a pool scored before the view hashes
+            rule = replace(rule, views=None)
+            notes[rule.name] = f"view hashes {missing} not in the pool: full-view hashes only (re-score to add them)"
+            missing = []
         if missing:
             funnel.not_applied.append(
                 {"rule": rule.name, "why": f"column(s) {missing} not in the pool (was the filter run?)"}
@@ -117,6 +122,7 @@ def select(workspace: Workspace, recipe: Recipe, *, threads: int | None = None) 
     order_by = ", ".join(_valid_order(recipe.keep_best_by, pool_columns)) or "s.id"
     for rule in applied:
         outcome = RuleOutcome(rule.name, rule.describe(), column=rule.column)
+        outcome.note = notes.get(rule.name, "")
         if rule.dedup:
             _dedup(con, rule, order_by, outcome)
             funnel.rules.append(outcome)
@@ -184,8 +190,12 @@ def _dedup(con: duckdb.DuckDBPyConnection, rule: Rule, order_by: str, outcome: R
         con.execute(f"""CREATE OR REPLACE TEMP TABLE grp AS
             SELECT {KEY} AS k, {col} AS g FROM s WHERE alive AND {col} IS NOT NULL""")
     else:
-        con.execute(f"CREATE OR REPLACE TEMP TABLE live AS SELECT {KEY}, {col} FROM s WHERE alive")
-        edges = near_duplicate_edges(con, "live", KEY, col, rule.max_hamming)
+        hash_cols = ", ".join(_quote(c) for c in rule.columns())
+        con.execute(f"CREATE OR REPLACE TEMP TABLE live AS SELECT {KEY}, {hash_cols} FROM s WHERE alive")
+        if rule.views:
+            edges = multiview_edges(con, "live", KEY, [_quote(c) for c in rule.columns()], rule.max_hamming)
+        else:
+            edges = near_duplicate_edges(con, "live", KEY, col, rule.max_hamming)
         groups = groups_from_edges(edges)
         con.execute("CREATE OR REPLACE TEMP TABLE grp (k VARCHAR, g VARCHAR)")
         if groups:
