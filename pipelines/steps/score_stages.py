@@ -136,6 +136,7 @@ class ModelStage:
             self.scorer.threads = cpu_threads
         self.scorer.load()
         self.batch_size = int(getattr(getattr(cfg, scorer_cls.name, None), "batch_size", 32))
+        self._reported: dict[str, float] = {}  # counters already sent to the driver
 
     def __call__(self, table: pa.Table) -> pa.Table:
         scorer = self.scorer
@@ -156,4 +157,24 @@ class ModelStage:
         table = table.drop_columns([col])
         for name, arr in scorer.to_arrays(results).items():
             table = table.append_column(name, arr)
-        return table
+        return self._with_counters(table)
+
+    def _with_counters(self, table: pa.Table) -> pa.Table:
+        """Carry this call's counters (time, rows) to the driver on one row, so the run log lists model scorers.
+
+        The driver sums every row's counters when a partition completes; the delta since the last call goes on
+        the first real row (an empty partition's marker row is dropped by the driver, so it cannot carry it).
+        """
+        now = asdict(self.scorer.counters)
+        delta = {k: now[k] - self._reported.get(k, 0) for k in now}
+        self._reported = now
+        expected = table.column(EXPECTED).to_pylist()
+        target = next((i for i, e in enumerate(expected) if e), None)
+        if target is None or not delta["calls"]:
+            return table
+        values = table.column(COUNTERS).to_pylist()
+        merged = json.loads(values[target]) if values[target] else {}
+        merged[self.scorer.name] = delta
+        values[target] = json.dumps(merged)
+        index = table.column_names.index(COUNTERS)
+        return table.set_column(index, COUNTERS, pa.array(values, pa.string()))
