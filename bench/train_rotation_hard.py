@@ -28,9 +28,8 @@ from PIL import Image
 
 from bench.train_rotation import fit, predict, random_crops, skimage_photos, sklearn_photos
 from bench.train_rotation_net import candidates, text_photos, view_features
-from corpus.hard import PHOTO_SOURCES, _latin_font, build_split, document, landscape
+from corpus.hard import _latin_font, build_split, document, landscape
 from filters.rotation_net import DEFAULT_HEAD, RotationNetScorer, save_head
-from flywheel.imaging import decode
 
 TUNE_PHOTOS = {"astronaut", "coffee", "chelsea", "rocket", "camera", "china"}
 
@@ -121,7 +120,7 @@ def main(argv: list[str] | None = None) -> int:
     views, kinds = training_views(args.crops, args.scenes, args.seed)
     g = decoded_features(scorer, views)
     print(
-        f"{len(views)} training views {dict(zip(*np.unique(kinds, return_counts=True)))}, "
+        f"{len(views)} training views {dict(zip(*np.unique(kinds, return_counts=True), strict=True))}, "
         f"features in {time.perf_counter() - started:.0f}s",
         flush=True,
     )
