@@ -34,7 +34,7 @@ from filters.rotation_net import DEFAULT_HEAD, RotationNetScorer, save_head
 TUNE_PHOTOS = {"astronaut", "coffee", "chelsea", "rocket", "camera", "china"}
 
 
-def training_views(crops: int, scenes: int, seed: int) -> tuple[list[np.ndarray], list[str]]:
+def training_views(crops: int, scenes: int, seed: int, text_per_script: int) -> tuple[list[np.ndarray], list[str]]:
     """Upright training views and their kind (photo / scene / text / document)."""
     rng = np.random.default_rng(seed)
     views: list[np.ndarray] = []
@@ -47,7 +47,7 @@ def training_views(crops: int, scenes: int, seed: int) -> tuple[list[np.ndarray]
     for _ in range(scenes):
         views.append(np.asarray(landscape(rng, int(rng.integers(400, 800)), int(rng.integers(300, 640)))))
         kinds.append("scene")
-    for t in text_photos(8, seed):
+    for t in text_photos(text_per_script, seed):
         views.append(t.rgb)
         kinds.append("text")
     font = _latin_font()
@@ -58,11 +58,11 @@ def training_views(crops: int, scenes: int, seed: int) -> tuple[list[np.ndarray]
     return views, kinds
 
 
-def split_views(split: str) -> tuple[list[np.ndarray], list[str]]:
-    """Upright content images of a hard-corpus split (originals only: no duplicates, no low-information)."""
+def split_views(split: str, per_kind: int) -> tuple[list[np.ndarray], list[str]]:
+    """Up to `per_kind` upright originals per category of a hard-corpus split (no copies, no low-information)."""
     views, kinds = [], []
     for s in build_split(split):
-        if s.low_info or s.variant:
+        if s.low_info or s.variant or kinds.count(s.category) >= per_kind:
             continue
         views.append(np.asarray(Image.open(io.BytesIO(s.data)).convert("RGB")))
         kinds.append(s.category)
@@ -108,6 +108,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--crops", type=int, default=24)
     ap.add_argument("--scenes", type=int, default=240)
     ap.add_argument("--l2", type=float, default=5.0)
+    ap.add_argument("--text-per-script", type=int, default=8)
+    ap.add_argument("--eval-per-kind", type=int, default=30, help="upright originals per category and split")
     ap.add_argument("--seed", type=int, default=7)
     ap.add_argument("--out", type=Path, default=DEFAULT_HEAD)
     ap.add_argument("--report", type=Path, default=None)
@@ -117,7 +119,7 @@ def main(argv: list[str] | None = None) -> int:
     scorer = RotationNetScorer(head_path=None)
     scorer.threads = 1
     scorer.load_backbone()
-    views, kinds = training_views(args.crops, args.scenes, args.seed)
+    views, kinds = training_views(args.crops, args.scenes, args.seed, args.text_per_script)
     g = decoded_features(scorer, views)
     print(
         f"{len(views)} training views {dict(zip(*np.unique(kinds, return_counts=True), strict=True))}, "
@@ -128,7 +130,7 @@ def main(argv: list[str] | None = None) -> int:
     mean, scale, w = fit(x, y, args.l2)
     result: dict[str, object] = {"training_views": len(views), "l2": args.l2}
     for split in ("tune", "report"):
-        sv, sk = split_views(split)
+        sv, sk = split_views(split, args.eval_per_kind)
         sx, sy = candidates(decoded_features(scorer, sv))
         prob = predict(sx, mean, scale, w)
         skinds = np.tile(np.asarray(sk), 4)

@@ -17,7 +17,7 @@ from typing import Any
 import numpy as np
 import pyarrow as pa
 
-from filters.base import CpuScorer, ModelScorer, SampleBatch, Scorer
+from filters.base import Counters, CpuScorer, ModelScorer, SampleBatch, Scorer
 from filters.config import ScoringConfig
 from filters.registry import build, decode_short_side
 from flywheel.ids import sample_id
@@ -97,6 +97,7 @@ class ScorePartition:
         assert list(columns) == [c.name for c in CORE_COLUMNS]
         counters: dict[str, Any] = {}
         for scorer in self.cpu:
+            scorer.counters = Counters()  # per partition: the driver sums partitions, scorers outlive them
             out = scorer(batch) if n else scorer.empty_columns(0)
             columns.update(scorer.to_arrays(out))
             counters[scorer.name] = asdict(scorer.counters)
@@ -117,8 +118,19 @@ def score_partitions(
     model_classes: Sequence[type[Scorer]],
     cfg: ScoringConfig,
 ) -> pa.Table:
-    """Task-pool entry point (Ray Data runs callable classes only as actors)."""
-    return ScorePartition(cpu_classes, model_classes, cfg)(batch)
+    """Task-pool entry point (Ray Data runs callable classes only as actors).
+
+    Ray reuses task worker processes, so the scorers (tokenizer, rotation weights) are built once per worker
+    and configuration instead of once per partition.
+    """
+    key = (tuple(c.name for c in cpu_classes), tuple(c.name for c in model_classes), repr(cfg))
+    stage = _STAGES.get(key)
+    if stage is None:
+        stage = _STAGES[key] = ScorePartition(cpu_classes, model_classes, cfg)
+    return stage(batch)
+
+
+_STAGES: dict[tuple[Any, ...], ScorePartition] = {}
 
 
 def _empty_partition_row(index: int, schema: pa.Schema) -> pa.Table:
