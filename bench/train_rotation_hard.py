@@ -86,6 +86,7 @@ def rotated_pr(prob: np.ndarray, y: np.ndarray, kinds: np.ndarray, threshold: fl
         out[kind] = {
             "precision": tp / max(1, int(flagged.sum())),
             "recall": tp / max(1, int(rotated.sum())),
+            "upright_flagged": int((flagged & ~rotated).sum()) / max(1, int((~rotated).sum())),
             "acc4": float((prob[m].argmax(1) == y[m]).mean()),
             "n": int(m.sum()),
         }
@@ -101,6 +102,18 @@ def choose_threshold(prob: np.ndarray, y: np.ndarray, min_precision: float = 0.9
         if p >= min_precision and r > best[1]:
             best = (float(t), float(r))
     return best[0]
+
+
+SHIPPED_THRESHOLD = 0.125  # stage1_256p's rotation rule for the shipped head
+
+
+def _shipped_head() -> tuple[np.ndarray, np.ndarray, np.ndarray] | None:
+    if not DEFAULT_HEAD.is_file():
+        return None
+    from safetensors.numpy import load_file
+
+    t = load_file(str(DEFAULT_HEAD))
+    return t["mean"], t["scale"], t["w"]
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -129,6 +142,7 @@ def main(argv: list[str] | None = None) -> int:
     x, y = candidates(g)
     mean, scale, w = fit(x, y, args.l2)
     result: dict[str, object] = {"training_views": len(views), "l2": args.l2}
+    shipped = _shipped_head()
     for split in ("tune", "report"):
         sv, sk = split_views(split, args.eval_per_kind)
         sx, sy = candidates(decoded_features(scorer, sv))
@@ -139,6 +153,9 @@ def main(argv: list[str] | None = None) -> int:
             result["threshold"] = threshold
         result[split] = rotated_pr(prob, sy, skinds, float(result["threshold"]))
         print(split, json.dumps(result[split]), flush=True)
+        if shipped is not None:  # the head shipped before, at the recipe's threshold, on the same images
+            result[f"{split}_shipped_head"] = rotated_pr(predict(sx, *shipped), sy, skinds, SHIPPED_THRESHOLD)
+            print(split, "shipped head", json.dumps(result[f"{split}_shipped_head"]), flush=True)
     save_head(
         args.out,
         mean,
