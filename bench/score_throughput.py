@@ -27,7 +27,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from filters.base import Counters, SampleBatch
 from filters.config import ScoringConfig
-from filters.registry import build, is_model, resolve
+from filters.registry import build, decode_short_side, is_model, resolve
 from flywheel.imaging import decode
 
 PHOTOS = ("astronaut", "coffee", "chelsea", "rocket", "camera", "immunohistochemistry")
@@ -89,7 +89,7 @@ def main() -> None:
     cfg = ScoringConfig()
     classes = [c for c in resolve(None) if not is_model(c)]
     scorers = [build(c, cfg) for c in classes]
-    view = max([c.view_short_side for c in classes] + [32])
+    view = decode_short_side(cfg)  # the fixed view every scoring run decodes (deterministic columns)
     scorers_pass(files[:4], scorers, view)  # warm up (tokenizer and weights load once)
     for scorer in scorers:
         scorer.counters = Counters()  # per-scorer figures exclude the one-off loads of the warm-up

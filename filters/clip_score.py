@@ -111,6 +111,7 @@ class ClipScorer(ModelScorer):
             "Cosine similarity of open_clip image and caption embeddings in [-1, 1]; null when the "
             "caption is missing/empty or no clip.checkpoint is configured. Comparable only within one model.",
             owner="clip",
+            from_caption=True,
         ),
     )
     # Class defaults for the default ViT-B-32; instances set both from the configured model's image_size.

@@ -18,6 +18,7 @@ from filters.resolution import ResolutionScorer
 from filters.rotation import RotationScorer
 from filters.rotation_net import RotationNetScorer
 from filters.token_length import TokenLengthScorer
+from flywheel.imaging import SCORING_VIEW
 from flywheel.schema import CORE_COLUMNS, ColumnRegistry
 
 # Stage-1 order of the Qwen-Image-2.0 report: broken, resolution, dedup, NSFW, rotation (EXIF + sky prior,
@@ -65,6 +66,15 @@ def resolve(names: Iterable[str] | None, include_optional: bool = False) -> list
 def build(cls: type[Scorer], cfg: ScoringConfig) -> Scorer:
     factory = getattr(cls, "from_config", None)
     return factory(cfg) if factory is not None else cls()
+
+
+def decode_short_side(cfg: ScoringConfig) -> int:
+    """Shorter side of the one view a scoring run decodes: the largest any registered filter needs.
+
+    It depends on the configuration only, never on which filters a run enables, so a scorer that reduces
+    this view to its own size sees the same pixels in every run (deterministic columns).
+    """
+    return max([SCORING_VIEW] + [build(cls, cfg).view_short_side for cls in FILTERS])
 
 
 def column_registry(classes: Iterable[type[Scorer]] = FILTERS) -> ColumnRegistry:

@@ -198,7 +198,7 @@ class RotationScorer(CpuScorer):
                 for values in out.values():
                     values.append(None)
                 continue
-            probs = self.model.probabilities(d.rgb)
+            probs = self.model.probabilities(d.rgb_at(self.view_short_side))
             best = int(np.argmax(probs))  # ties (no cue) resolve to 0: most images are upright
             out["rotation_pred"].append(ANGLES[best])
             out["rotation_confidence"].append(float(probs[best]))

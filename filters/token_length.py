@@ -214,6 +214,7 @@ class TokenLengthScorer(CpuScorer):
             "tokens",
             "Caption length in Qwen (2.5) BPE tokens, no special tokens added; null when the caption is null.",
             owner="tokens",
+            from_caption=True,
         ),
         Column(
             "caption_issue",
@@ -222,6 +223,7 @@ class TokenLengthScorer(CpuScorer):
             "First caption defect found: missing, empty, garbled, url_only, placeholder, repetitive, "
             "too_short (< 3 words; a CJK character counts as a word); null when none.",
             owner="tokens",
+            from_caption=True,
         ),
     )
 

@@ -38,6 +38,11 @@ BROKEN_REASONS = (ZERO_BYTE, READ_ERROR, NOT_IMAGE, BOMB, UNSUPPORTED_MODE, TRUN
 
 EXIF_ORIENTATION_TAG = 0x0112
 
+# Shorter side of the view a scoring run decodes, whatever filters are enabled: each scorer then reduces
+# this one view to its own fixed size (`Decoded.rgb_at`), so a column's value never depends on which other
+# scorers ran. Large enough for every shipped scorer (NSFW's 256 px resize is the largest).
+SCORING_VIEW = 256
+
 
 @dataclass(frozen=True)
 class DecodeLimits:
@@ -64,6 +69,7 @@ class Decoded:
     broken_reason: str | None = None
     broken_detail: str | None = None
     _gray: np.ndarray | None = field(default=None, repr=False)
+    _views: dict[tuple[str, int], np.ndarray] = field(default_factory=dict, repr=False)
 
     @property
     def ok(self) -> bool:
@@ -78,6 +84,33 @@ class Decoded:
             rgb = self.rgb.astype(np.float32)
             self._gray = (0.299 * rgb[..., 0] + 0.587 * rgb[..., 1] + 0.114 * rgb[..., 2]).astype(np.uint8)
         return self._gray
+
+    def rgb_at(self, short_side: int) -> np.ndarray:
+        """The RGB view reduced so its shorter side is at most `short_side` (cached per size).
+
+        Scorers read their own fixed size from the one decoded view instead of whatever size the
+        decode happened to make, so a score depends on the file and the scorer only.
+        """
+        return self._at("rgb", short_side)
+
+    def gray_at(self, short_side: int) -> np.ndarray:
+        """Luma of `rgb_at(short_side)`'s size, reduced from the full-view luma (cached per size)."""
+        return self._at("L", short_side)
+
+    def _at(self, mode: str, short_side: int) -> np.ndarray:
+        if self.rgb is None:
+            raise ValueError("no decoded view: the sample is broken")
+        key = (mode, short_side)
+        if key not in self._views:
+            base = self.rgb if mode == "rgb" else self.gray
+            h, w = base.shape[:2]
+            if min(h, w) <= short_side:
+                self._views[key] = base
+            else:
+                ratio = short_side / min(h, w)
+                size = (max(1, round(w * ratio)), max(1, round(h * ratio)))
+                self._views[key] = np.asarray(Image.fromarray(base).resize(size, Image.Resampling.BILINEAR))
+        return self._views[key]
 
 
 def _fail(decoded: Decoded, reason: str, detail: str) -> Decoded:

@@ -26,6 +26,9 @@ class Column:
     unit: str
     description: str
     owner: str = "core"
+    # True when the value is computed from the caption: with no caption in a pool such a column judges
+    # nothing, and selection says so instead of letting its rule reject every row.
+    from_caption: bool = False
 
     def field(self) -> pa.Field:
         """Arrow field carrying the unit and description, so any Parquet reader can show what a column means."""

@@ -40,16 +40,23 @@ class Rule:
     uses: list[str] = field(default_factory=list)  # further columns the `keep` expression reads
     dedup: Literal["exact", "perceptual"] | None = None
     max_hamming: int = 6
+    # perceptual dedup only: hash columns of other views of the same image (centre crops); the distance of
+    # two rows is then the smallest over full view vs every view, found with multi-view LSH
+    views: list[str] | None = None
     on_null: OnNull = "keep"
     role: RuleRole = "quality"
     why: str = ""
 
     def columns(self) -> list[str]:
-        return ([self.column] if self.column else []) + [c for c in self.uses if c != self.column]
+        extra = [*self.uses, *(self.views or [])]
+        return ([self.column] if self.column else []) + [c for c in extra if c != self.column]
 
     def describe(self) -> str:
         if self.dedup == "exact":
             return f"one per equal {self.column}"
+        if self.dedup == "perceptual" and self.views:
+            views = ", ".join([self.column or "", *self.views])
+            return f"one per group with min hamming({self.column} vs {views}) <= {self.max_hamming}"
         if self.dedup == "perceptual":
             return f"one per group with hamming({self.column}) <= {self.max_hamming}"
         parts = []
@@ -73,6 +80,8 @@ class Rule:
             raise ConfigError(f"rule {self.name!r} has no condition")
         if self.dedup and not self.column:
             raise ConfigError(f"dedup rule {self.name!r} needs a column")
+        if self.views and self.dedup != "perceptual":
+            raise ConfigError(f"rule {self.name!r}: views apply to perceptual dedup only")
         if (
             self.min is not None
             or self.max is not None

@@ -17,7 +17,7 @@ from __future__ import annotations
 import shutil
 import time
 import uuid
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -27,7 +27,7 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from flywheel.recipes.recipe import Recipe, Rule
-from flywheel.select.dedup_groups import groups_from_edges, near_duplicate_edges
+from flywheel.select.dedup_groups import groups_from_edges, multiview_edges, near_duplicate_edges
 from flywheel.select.funnel import Funnel, RuleOutcome
 from flywheel.select.mix import MIX_MANIFEST, curated_keys, select_mix
 from flywheel.store.shards import ShardStore, write_json_atomic
@@ -93,12 +93,28 @@ def select(workspace: Workspace, recipe: Recipe, *, threads: int | None = None) 
         pool_columns |= set(pq.read_schema(f).names)
 
     funnel = Funnel(recipe=recipe.name)
+    captionless = _captionless(con, files, pool_columns)
+    caption_columns = _caption_columns(workspace)
+    if captionless:
+        funnel.warnings.append(
+            "no row of the pool has a caption: caption rules judged nothing (not applied); "
+            "add captions or run `flywheel caption` on this selection"
+        )
     applied: list[Rule] = []
+    notes: dict[str, str] = {}
     for rule in recipe.rules:
         missing = [c for c in rule.columns() if c not in pool_columns]
+        if rule.views and missing and rule.column in pool_columns:  # a pool scored before the view hashes
+            rule = replace(rule, views=None)
+            notes[rule.name] = f"view hashes {missing} not in the pool: full-view hashes only (re-score to add them)"
+            missing = []
         if missing:
             funnel.not_applied.append(
                 {"rule": rule.name, "why": f"column(s) {missing} not in the pool (was the filter run?)"}
+            )
+        elif captionless and caption_columns & set(rule.columns()):
+            funnel.not_applied.append(
+                {"rule": rule.name, "why": "no row has a caption, so the rule judged nothing (every row kept)"}
             )
         else:
             applied.append(rule)
@@ -122,6 +138,7 @@ def select(workspace: Workspace, recipe: Recipe, *, threads: int | None = None) 
     order_by = ", ".join(_valid_order(recipe.keep_best_by, pool_columns)) or "s.id"
     for rule in applied:
         outcome = RuleOutcome(rule.name, rule.describe(), column=rule.column)
+        outcome.note = notes.get(rule.name, "")
         if rule.dedup:
             _dedup(con, rule, order_by, outcome)
             funnel.rules.append(outcome)
@@ -177,6 +194,25 @@ def _value_sql(column: str | None) -> str:
     return f"CAST({_quote(column)} AS VARCHAR)" if column else "NULL"
 
 
+def _captionless(con: duckdb.DuckDBPyConnection, files: list[str], pool_columns: set[str]) -> bool:
+    """True when the pool has rows and not one of them has a caption."""
+    if "caption" not in pool_columns:
+        return False
+    rows, with_caption = con.execute(
+        "SELECT count(*), count(caption) FROM read_parquet(?, union_by_name=true)", [files]
+    ).fetchone()
+    return bool(rows) and with_caption == 0
+
+
+def _caption_columns(workspace: Workspace) -> set[str]:
+    """Columns computed from the caption, as the scoring run declared them in the pool manifest."""
+    try:
+        manifest = workspace.pool.read_manifest()
+    except FileNotFoundError:
+        manifest = {}
+    return {"caption", *manifest.get("caption_columns", [])}
+
+
 def _apply(con: duckdb.DuckDBPyConnection, funnel: Funnel, outcome: RuleOutcome, keep_sql: str) -> None:
     name = _literal(outcome.name)
     outcome.failed_total = con.execute(f"SELECT count(*) FROM s WHERE NOT ({keep_sql})").fetchone()[0]
@@ -198,8 +234,12 @@ def _dedup(con: duckdb.DuckDBPyConnection, rule: Rule, order_by: str, outcome: R
         con.execute(f"""CREATE OR REPLACE TEMP TABLE grp AS
             SELECT {KEY} AS k, {col} AS g FROM s WHERE alive AND {col} IS NOT NULL""")
     else:
-        con.execute(f"CREATE OR REPLACE TEMP TABLE live AS SELECT {KEY}, {col} FROM s WHERE alive")
-        edges = near_duplicate_edges(con, "live", KEY, col, rule.max_hamming)
+        hash_cols = ", ".join(_quote(c) for c in rule.columns())
+        con.execute(f"CREATE OR REPLACE TEMP TABLE live AS SELECT {KEY}, {hash_cols} FROM s WHERE alive")
+        if rule.views:
+            edges = multiview_edges(con, "live", KEY, [_quote(c) for c in rule.columns()], rule.max_hamming)
+        else:
+            edges = near_duplicate_edges(con, "live", KEY, col, rule.max_hamming)
         groups = groups_from_edges(edges)
         con.execute("CREATE OR REPLACE TEMP TABLE grp (k VARCHAR, g VARCHAR)")
         if groups:

@@ -31,6 +31,7 @@ class Funnel:
     rejected: int = 0
     rules: list[RuleOutcome] = field(default_factory=list)
     not_applied: list[dict[str, str]] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)  # facts about the pool the user must see (no captions)
     by_reason: dict[str, int] = field(default_factory=dict)
     seconds: float = 0.0
 
@@ -52,6 +53,7 @@ class Funnel:
             "removed_by_rule": self.removed_by_rule,
             "rules": [vars(r) for r in self.rules],
             "not_applied": self.not_applied,
+            "warnings": self.warnings,
             "seconds": self.seconds,
         }
 
@@ -67,5 +69,6 @@ class Funnel:
         for na in self.not_applied:
             lines.append(f"  {na['rule']:<{width}}  {'-':>8}  {'-':>8}  {left:>8}  not applied: {na['why']}")
         pct = 100.0 * self.kept / self.rows_in if self.rows_in else 0.0
+        lines += [f"  warning: {w}" for w in self.warnings]
         lines += ["", f"kept {self.kept} of {self.rows_in} ({pct:.1f}%), rejected {self.rejected}"]
         return "\n".join(lines) + "\n"

@@ -54,7 +54,7 @@ def score(
                 ray_address=ray_address,
                 rows_per_partition=rows_per_partition,
                 progress=lambda done, total: progress.update(task, completed=done, total=total),
-                log=lambda m: err.print(m),
+                log=lambda m: err.print(m, markup=False),  # "[warning] ..." is text, not Rich markup
             )
     except (SourceError, ConfigError, UnknownFilterError, WorkspaceError, FileNotFoundError) as exc:
         _fail(str(exc))
@@ -123,6 +123,8 @@ def select(
     except CorruptShardError as exc:  # damaged data, not a user mistake: exit 1, and say how to repair
         _fail(f"{exc}; re-run `flywheel score SOURCE --workspace {workspace}` to re-score it", code=1)
     selection.funnel.check()
+    for warning in selection.funnel.warnings:
+        err.print(f"[warning] {warning}", markup=False)
     if json_out:
         console.print_json(json.dumps(selection.funnel.to_json()))
     else:

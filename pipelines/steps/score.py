@@ -43,6 +43,7 @@ class ScoreResult:
     seconds: float
     unavailable: dict[str, str] = field(default_factory=dict)
     counters: dict[str, dict[str, float]] = field(default_factory=dict)
+    captions_missing: int = 0  # rows written in this run whose caption is null
 
     @property
     def ok(self) -> bool:
@@ -143,7 +144,15 @@ def score(
             progress,
         )
     result.seconds = time.perf_counter() - started
-    workspace.pool.write_manifest({"columns": [c.name for c in registry], "source": source_path})
+    if result.rows_written and result.captions_missing == result.rows_written:
+        log(f"[warning] {no_captions_message(source_path, result.rows_written)}")
+    workspace.pool.write_manifest(
+        {
+            "columns": [c.name for c in registry],
+            "caption_columns": [c.name for c in registry if c.from_caption],
+            "source": source_path,
+        }
+    )
     _write_run_log(workspace, source_path, result)
     if result.failed:
         raise ScoreFailed(
@@ -217,12 +226,22 @@ def _run(
                 workspace.pool.write(index, _conform(table, pool_schema), entry.spec.fingerprint)
                 result.written += 1
                 result.rows_written += table.num_rows
+                result.captions_missing += table.column("caption").null_count
                 entry.tables = []
                 del by_index[index]
                 if progress:
                     progress(result.written + result.skipped, result.partitions)
     result.failed = sorted(by_index)
     result.counters = {k: vars(v) for k, v in counters.items()}
+
+
+def no_captions_message(source: str, rows: int) -> str:
+    """The warning for a source none of whose rows has a caption (every caption rule would reject them all)."""
+    return (
+        f"none of the {rows} rows scored from {source} has a caption (no .txt/.json sidecar or caption field): "
+        "caption_issue is 'missing' for every row and caption rules have nothing to judge; "
+        "add captions or run `flywheel caption` before selecting"
+    )
 
 
 def _one_cpu() -> dict[str, Any]:

@@ -20,9 +20,9 @@ from typing import Any
 import numpy as np
 import pyarrow as pa
 
-from filters.base import CpuScorer, ModelScorer, SampleBatch, Scorer
+from filters.base import Counters, CpuScorer, ModelScorer, SampleBatch, Scorer
 from filters.config import ScoringConfig
-from filters.registry import build
+from filters.registry import build, decode_short_side
 from flywheel.ids import content_hash, content_sha256, sample_id
 from flywheel.imaging import READ_ERROR, SCORER_ERROR, Decoded, decode
 from flywheel.ingest import read_partition
@@ -57,9 +57,10 @@ class ScorePartition:
         self.cfg = cfg
         self.cpu: list[CpuScorer] = [build(c, cfg) for c in cpu_classes]  # type: ignore[misc]
         self.model: list[ModelScorer] = [build(c, cfg) for c in model_classes]  # type: ignore[misc]
-        # One decode serves every scorer, at the largest view any of them needs. Even header-only
-        # scorers get a small draft decode, because only a full pass over the stream detects truncation.
-        self.view_short_side = max([s.view_short_side for s in [*self.cpu, *self.model]] + [32])
+        # One decode serves every scorer, at a view fixed by the configuration (not by which filters are
+        # enabled), so every column is the same whichever filters run. Header-only runs still decode:
+        # only a full pass over the stream detects truncation.
+        self.view_short_side = decode_short_side(cfg)
 
     def __call__(self, batch: dict[str, np.ndarray]) -> pa.Table:
         tables = [self.score_one(*spec_from_row({k: batch[k][i] for k in batch})) for i in range(len(batch["index"]))]
@@ -109,6 +110,7 @@ class ScorePartition:
         counters: dict[str, Any] = {}
         failures: dict[int, list[str]] = {}  # sample -> scorers that raised on it
         for scorer in self.cpu:
+            scorer.counters = Counters()  # per partition: the driver sums partitions, scorers outlive them
             out = _score_isolated(scorer, batch, failures) if n else scorer.empty_columns(0)
             columns.update(scorer.to_arrays(out))
             counters[scorer.name] = asdict(scorer.counters)
@@ -217,8 +219,19 @@ def score_partitions(
     model_classes: Sequence[type[Scorer]],
     cfg: ScoringConfig,
 ) -> pa.Table:
-    """Task-pool entry point (Ray Data runs callable classes only as actors)."""
-    return ScorePartition(cpu_classes, model_classes, cfg)(batch)
+    """Task-pool entry point (Ray Data runs callable classes only as actors).
+
+    Ray reuses task worker processes, so the scorers (tokenizer, rotation weights) are built once per worker
+    and configuration instead of once per partition.
+    """
+    key = (tuple(c.name for c in cpu_classes), tuple(c.name for c in model_classes), repr(cfg))
+    stage = _STAGES.get(key)
+    if stage is None:
+        stage = _STAGES[key] = ScorePartition(cpu_classes, model_classes, cfg)
+    return stage(batch)
+
+
+_STAGES: dict[tuple[Any, ...], ScorePartition] = {}
 
 
 def _empty_partition_row(index: int, schema: pa.Schema) -> pa.Table:
@@ -236,6 +249,7 @@ class ModelStage:
             self.scorer.threads = cpu_threads
         self.scorer.load()
         self.batch_size = int(getattr(getattr(cfg, scorer_cls.name, None), "batch_size", 32))
+        self._reported: dict[str, float] = {}  # counters already sent to the driver
 
     def __call__(self, table: pa.Table) -> pa.Table:
         scorer = self.scorer
@@ -256,4 +270,24 @@ class ModelStage:
         table = table.drop_columns([col])
         for name, arr in scorer.to_arrays(results).items():
             table = table.append_column(name, arr)
-        return table
+        return self._with_counters(table)
+
+    def _with_counters(self, table: pa.Table) -> pa.Table:
+        """Carry this call's counters (time, rows) to the driver on one row, so the run log lists model scorers.
+
+        The driver sums every row's counters when a partition completes; the delta since the last call goes on
+        the first real row (an empty partition's marker row is dropped by the driver, so it cannot carry it).
+        """
+        now = asdict(self.scorer.counters)
+        delta = {k: now[k] - self._reported.get(k, 0) for k in now}
+        self._reported = now
+        expected = table.column(EXPECTED).to_pylist()
+        target = next((i for i, e in enumerate(expected) if e), None)
+        if target is None or not delta["calls"]:
+            return table
+        values = table.column(COUNTERS).to_pylist()
+        merged = json.loads(values[target]) if values[target] else {}
+        merged[self.scorer.name] = delta
+        values[target] = json.dumps(merged)
+        index = table.column_names.index(COUNTERS)
+        return table.set_column(index, COUNTERS, pa.array(values, pa.string()))

@@ -29,3 +29,20 @@ def test_exact_and_perceptual_hashes():
     assert ph[0] == ph[1] and hamming64(ph[0], ph[2]) <= 4
     assert hamming64(ph[0], ph[3]) > 10 and ph[4] is None
     assert all(-(2**63) <= v < 2**63 for v in ph[:4])
+
+
+def test_centre_crop_hashes_catch_a_trimmed_copy():
+    from filters.dedup import centre_crop, phash64
+
+    a = data.astronaut()
+    h, w = a.shape[:2]
+    trimmed = a[int(h * 0.07) : h - int(h * 0.06), int(w * 0.05) : w - int(w * 0.08)]
+    items = [encode(a), encode(trimmed, quality=70)]
+    batch = SampleBatch(ids=["a", "b"], images=items, captions=[None] * 2, decoded=[decode(i) for i in items])
+    out = DedupScorer()(batch)
+    full = hamming64(out["dedup_phash"][0], out["dedup_phash"][1])
+    best = min(hamming64(out["dedup_phash"][1], out[c][0]) for c in ("dedup_phash_c92", "dedup_phash_c84"))
+    assert best <= 8 < full  # the full views drifted apart; the original's centre crop still matches
+    gray = np.zeros((100, 50), np.uint8)
+    assert centre_crop(gray, 0.84).shape == (84, 42)
+    assert isinstance(phash64(centre_crop(gray, 0.92)), int)

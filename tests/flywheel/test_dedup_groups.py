@@ -38,3 +38,55 @@ def test_banding_finds_exactly_the_pairs_brute_force_finds():
 def test_union_find_merges_chains():
     groups = groups_from_edges([("a", "b"), ("b", "c"), ("x", "y")])
     assert groups["c"] == groups["a"] == "a" and groups["y"] == "x"
+
+
+def _flip(h: int, positions: list[int]) -> int:
+    for p in positions:
+        h ^= 1 << p
+    return h - (1 << 64) if h >= (1 << 63) else h
+
+
+def test_multiview_edges_match_brute_force_on_full_and_crop_views():
+    import pyarrow as pa
+
+    from flywheel.select.dedup_groups import multiview_edges
+
+    rng = np.random.default_rng(3)
+    rows = []
+    for i in range(60):  # distinct images: random hashes, far apart
+        rows.append((f"o{i}", *(int(v) for v in rng.integers(-(2**63), 2**63 - 1, 3, dtype=np.int64))))
+    truth = set()
+    for i in range(0, 60, 3):  # copies whose full view is within 6 bits of the original's centre crop
+        k, _full, c92, c84 = rows[i]
+        target = (c92, c84)[i % 2]
+        copy = _flip(target & 0xFFFFFFFFFFFFFFFF, [int(p) for p in rng.choice(64, 6, replace=False)])
+        rows.append((f"c{i}", copy, int(rng.integers(-(2**62), 2**62)), int(rng.integers(-(2**62), 2**62))))
+        truth.add((f"c{i}", k) if f"c{i}" < k else (k, f"c{i}"))
+    table = pa.table(
+        {
+            "k": [r[0] for r in rows],
+            **{c: pa.array([r[j + 1] for r in rows], pa.int64()) for j, c in enumerate(["h", "h92", "h84"])},
+        }
+    )
+    con = duckdb.connect()
+    con.register("live", table)
+    found = set(multiview_edges(con, "live", "k", ["h", "h92", "h84"], max_hamming=8))
+    assert found == truth  # all 20 copies found through a crop view; no random pair within 8 bits
+
+
+def test_full_view_pair_within_threshold_is_found_and_far_pair_is_not():
+    import pyarrow as pa
+
+    from flywheel.select.dedup_groups import multiview_edges
+
+    a = 0x0123456789ABCDEF
+    table = pa.table(
+        {
+            "k": ["a", "b", "c"],
+            "h": pa.array([a, _flip(a, [1, 9, 17, 33, 40, 63]), _flip(a, list(range(0, 64, 5)))], pa.int64()),
+            "h92": pa.array([None, None, None], pa.int64()),
+        }
+    )
+    con = duckdb.connect()
+    con.register("live", table)
+    assert multiview_edges(con, "live", "k", ["h", "h92"], max_hamming=8) == [("a", "b")]

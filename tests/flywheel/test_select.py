@@ -13,10 +13,10 @@ def _pool(ws: Workspace) -> None:
         # uri, reason, min_side, nsfw, phash, sha, mp, caption_issue, tokens, clip
         ("good1", None, 512, 0.01, 0x0F0F, "s1", 0.5, None, 12, None),
         ("broken", "truncated", None, None, None, "s2", None, None, 10, None),
-        ("small", None, 100, 0.01, 0x7777, "s3", 0.1, None, 10, None),
-        ("nsfw", None, 512, 0.95, 0x1234, "s4", 0.5, None, 10, None),
-        ("exact_a", None, 512, 0.01, 0x5555, "s5", 0.3, None, 10, None),
-        ("exact_b", None, 512, 0.01, 0x5555, "s5", 0.3, None, 10, None),
+        ("small", None, 100, 0.01, 0x7777 << 32, "s3", 0.1, None, 10, None),
+        ("nsfw", None, 512, 0.95, 0x1234 << 16, "s4", 0.5, None, 10, None),
+        ("exact_a", None, 512, 0.01, 0x5555 << 32, "s5", 0.3, None, 10, None),
+        ("exact_b", None, 512, 0.01, 0x5555 << 32, "s5", 0.3, None, 10, None),
         ("near_small", None, 300, 0.01, 0x0F0E, "s6", 0.2, None, 10, None),  # 1 bit from good1, smaller
         ("nocap", None, 512, 0.01, 0x00FF00FF, "s7", 0.5, "missing", None, None),
         ("smallnsfw", None, 10, 0.99, 0x0AAA, "s8", 0.001, None, 10, None),
@@ -58,7 +58,7 @@ def test_select_funnel_adds_up_and_keeps_best_duplicates(tmp_path):
     assert f.removed_by_rule["broken"] == 1 and f.removed_by_rule["min_side"] == 2
     assert f.removed_by_rule["nsfw"] == 1 and f.removed_by_rule["exact_dup"] == 1
     assert f.removed_by_rule["near_dup"] == 1 and f.removed_by_rule["caption_invalid"] == 1
-    assert {n["rule"] for n in f.not_applied} == {"rotation", "entropy"}
+    assert {n["rule"] for n in f.not_applied} == {"rotation", "entropy", "low_info"}
     clip = next(r for r in f.rules if r.name == "clip")
     assert clip.removed == 0 and "null for every row" in clip.note
     kept = pa.concat_tables([pa.parquet.read_table(p) for p in sorted(sel.out_dir.glob("part-*.parquet"))])
@@ -76,7 +76,7 @@ def test_reselect_with_other_thresholds_replaces_the_selection(tmp_path):
     select(ws, load_recipe("stage1_256p"))
     loose = load_recipe("stage1_256p").with_overrides({"min_side.min": "50", "nsfw.max": "1.0"})
     f = select(ws, loose).funnel
-    # small (0x7777) is now in, and within 4 bits of exact_a (0x5555), which has more pixels
+    # small (0x7777 << 32) is now in, and within 4 bits of exact_a (0x5555 << 32), which has more pixels
     assert f.kept == 3 and f.removed_by_rule["min_side"] == 1 and f.removed_by_rule["near_dup"] == 2
     assert not list((tmp_path / "curated").glob(".*"))  # no temporary folders left behind
 
