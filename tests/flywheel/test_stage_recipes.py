@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 
 import pyarrow as pa
@@ -41,6 +42,11 @@ EXPECTED = {
 GPU_STAGES = ("pretrain_256_512", "continual_512_2048")
 
 
+def _phash(i: int) -> int:
+    """A distinct 63-bit hash per row (random-like: ~32 bits apart), so no two rows are near-duplicates."""
+    return int.from_bytes(hashlib.sha256(str(i).encode()).digest()[:8], "little") & 0x7FFFFFFFFFFFFFFF
+
+
 def _pool(ws: Workspace) -> None:
     base = fixture_rows(len(POOL) - 1, 1, sizes=((32, 32),))  # real images; the last one is a TI2I pair
     rows = []
@@ -61,11 +67,14 @@ def _pool(ws: Workspace) -> None:
                 "nsfw_score": 0.01,
                 "rotation_net_upright_prob": 0.9,
                 "entropy_bits": 6.0,
+                "entropy_detail": 0.5,
                 "clip_score": None,
                 "caption_issue": None,
                 "caption_tokens": 10,
                 "dedup_sha256": f"sha{i}",
-                "dedup_phash": (0xFF << (6 * i)) & 0x7FFFFFFFFFFFFFFF or 0x0F0F,
+                "dedup_phash": _phash(i),
+                "dedup_phash_c92": _phash(i),
+                "dedup_phash_c84": _phash(i),
                 "jpeg_quality": q,
                 "jpeg_double_compressed": double,
                 "jpeg_blockiness": block,
@@ -85,11 +94,14 @@ def _pool(ws: Workspace) -> None:
         "nsfw_score": pa.float32(),
         "rotation_net_upright_prob": pa.float32(),
         "entropy_bits": pa.float32(),
+        "entropy_detail": pa.float32(),
         "clip_score": pa.float32(),
         "caption_issue": pa.string(),
         "broken_reason": pa.string(),
         "caption_tokens": pa.int32(),
         "dedup_phash": pa.int64(),
+        "dedup_phash_c92": pa.int64(),
+        "dedup_phash_c84": pa.int64(),
         "jpeg_quality": pa.int16(),
         "jpeg_double_compressed": pa.bool_(),
         "jpeg_blockiness": pa.float32(),

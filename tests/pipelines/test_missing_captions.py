@@ -57,7 +57,7 @@ def test_select_says_caption_rules_judged_nothing(tmp_path):
     _captionless_pool(Workspace.at(tmp_path))
     result = runner.invoke(app, ["select", "--workspace", str(tmp_path), "--recipe", "stage1_256p"])
     assert result.exit_code == 0, result.output
-    funnel = json.loads((tmp_path / "curated" / "stage1_256p" / "funnel.json").read_text())
+    funnel = json.loads((tmp_path / "selections" / "stage1_256p" / "funnel.json").read_text())
     assert funnel["kept"] == 2 and funnel["removed_by_rule"] == {"broken": 1}  # not 0 kept, silently
     not_applied = {n["rule"]: n["why"] for n in funnel["not_applied"]}
     assert "judged nothing" in not_applied["caption_invalid"] and "judged nothing" in not_applied["caption_tokens"]
@@ -69,5 +69,5 @@ def test_select_with_some_captions_applies_caption_rules(tmp_path):
     _captionless_pool(Workspace.at(tmp_path), with_caption=True)
     result = runner.invoke(app, ["select", "--workspace", str(tmp_path), "--recipe", "stage1_256p", "--json"])
     assert result.exit_code == 0, result.output
-    funnel = json.loads((tmp_path / "curated" / "stage1_256p" / "funnel.json").read_text())
+    funnel = json.loads((tmp_path / "selections" / "stage1_256p" / "funnel.json").read_text())
     assert funnel["warnings"] == [] and funnel["kept"] == 1 and funnel["removed_by_rule"]["caption_invalid"] == 1
