@@ -1,7 +1,7 @@
 """A workspace folder: the pool, curated selections and run logs of one project.
 
 DIR/pool/part-NNNNN.parquet       scored shards (one per input partition)
-DIR/pool/_markers/, _manifest.json, _sources.json
+DIR/pool/_markers/, _manifest.json, _sources.json (+ _sources.lock)
 DIR/curated/<recipe>/             kept shards, rejected.parquet, funnel.json, funnel.txt
 DIR/runs/                         one JSON log per run (counters, timings)
 """
@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from flywheel.store.locks import file_lock
 from flywheel.store.shards import ShardStore, write_json_atomic
 
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
@@ -56,7 +57,16 @@ class Workspace:
 
     # Partition offsets per source, so several sources can share one pool without index clashes.
     def source_offset(self, source_key: str, n_partitions: int) -> int:
+        """First pool partition index of `source_key`, registering the source on first use.
+
+        Read-modify-write of `_sources.json` under a file lock: concurrent `score` runs of different
+        sources into one workspace must get disjoint partition ranges, not all offset 0.
+        """
         path = self.pool_dir / "_sources.json"
+        with file_lock(self.pool_dir / "_sources.lock"):
+            return self._source_offset_locked(path, source_key, n_partitions)
+
+    def _source_offset_locked(self, path: Path, source_key: str, n_partitions: int) -> int:
         sources: dict[str, Any] = json.loads(path.read_text()) if path.is_file() else {}
         if source_key in sources:
             entry = sources[source_key]
