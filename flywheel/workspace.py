@@ -17,7 +17,8 @@ from typing import Any
 from flywheel.store.locks import file_lock
 from flywheel.store.shards import ShardStore, write_json_atomic
 
-_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
+# Selection names: a recipe name, optionally `+<hash of --set overrides>`.
+_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.+-]*$")
 
 
 class WorkspaceError(ValueError):

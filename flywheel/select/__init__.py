@@ -1,6 +1,7 @@
 """Selection of a pool by a recipe (DuckDB), the funnel report and rejected-sample listing."""
 
-from flywheel.select.engine import Selection, read_rejected, select
+from flywheel.select.engine import Selection, SelectionExistsError, read_rejected, select
 from flywheel.select.funnel import Funnel, RuleOutcome
+from flywheel.select.validate import RecipeError
 
-__all__ = ["Funnel", "RuleOutcome", "Selection", "read_rejected", "select"]
+__all__ = ["Funnel", "RecipeError", "RuleOutcome", "Selection", "SelectionExistsError", "read_rejected", "select"]

@@ -7,20 +7,24 @@ folder is built beside the old one and swapped in, so a crash never leaves half 
 
 from __future__ import annotations
 
+import json
 import shutil
 import time
 import uuid
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import duckdb
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from flywheel.recipes.recipe import Recipe, Rule
 from flywheel.select.dedup_groups import groups_from_edges, near_duplicate_edges
 from flywheel.select.funnel import Funnel, RuleOutcome
+from flywheel.select.validate import RecipeError, check_recipe
 from flywheel.store.shards import ShardStore, write_json_atomic
 from flywheel.workspace import Workspace
 
@@ -70,31 +74,49 @@ def keep_expression(rule: Rule) -> str:
     return f"CASE WHEN {col} IS NULL THEN {'TRUE' if rule.on_null == 'keep' else 'FALSE'} ELSE ({expr}) END"
 
 
-def select(workspace: Workspace, recipe: Recipe, *, threads: int | None = None) -> Selection:
+class SelectionExistsError(ValueError):
+    """The selection folder holds another recipe's (or other overrides') result; nothing is overwritten."""
+
+
+def select(
+    workspace: Workspace,
+    recipe: Recipe,
+    *,
+    threads: int | None = None,
+    known_columns: Mapping[str, str] | None = None,
+    name: str | None = None,
+    replace: bool = False,
+) -> Selection:
+    """Apply `recipe` to the pool and write `curated/<name or recipe.name>/`.
+
+    `known_columns` (column -> filter, from the filter registry) lets a rule whose filter was not run be
+    reported as not applied; any other rule on a missing column is a RecipeError. An existing selection
+    folder is replaced only when it was written by the same recipe and overrides, or with `replace`.
+    """
     started = time.perf_counter()
     shards = workspace.require_pool()
+    out_dir = workspace.curated_dir(name or recipe.name)
+    _refuse_overwrite(out_dir, recipe, replace)
     con = duckdb.connect()
     if threads:
         con.execute(f"SET threads = {int(threads)}")
     files = [str(p) for p in shards]
-    pool_columns = set(pq.read_schema(files[0]).names)
-    for f in files[1:]:
-        pool_columns |= set(pq.read_schema(f).names)
+    schemas = [pq.read_schema(f) for f in files]
+    pool_schema = pa.unify_schemas(schemas, promote_options="permissive")
+    pool_columns = set(pool_schema.names)
+    checked = check_recipe(recipe, pool_schema, known_columns)
 
     funnel = Funnel(recipe=recipe.name)
-    applied: list[Rule] = []
-    for rule in recipe.rules:
-        missing = [c for c in rule.columns() if c not in pool_columns]
-        if missing:
-            funnel.not_applied.append(
-                {"rule": rule.name, "why": f"column(s) {missing} not in the pool (was the filter run?)"}
-            )
-        else:
-            applied.append(rule)
+    funnel.not_applied.extend(checked.not_applied)
+    applied: list[Rule] = checked.applied
     order_cols = [c for c in ("resolution_megapixels", "file_bytes", "id") if c in pool_columns]
-    needed = sorted({KEY, "id", "partition", "task", *order_cols, *(c for r in applied for c in r.columns())})
+    order_cols += [t.split()[0] for t in recipe.keep_best_by if t.split()[0] in pool_columns]
+    needed = sorted({KEY, "id", "partition", "task", *order_cols, *checked.columns})
     projection = ", ".join(_quote(c) for c in needed)
     con.execute(f"CREATE TABLE s AS SELECT {projection} FROM read_parquet(?, union_by_name=true)", [files])
+    # From here on the recipe's SQL runs: no file may be read or written, and nothing may turn that back on.
+    con.execute("SET enable_external_access = false")
+    con.execute("SET lock_configuration = true")
     funnel.rows_in = con.execute("SELECT count(*) FROM s").fetchone()[0]
     con.execute("ALTER TABLE s ADD COLUMN alive BOOLEAN DEFAULT TRUE")
     con.execute("ALTER TABLE s ADD COLUMN reason VARCHAR DEFAULT NULL")
@@ -114,7 +136,11 @@ def select(workspace: Workspace, recipe: Recipe, *, threads: int | None = None) 
             outcome.null_rows = con.execute(f"SELECT count(*) FROM s WHERE {_quote(rule.column)} IS NULL").fetchone()[0]
             if outcome.null_rows == funnel.rows_in and rule.is_null is None:
                 outcome.note = "column is null for every row: the rule could not judge anything"
-        _apply(con, funnel, outcome, keep_expression(rule))
+        try:
+            _apply(con, funnel, outcome, keep_expression(rule))
+        except duckdb.Error as exc:  # a keep expression that parses but cannot run on these columns
+            first = str(exc).splitlines()[0]
+            raise RecipeError(f"recipe {recipe.name}: rule {rule.name!r} cannot be evaluated: {first}") from None
 
     funnel.kept = con.execute("SELECT count(*) FROM s WHERE alive").fetchone()[0]
     funnel.rejected = funnel.rows_in - funnel.kept
@@ -122,7 +148,6 @@ def select(workspace: Workspace, recipe: Recipe, *, threads: int | None = None) 
         con.execute("SELECT reason, count(*) FROM s WHERE NOT alive GROUP BY reason ORDER BY 2 DESC").fetchall()
     )
 
-    out_dir = workspace.curated_dir(recipe.name)
     tmp_dir = out_dir.with_name(f".{out_dir.name}.tmp-{uuid.uuid4().hex[:8]}")
     tmp_dir.mkdir(parents=True)
     _write_outputs(con, shards, tmp_dir, recipe)
@@ -182,20 +207,38 @@ def _valid_order(terms: list[str], columns: set[str]) -> list[str]:
 
 
 def _write_outputs(con: duckdb.DuckDBPyConnection, shards: list[Path], out_dir: Path, recipe: Recipe) -> None:
+    # Shards are read with pyarrow, not DuckDB: the connection has file access disabled by now.
     store = ShardStore(out_dir)
     for shard in shards:
         index = int(shard.stem.split("-")[1])
-        kept = con.sql(
-            f"""SELECT p.* FROM read_parquet(?) p
-            WHERE p.{KEY} IN (SELECT {KEY} FROM s WHERE alive AND partition = ?)""",
-            params=[str(shard), index],
-        ).to_arrow_table()
+        keys = con.sql(f"SELECT {KEY} FROM s WHERE alive AND partition = ?", params=[index]).to_arrow_table()
+        if keys.num_rows == 0:
+            continue
+        table = pq.read_table(shard)
+        kept = table.filter(pc.is_in(table.column(KEY), keys.column(KEY)))
         if kept.num_rows:
             store.write(index, kept, fingerprint=f"{recipe.name}:{shard.name}")
     rejected = con.sql(f"""SELECT {KEY}, id, partition, task, reason, reasons, duplicate_of
         FROM s WHERE NOT alive ORDER BY partition, {KEY}""").to_arrow_table()
     pq.write_table(rejected, out_dir / "rejected.parquet")
     store.write_manifest({"recipe": recipe.name, "stage": recipe.stage, "resolution": recipe.resolution})
+
+
+def _refuse_overwrite(out_dir: Path, recipe: Recipe, replace: bool) -> None:
+    """Never replace a selection silently: only a re-run of the same recipe and overrides may."""
+    recorded = out_dir / "recipe.json"
+    if replace or not out_dir.exists():
+        return
+    if recorded.is_file():
+        old = json.loads(recorded.read_text(encoding="utf-8"))
+        if old == json.loads(json.dumps(_recipe_json(recipe), default=str)):
+            return
+        what = f"recipe {old.get('name')!r}" + (f" with overrides {old['overrides']}" if old.get("overrides") else "")
+    else:
+        what = "an unknown recipe"
+    raise SelectionExistsError(
+        f"{out_dir} holds the selection of {what}; choose another --name, or pass --replace to overwrite it"
+    )
 
 
 def _recipe_json(recipe: Recipe) -> dict[str, Any]:

@@ -10,6 +10,7 @@ stays bounded by the chunk, not the pool.
 from __future__ import annotations
 
 import time
+import warnings
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -136,15 +137,22 @@ def _index_field(
         # One read task per pool shard (pyarrow, only the needed columns); Ray ships `todo` once.
         ds = ray.data.from_items([{"shard": s} for s in shards], override_num_blocks=len(shards))
         ds = ds.map_batches(_read_todo, fn_args=(todo, field_name), batch_format="pyarrow", batch_size=1)
-        ds = ds.map_batches(
-            EmbedBatch,
-            fn_constructor_args=(embedder, field_name),
-            batch_format="pyarrow",
-            batch_size=cfg.batch_size,
-            compute=ray.data.ActorPoolStrategy(size=1),
-            num_gpus=gpus,
-            num_cpus=0 if gpus else 1,
-        )
+        # max_restarts=0: the embedder travels as a constructor argument in the object store, which a
+        # restarted actor cannot rely on (Ray logs an error-level line per actor otherwise). A lost actor
+        # fails this run; the next one embeds only what is still missing. Ray 2.60 deprecates passing
+        # max_restarts this way without a named replacement, so that one warning is silenced here.
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", category=DeprecationWarning)
+            ds = ds.map_batches(
+                EmbedBatch,
+                fn_constructor_args=(embedder, field_name),
+                batch_format="pyarrow",
+                batch_size=cfg.batch_size,
+                compute=ray.data.ActorPoolStrategy(size=1),
+                num_gpus=gpus,
+                num_cpus=0 if gpus else 1,
+                max_restarts=0,
+            )
         pending: list[pa.Table] = []
         for batch in ds.iter_batches(batch_format="pyarrow", batch_size=None):
             pending.append(batch)
