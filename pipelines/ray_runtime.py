@@ -7,6 +7,8 @@ import os
 os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("RAY_DEDUP_LOGS", "1")
+# Model-loading bars (transformers "Loading weights", hub downloads) from every actor: noise in a CLI run.
+os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
 
 import logging
 import warnings

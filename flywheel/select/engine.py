@@ -96,7 +96,6 @@ def select(
     started = time.perf_counter()
     shards = workspace.require_pool()
     out_dir = workspace.curated_dir(name or recipe.name)
-    _refuse_overwrite(out_dir, recipe, replace)
     con = duckdb.connect()
     if threads:
         con.execute(f"SET threads = {int(threads)}")
@@ -105,6 +104,7 @@ def select(
     pool_schema = pa.unify_schemas(schemas, promote_options="permissive")
     pool_columns = set(pool_schema.names)
     checked = check_recipe(recipe, pool_schema, known_columns)
+    _refuse_overwrite(out_dir, recipe, replace)
 
     funnel = Funnel(recipe=recipe.name)
     funnel.not_applied.extend(checked.not_applied)
@@ -225,13 +225,17 @@ def _write_outputs(con: duckdb.DuckDBPyConnection, shards: list[Path], out_dir: 
 
 
 def _refuse_overwrite(out_dir: Path, recipe: Recipe, replace: bool) -> None:
-    """Never replace a selection silently: only a re-run of the same recipe and overrides may."""
+    """Never replace a selection silently: only a re-run of the same recipe (name and overrides) may.
+
+    Re-running a recipe after editing its thresholds refreshes its own selection, as it always did; what
+    is refused is one recipe's (or experiment's) result landing in another one's folder.
+    """
     recorded = out_dir / "recipe.json"
     if replace or not out_dir.exists():
         return
     if recorded.is_file():
         old = json.loads(recorded.read_text(encoding="utf-8"))
-        if old == json.loads(json.dumps(_recipe_json(recipe), default=str)):
+        if (old.get("name"), old.get("overrides") or {}) == (recipe.name, recipe.overrides):
             return
         what = f"recipe {old.get('name')!r}" + (f" with overrides {old['overrides']}" if old.get("overrides") else "")
     else:

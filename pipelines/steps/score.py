@@ -251,7 +251,10 @@ def _stages(
             ModelStage,
             fn_constructor_args=(cls, cfg),
             batch_format="pyarrow",
-            batch_size=256,
+            # One call per decoded partition (the actor batches its model calls itself): a fixed row count
+            # here made Ray Data hold partitions until that many rows had arrived, so no shard completed
+            # (and the progress bar stayed at 0/N) until the end of a small run.
+            batch_size=None,
             compute=ray.data.ActorPoolStrategy(min_size=1, max_size=model_actors),
             num_gpus=gpu,
             num_cpus=0 if gpu else model_cpus,

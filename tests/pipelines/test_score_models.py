@@ -85,3 +85,23 @@ def test_rerun_with_another_config_rescores_and_same_config_skips(tmp_path, ray_
     assert (changed.written, changed.skipped) == (2, 0)  # scored again, not kept from the old config
     phash = pq.read_table(ws.pool.shard_paths(), columns=["dedup_phash"]).column("dedup_phash")
     assert phash.null_count == 0
+
+
+def test_progress_advances_as_partitions_complete(tmp_path, ray_session):
+    """Shards complete while the run goes on, not all in one burst at the end (the bar sat at 0/N)."""
+    import time
+
+    src = _folder(tmp_path / "src", n=16)
+    calls: list[tuple[float, int]] = []
+    score(
+        str(src),
+        Workspace.at(tmp_path / "ws"),
+        filters=["broken", "nsfw"],
+        rows_per_partition=2,
+        progress=lambda done, total: calls.append((time.perf_counter(), done)),
+        log=lambda m: None,
+    )
+    completions = [t for t, done in calls if done > 0]
+    assert [done for _, done in calls] == list(range(9))
+    # Before the fix all eight shards were written within ~0.1 s, after the last model batch.
+    assert completions[-1] - completions[0] > 1.0
