@@ -93,10 +93,10 @@ def test_keep_must_be_a_single_expression(keep):
 
 def test_keep_expression_columns_are_found_and_checked(tmp_path, ws):
     assert keep_columns("nsfw_score < 0.5 AND lower(uri) LIKE '%;--%'", "r") == {"nsfw_score", "uri"}
-    rec = load_recipe(_recipe(tmp_path, "rules:\n  - name: k\n    keep: \"nsfw_score < 0.5 AND file_bytes > 10\"\n"))
+    rec = load_recipe(_recipe(tmp_path, 'rules:\n  - name: k\n    keep: "nsfw_score < 0.5 AND file_bytes > 10"\n'))
     funnel = select(ws, rec, known_columns=column_owners()).funnel
     assert funnel.kept == 7  # the two rows with nsfw_score >= 0.5 are out, nulls (broken) fail too
-    bad = load_recipe(_recipe(tmp_path, "rules:\n  - name: k\n    keep: \"nosuch_col > 1\"\n"))
+    bad = load_recipe(_recipe(tmp_path, 'rules:\n  - name: k\n    keep: "nosuch_col > 1"\n'))
     with pytest.raises(RecipeError, match="nosuch_col"):
         select(ws, bad, known_columns=column_owners())
 

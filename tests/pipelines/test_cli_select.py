@@ -40,7 +40,9 @@ def test_hostile_or_wrong_recipes_are_one_line_errors(tmp_path):
     leak = tmp_path / "leak.csv"
     cases = {
         "copy.yaml": f"name: copy\nrules:\n  - name: k\n    keep: \"TRUE); COPY (SELECT 1) TO '{leak}'; SELECT (1\"\n",
-        "read.yaml": "name: read\nrules:\n  - name: k\n    keep: \"(SELECT count(*) FROM read_csv('/etc/passwd')) > 0\"\n",
+        "read.yaml": (
+            "name: read\nrules:\n  - name: k\n    keep: \"(SELECT count(*) FROM read_csv('/etc/passwd')) > 0\"\n"
+        ),
         "tasks.yaml": "name: tasks\ntasks: T2I\nrules: []\n",
         "typo.yaml": "name: typo\nrules:\n  - name: n\n    column: nsfw_scor\n    max: 0.5\n",
     }

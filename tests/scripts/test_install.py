@@ -39,7 +39,8 @@ def _venv(tmp_path: Path, repo: Path) -> Path:
         "#!/usr/bin/env bash\n"
         f'if [ "$1" = "-m" ] && [ "$2" = "pip" ]; then echo "$0 $*" >> {log}; exit 0; fi\n'
         'if [ "$1" = "-I" ]; then shift; fi\n'
-        f'PYTHONPATH={repo} exec {sys.executable} -c "import sys; sys.prefix = {str(venv)!r}; exec(sys.argv[1])" "${{@:2}}"\n'
+        f"PYTHONPATH={repo} exec {sys.executable} -c "
+        f'"import sys; sys.prefix = {str(venv)!r}; exec(sys.argv[1])" "${{@:2}}"\n'
     )
     stub.chmod(0o755)
     return venv
