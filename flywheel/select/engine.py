@@ -3,6 +3,8 @@
 Only score columns are read to decide (Parquet projection keeps image bytes out); kept
 shards are then written shard by shard, so memory stays bounded by one shard. The output
 folder is built beside the old one and swapped in, so a crash never leaves half a selection.
+The recipe is checked against the pool first (flywheel.select.validate), and its SQL runs on a
+connection whose file access is disabled and locked once the score columns are loaded.
 """
 
 from __future__ import annotations
