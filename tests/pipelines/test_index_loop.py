@@ -8,6 +8,7 @@ import pytest
 from typer.testing import CliRunner
 
 from flywheel.recipes import load_recipe
+from filters.registry import column_owners
 from flywheel.select import select
 from flywheel.store.shards import ShardStore
 from flywheel.workspace import Workspace
@@ -53,7 +54,7 @@ def ws(tmp_path_factory, ray_session):
     )
     w = Workspace.at(root)
     ShardStore(w.pool_dir).write(0, table, "fp")
-    select(w, load_recipe("stage1_256p"))  # row 2 (rocket) is rejected by the entropy rule only
+    select(w, load_recipe("stage1_256p"), known_columns=column_owners())  # row 2 (rocket) is rejected by the entropy rule only
     result = runner.invoke(app, ["index", "-w", str(root)])
     assert result.exit_code == 0, result.output
     return w
