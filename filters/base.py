@@ -62,6 +62,14 @@ class ScorerUnavailable(RuntimeError):
     """Raised when a scorer cannot run as configured (missing weights); the message says what to set."""
 
 
+class ModelConfigError(ValueError):
+    """An enabled filter's configured model cannot load (missing or invalid file): a user error, exit 2.
+
+    Scoring refuses to start instead of writing the filter's columns as null: finished shards are skipped
+    on a re-run, so a null safety column would stay null in that workspace for good.
+    """
+
+
 class Scorer(ABC):
     """Base of all scorers. Subclasses declare `name` and `columns` once."""
 
@@ -72,6 +80,9 @@ class Scorer(ABC):
     # False for the high-resolution stages' costly scorers (BRISQUE, v1 quality): a plain `flywheel score`
     # stays stage-1 fast, and `score-missing --filters NAME` adds their columns when a recipe needs them.
     default_on: ClassVar[bool] = True
+    # Section of ScoringConfig this scorer reads (None: none). It goes into the shard fingerprint, so
+    # changing it re-scores the pool instead of mixing shards scored under two configurations.
+    config_section: ClassVar[str | None] = None
 
     def __init__(self) -> None:
         self.counters = Counters()
@@ -139,6 +150,14 @@ class ModelScorer(Scorer):
     def available(self) -> str | None:
         """None when the scorer can run; otherwise a message saying which config key to set."""
         return None
+
+    def not_configured(self) -> bool:
+        """True when no model is configured at all and the filter documents its column as null then.
+
+        Only then is an unavailable model a warning; a model that is configured (or shipped) but cannot
+        load is a ModelConfigError.
+        """
+        return False
 
     def __call__(self, inputs: np.ndarray, captions: list[str | None]) -> dict[str, Sequence[Any]]:
         started = time.perf_counter()

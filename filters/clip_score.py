@@ -119,6 +119,7 @@ class ClipScorer(ModelScorer):
     view_short_side: ClassVar[int] = DEFAULT_IMAGE_SIZE
     wants_captions: ClassVar[bool] = True
     uses_gpu: ClassVar[bool] = True
+    config_section: ClassVar[str | None] = "clip"
 
     def __init__(
         self,
@@ -194,6 +195,10 @@ class ClipScorer(ModelScorer):
                 "open_clip model JSON (or unset it to use a built-in architecture)"
             )
         return None
+
+    def not_configured(self) -> bool:
+        # The documented null: no clip.checkpoint at all (CLIP weights are not shipped).
+        return self.checkpoint is None
 
     def prepare(self, decoded: Decoded) -> np.ndarray:
         if decoded.rgb is None:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass, field, replace
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
 from flywheel.config import build, load_yaml
@@ -54,6 +54,28 @@ class DedupConfig:
     """Perceptual hash size (bits = hash_size**2)."""
 
     hash_size: int = 8
+
+
+# Keys that choose where a model runs, not what it computes: left out of the shard fingerprint.
+RUNTIME_ONLY_KEYS = frozenset({"device", "batch_size"})
+# Keys naming model files: the fingerprint also records each file's size and mtime, so replacing the
+# weights behind an unchanged path re-scores too.
+MODEL_FILE_KEYS = frozenset({"checkpoint", "model_config", "model_path", "weights", "net_head"})
+
+
+def section_identity(section: object) -> dict[str, object]:
+    """What of one config section decides the scores: its values, plus size/mtime of the model files."""
+    out: dict[str, object] = {}
+    for key, value in asdict(section).items():  # type: ignore[call-overload]
+        if key in RUNTIME_ONLY_KEYS:
+            continue
+        out[key] = value
+        if key in MODEL_FILE_KEYS and isinstance(value, str):
+            path = Path(value).expanduser()
+            if path.is_file():
+                st = path.stat()
+                out[f"{key}.file"] = {"path": str(path.resolve()), "bytes": st.st_size, "mtime_ns": st.st_mtime_ns}
+    return out
 
 
 @dataclass(frozen=True)

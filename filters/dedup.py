@@ -63,6 +63,7 @@ def hamming64(a: int, b: int) -> int:
 
 class DedupScorer(CpuScorer):
     name = "dedup"
+    config_section = "dedup"
     view_short_side = HASH_VIEW
     columns = (
         Column(

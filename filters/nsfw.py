@@ -93,6 +93,7 @@ class NsfwScorer(ModelScorer):
     view_short_side: ClassVar[int] = RESIZE
     input_shape: ClassVar[tuple[int, ...]] = (CROP, CROP, 3)
     uses_gpu: ClassVar[bool] = True
+    config_section: ClassVar[str | None] = "nsfw"
 
     def __init__(
         self,

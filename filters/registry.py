@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import hashlib
+import json
 from collections.abc import Iterable
 
 from filters.base import CpuScorer, ModelScorer, Scorer
 from filters.broken import BrokenScorer
 from filters.clip_score import ClipScorer
-from filters.config import ScoringConfig
+from filters.config import ScoringConfig, section_identity
 from filters.dedup import DedupScorer
 from filters.entropy import EntropyScorer
 from filters.image_quality import ImageQualityScorer
@@ -63,6 +65,25 @@ def resolve(names: Iterable[str] | None, include_optional: bool = False) -> list
     return [cls for cls in FILTERS if cls.name in wanted]
 
 
+def scoring_fingerprint(classes: Iterable[type[Scorer]], cfg: ScoringConfig) -> str:
+    """Hash of what decides a pool shard's scores besides its input: the filter set and each filter's config.
+
+    Stored in every pool shard's marker; a shard scored under another filter set or model config is not
+    complete for this run and is scored again (its input fingerprint still has to match).
+    """
+    classes = list(classes)
+    identity = {
+        "filters": [cls.name for cls in classes],
+        "limits": section_identity(cfg.limits),
+        "config": {
+            cls.name: section_identity(getattr(cfg, cls.config_section))
+            for cls in classes
+            if cls.config_section is not None
+        },
+    }
+    return hashlib.sha256(json.dumps(identity, sort_keys=True, default=str).encode()).hexdigest()[:16]
+
+
 def build(cls: type[Scorer], cfg: ScoringConfig) -> Scorer:
     factory = getattr(cls, "from_config", None)
     return factory(cfg) if factory is not None else cls()
@@ -83,6 +104,11 @@ def column_registry(classes: Iterable[type[Scorer]] = FILTERS) -> ColumnRegistry
         for column in cls.columns:
             registry.add(column)
     return registry
+
+
+def column_owners(classes: Iterable[type[Scorer]] = FILTERS) -> dict[str, str]:
+    """Every score column a registered filter can write -> that filter (recipes check rules against it)."""
+    return {c.name: cls.name for cls in classes for c in cls.columns}
 
 
 def is_model(cls: type[Scorer]) -> bool:

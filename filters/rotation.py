@@ -146,6 +146,7 @@ class RotationScorer(CpuScorer):
     """Content-based rotation estimate of the (EXIF-transposed) view, plus the EXIF tag itself."""
 
     name = "rotation"
+    config_section = "rotation"
     view_short_side = 128  # a 48x48 grid is all the features use
     # rotation_pred comes first: the null counter reads the first column, and only broken samples
     # have a null prediction (most healthy images have no EXIF orientation).

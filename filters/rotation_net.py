@@ -52,6 +52,7 @@ class RotationNetScorer(ModelScorer):
     """P(upright) and the predicted rotation from EfficientNet-Lite0 features of the four rotations."""
 
     name: ClassVar[str] = "rotation_net"
+    config_section: ClassVar[str | None] = "rotation"
     columns: ClassVar[tuple[Column, ...]] = (
         Column(
             "rotation_net_pred",

@@ -207,6 +207,7 @@ class TokenLengthScorer(CpuScorer):
     """Qwen token count of each caption plus a caption-defect label."""
 
     name: ClassVar[str] = "tokens"
+    config_section: ClassVar[str | None] = "tokens"
     columns: ClassVar[tuple[Column, ...]] = (
         Column(
             "caption_tokens",

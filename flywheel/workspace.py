@@ -1,7 +1,7 @@
 """A workspace folder: the pool, curated selections and run logs of one project.
 
 DIR/pool/part-NNNNN.parquet       scored shards (one per input partition)
-DIR/pool/_markers/, _manifest.json, _sources.json (planned partitions and rows per source)
+DIR/pool/_markers/, _manifest.json, _sources.json (planned partitions and rows per source, + _sources.lock)
 DIR/curated/<recipe>/             ONLY the kept shards part-NNNNN.parquet: Hugging Face `datasets`,
                                   Polars, DuckDB `*.parquet` and `pyarrow.dataset` read exactly the kept rows
 DIR/selections/<recipe>/          the selection's bookkeeping, where data readers never look:
@@ -20,9 +20,11 @@ from pathlib import Path
 from typing import Any
 
 from flywheel.schema import SCHEMA_VERSION
+from flywheel.store.locks import file_lock
 from flywheel.store.shards import ShardStore, write_json_atomic
 
-_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
+# Selection names: a recipe name, optionally `+<hash of --set overrides>`.
+_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.+-]*$")
 
 
 FUNNEL_JSON = "funnel.json"
@@ -160,7 +162,15 @@ class Workspace:
 
     # Partition offsets per source, so several sources can share one pool without index clashes.
     def source_offset(self, source_key: str, n_partitions: int, planned_rows: list[int] | None = None) -> int:
-        """First pool partition index of a source; registers it (with its planned rows) the first time."""
+        """First pool partition index of a source; registers it (with its planned rows) the first time.
+
+        Read-modify-write of `_sources.json` under a file lock: concurrent `score` runs of different
+        sources into one workspace must get disjoint partition ranges, not all offset 0.
+        """
+        with file_lock(self.pool_dir / "_sources.lock"):
+            return self._source_offset_locked(source_key, n_partitions, planned_rows)
+
+    def _source_offset_locked(self, source_key: str, n_partitions: int, planned_rows: list[int] | None) -> int:
         path = self.pool_dir / "_sources.json"
         sources = self._sources()
         if source_key in sources:

@@ -8,6 +8,8 @@ import tempfile
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
 os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
+# On a loaded 2-core machine the temporary Prefect server can take longer than the 20 s default to start.
+os.environ.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "90")
 # Prefect without a server starts a local one on SQLite under PREFECT_HOME: keep it out of ~.
 os.environ.setdefault("PREFECT_HOME", tempfile.mkdtemp(prefix="flywheel-prefect-"))
 
@@ -26,3 +28,23 @@ def ray_session() -> Iterator[None]:
     init_ray(num_cpus=2, object_store_memory=300 * 1024 * 1024)
     yield
     ray.shutdown()
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _stop_prefect_temporary_server() -> Iterator[None]:
+    """Stop Prefect's temporary API server while pytest's streams are still open.
+
+    Prefect stops the server it starts for flows without PREFECT_API_URL from an `atexit` hook, which runs
+    after pytest has closed the captured stream its log handler writes to: the run then ended with a
+    "--- Logging error ---" traceback after the summary. Stopping it at session teardown logs into the
+    capture instead, and leaves the atexit hook nothing to do.
+    """
+    yield
+    import sys
+
+    if "prefect.server.api.server" not in sys.modules:
+        return  # no flow ran in this session, so no server was started
+    from prefect.server.api.server import SubprocessASGIServer
+
+    for server in list(SubprocessASGIServer._instances.values()):
+        server.stop()

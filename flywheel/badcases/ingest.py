@@ -3,7 +3,7 @@
 - Evaluation results (the trainer's Parquet, schema flywheel/evaluation.py): failing rows become bad cases,
   passing rows are kept as references (the RL track pairs them with failures of the same prompt).
 - User feedback, JSONL or CSV: `prompt` (required), `image` (path to the output the user saw, relative to the
-  file's folder), `complaint` (free text) and/or `rating` (1..5).
+  file's folder and resolving inside it), `complaint` (free text) and/or `rating` (1..5).
 - Mined cases, JSONL: `prompt`, `image`, optional `failure_tags`, `metrics`, `complaint` (a mining note).
 Every record gets a content key, so re-ingesting the same file adds nothing twice. Bad lines are reported
 all at once with their line numbers; nothing is ingested from a file with errors unless asked to skip them.
@@ -122,6 +122,26 @@ def _records(path: Path) -> Iterator[tuple[int, dict[str, Any] | str]]:
             yield line_no, rec if isinstance(rec, dict) else f"line {line_no}: not a JSON object"
 
 
+def contained_image(folder: Path, image: object) -> Path:
+    """The regular file `image` names inside `folder`, or ValueError with the reason.
+
+    A feedback file comes from outside (users, annotation tools), so its `image` field is untrusted: an
+    absolute path, `..` or a symlink out of the folder would copy any readable file of this machine into
+    the bad-case store. Only files that resolve inside the feedback file's own folder are accepted.
+    """
+    if not isinstance(image, str):
+        raise ValueError(f"'image' must be a path (text), got {type(image).__name__}")
+    if Path(image).is_absolute():
+        raise ValueError(f"image {image!r} is an absolute path; give a path relative to {folder}")
+    root = folder.resolve()
+    resolved = (root / image).resolve()
+    if not resolved.is_relative_to(root):
+        raise ValueError(f"image {image!r} resolves outside the feedback folder {root}")
+    if not resolved.is_file():
+        raise ValueError(f"image {image!r} not found or not a regular file (paths are relative to {root})")
+    return resolved
+
+
 def _case(store: BadCaseStore, path: Path, line_no: int, rec: dict[str, Any], source: str) -> BadCase:
     allowed = FEEDBACK_KEYS if source == "feedback" else MINED_KEYS
     unknown = set(rec) - allowed
@@ -151,9 +171,7 @@ def _case(store: BadCaseStore, path: Path, line_no: int, rec: dict[str, Any], so
         raise ValueError("'metrics' must be an object of numbers")
     image = None
     if rec.get("image"):
-        image_file = (path.parent / str(rec["image"])).resolve()
-        if not image_file.is_file():
-            raise ValueError(f"image {rec['image']!r} not found (paths are relative to {path.parent})")
+        image_file = contained_image(path.parent, rec["image"])
         image = store.put_image(image_file.read_bytes(), f"line {line_no} image")
     task = rec.get("task", "T2I")
     if task not in ("T2I", "TI2I"):

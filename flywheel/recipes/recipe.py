@@ -9,12 +9,15 @@ point, so the member kept from each group is one that passed the rules before it
 
 from __future__ import annotations
 
+import hashlib
+import json
 from dataclasses import dataclass, field, replace
 from importlib import resources
 from pathlib import Path
 from typing import Any, Literal
 
 from flywheel.config import ConfigError, build, load_yaml
+from flywheel.schema import TASKS
 
 OnNull = Literal["keep", "reject"]
 # A quality rule rejects data that is bad for any stage (broken, NSFW, tiny, caption missing); a distribution
@@ -75,6 +78,7 @@ class Rule:
         return " AND ".join(parts) or "(no condition)"
 
     def validate(self) -> None:
+        self._check_types()
         conditions = [self.min, self.max, self.is_null, self.values_in, self.not_in, self.keep, self.dedup]
         if all(c is None for c in conditions):
             raise ConfigError(f"rule {self.name!r} has no condition")
@@ -124,6 +128,29 @@ class MixSource:
         if self.max_rows is not None and (not isinstance(self.max_rows, int) or self.max_rows < 1):
             raise ConfigError(f"{where}: mix max_rows must be a positive integer")
 
+    def _check_types(self) -> None:
+        """One clear line per wrongly typed parameter (YAML and --set values arrive untyped)."""
+        where = f"rule {self.name!r}"
+        if not isinstance(self.name, str) or not self.name:
+            raise ConfigError(f"rule name must be text, got {self.name!r}")
+        for param in ("min", "max"):
+            value = getattr(self, param)
+            if value is not None and not _is_number(value):
+                raise ConfigError(f"{where}: {param} must be a number, got {value!r}")
+        for param in ("column", "keep", "why"):
+            value = getattr(self, param)
+            if value is not None and not isinstance(value, str):
+                raise ConfigError(f"{where}: {param} must be text, got {value!r}")
+        if self.is_null is not None and not isinstance(self.is_null, bool):
+            raise ConfigError(f"{where}: is_null must be true or false, got {self.is_null!r}")
+        for param, value in (("in", self.values_in), ("not_in", self.not_in)):
+            if value is not None and not isinstance(value, list):
+                raise ConfigError(f"{where}: {param} must be a list like [a, b], got {value!r}")
+        if self.dedup is not None and self.dedup not in ("exact", "perceptual"):
+            raise ConfigError(f"{where}: dedup must be exact or perceptual, got {self.dedup!r}")
+        if not isinstance(self.max_hamming, int) or isinstance(self.max_hamming, bool) or self.max_hamming < 0:
+            raise ConfigError(f"{where}: max_hamming must be a whole number >= 0, got {self.max_hamming!r}")
+
 
 @dataclass(frozen=True)
 class Recipe:
@@ -145,6 +172,29 @@ class Recipe:
     def distribution_rules(self) -> list[Rule]:
         return [r for r in self.rules if r.role == "distribution" and not r.dedup]
 
+    # Set by with_overrides only: the recipe this one was derived from and the `--set` values applied.
+    # A derived recipe is named `<base>+<hash of overrides>`, so its selection never replaces the base's.
+    base: str | None = None
+    overrides: dict[str, str] = field(default_factory=dict)
+
+    def validate(self) -> None:
+        """Types of the recipe's own fields; `tasks: T2I` (a string, not a list) is an error, not 0 rows."""
+        if not isinstance(self.name, str) or not self.name:
+            raise ConfigError(f"recipe name must be text, got {self.name!r}")
+        if not isinstance(self.tasks, list) or not all(isinstance(t, str) for t in self.tasks):
+            raise ConfigError(f"recipe {self.name}: tasks must be a list like [T2I], got {self.tasks!r}")
+        unknown = [t for t in self.tasks if t not in TASKS]
+        if unknown or not self.tasks:
+            raise ConfigError(f"recipe {self.name}: tasks {self.tasks!r} must be a non-empty list of {list(TASKS)}")
+        if not isinstance(self.keep_best_by, list) or not all(isinstance(t, str) for t in self.keep_best_by):
+            raise ConfigError(f"recipe {self.name}: keep_best_by must be a list of 'COLUMN [ASC|DESC]' texts")
+        for param in ("stage", "resolution"):
+            value = getattr(self, param)
+            if value is not None and (not isinstance(value, int) or isinstance(value, bool)):
+                raise ConfigError(f"recipe {self.name}: {param} must be a whole number, got {value!r}")
+        if not isinstance(self.description, str):
+            raise ConfigError(f"recipe {self.name}: description must be text")
+
     def rule(self, name: str) -> Rule:
         for r in self.rules:
             if r.name == name:
@@ -152,7 +202,13 @@ class Recipe:
         raise ConfigError(f"recipe {self.name} has no rule {name!r}; rules: {[r.name for r in self.rules]}")
 
     def with_overrides(self, overrides: dict[str, str]) -> Recipe:
-        """Apply `rule.param=value` overrides (e.g. `nsfw.max=0.3`) without editing the YAML."""
+        """Apply `rule.param=value` overrides (e.g. `nsfw.max=0.3`) without editing the YAML.
+
+        The result is named `<recipe>+<8 hex of the overrides>` and records them, so an experiment writes
+        `curated/<recipe>+<hash>/` beside the recipe's own selection instead of replacing it.
+        """
+        if not overrides:
+            return self
         rules = list(self.rules)
         for key, raw in overrides.items():
             if "." not in key:
@@ -165,7 +221,14 @@ class Recipe:
                 raise ConfigError(f"override {key!r}: unknown rule parameter {param!r}")
             rules[idx] = replace(rules[idx], **{param: _parse_value(raw)})
             rules[idx].validate()
-        return replace(self, rules=rules)
+        merged = {**self.overrides, **{k: str(v) for k, v in overrides.items()}}
+        base = self.base or self.name
+        digest = hashlib.sha256(json.dumps(merged, sort_keys=True).encode()).hexdigest()[:8]
+        return replace(self, rules=rules, name=f"{base}+{digest}", base=base, overrides=merged)
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool)
 
 
 def _parse_value(raw: str) -> Any:
@@ -203,10 +266,14 @@ def load_recipe(name_or_path: str) -> Recipe:
     names = [r.name for r in rules]
     if len(set(names)) != len(names):
         raise ConfigError(f"{path}: rule names must be unique: {names}")
+    reserved = {"base", "overrides"} & set(data)
+    if reserved:
+        raise ConfigError(f"{path}: {sorted(reserved)} are set by --set overrides, not in a recipe file")
     mix = parse_mix(data.pop("mix", None), path.name)
     data.setdefault("name", path.stem)
-    recipe = build(Recipe, data, path.name)
-    return replace(recipe, rules=rules, mix=mix)
+    recipe = replace(build(Recipe, data, path.name), rules=rules, mix=mix)
+    recipe.validate()
+    return recipe
 
 
 def parse_mix(raw: Any, where: str) -> list[MixSource]:

@@ -10,6 +10,7 @@ searches re-rank `refine_factor * k` candidates with the full vectors to keep re
 from __future__ import annotations
 
 import json
+from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -19,6 +20,7 @@ import pyarrow as pa
 
 from flywheel.retrieval.config import AnnConfig
 from flywheel.retrieval.space import FIELDS, EmbeddingSpace, table_name
+from flywheel.store.locks import file_lock
 
 SPACE_KEY = b"flywheel.space"
 
@@ -102,8 +104,20 @@ class RetrievalEngine:
         ids = table.search().select(["id"]).limit(table.count_rows() or 1).to_arrow().column("id")
         return set(ids.to_pylist())
 
+    def write_lock(self) -> AbstractContextManager[None]:
+        """Exclusive lock of the table writes: two `flywheel index` runs must not both create or append."""
+        return file_lock(self.root / ".write.lock")
+
+    def build_lock(self) -> AbstractContextManager[None]:
+        """Lock held by a whole `flywheel index` run, so a second run waits and then embeds only what is new."""
+        return file_lock(self.root / ".build.lock")
+
     def add(self, field: str, space: EmbeddingSpace, rows: pa.Table) -> int:
-        """Append rows (id, vector, metadata...) to the (field, space) table, creating it on first use."""
+        """Upsert rows (id, vector, metadata...) by id into the (field, space) table, creating it on first use.
+
+        An upsert, not an append: a row whose id the table holds already replaces it, so a repeated or
+        concurrent index run never stores an id twice. Runs under the write lock.
+        """
         if rows.num_rows == 0:
             return 0
         vec_type = rows.schema.field("vector").type
@@ -113,17 +127,20 @@ class RetrievalEngine:
             )
         name = table_name(field, space)
         rows = rows.replace_schema_metadata(_space_meta(field, space))
-        if name in self.table_names():
-            self.db.open_table(name).add(rows)
-        else:
-            self.db.create_table(name, rows)
+        with self.write_lock():
+            if name in self.table_names():
+                table = self.db.open_table(name)
+                table.merge_insert("id").when_matched_update_all().when_not_matched_insert_all().execute(rows)
+            else:
+                self.db.create_table(name, rows)
         return rows.num_rows
 
     def update_metadata(self, name: str, metadata: pa.Table) -> None:
         """Refresh membership and scores of existing rows (a re-selection changes them; vectors do not)."""
-        table = self._open(name)
-        cols = [c for c in metadata.column_names if c in table.schema.names]
-        table.merge_insert("id").when_matched_update_all().execute(metadata.select(cols))
+        with self.write_lock():
+            table = self._open(name)
+            cols = [c for c in metadata.column_names if c in table.schema.names]
+            table.merge_insert("id").when_matched_update_all().execute(metadata.select(cols))
 
     def build_ann_if_large(self, name: str, *, force: bool = False) -> bool:
         """Build the ANN index once the table has `ann.min_rows` rows; return whether one was built."""

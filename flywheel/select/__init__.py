@@ -1,7 +1,18 @@
 """Selection of a pool by a recipe (DuckDB), the funnel report, mix sources and rejected-sample listing."""
 
-from flywheel.select.engine import Selection, read_rejected, select
+from flywheel.select.engine import Selection, SelectionExistsError, read_rejected, select
 from flywheel.select.funnel import Funnel, RuleOutcome
 from flywheel.select.mix import MixOutcome, read_mix
+from flywheel.select.validate import RecipeError
 
-__all__ = ["Funnel", "MixOutcome", "RuleOutcome", "Selection", "read_mix", "read_rejected", "select"]
+__all__ = [
+    "Funnel",
+    "MixOutcome",
+    "RecipeError",
+    "RuleOutcome",
+    "Selection",
+    "SelectionExistsError",
+    "read_mix",
+    "read_rejected",
+    "select",
+]

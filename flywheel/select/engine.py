@@ -10,14 +10,18 @@ missing partition is an error, never a smaller selection. Kept shards keep the p
 schema, so each column's description and unit travel in the Parquet field metadata; they are
 the only files in `curated/<recipe>/` (the funnel, rejected rows and manifest go to
 `selections/<recipe>/`), so any Parquet reader pointed at the folder sees exactly the kept rows.
+The recipe is checked against the pool first (flywheel.select.validate), and its SQL runs on a
+connection whose file access is disabled and locked once the score columns are loaded.
 """
 
 from __future__ import annotations
 
+import json
 import shutil
 import time
 import uuid
-from dataclasses import dataclass, field, replace
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -30,6 +34,7 @@ from flywheel.recipes.recipe import Recipe, Rule
 from flywheel.select.dedup_groups import groups_from_edges, multiview_edges, near_duplicate_edges
 from flywheel.select.funnel import Funnel, RuleOutcome
 from flywheel.select.mix import MIX_MANIFEST, curated_keys, select_mix
+from flywheel.select.validate import RecipeError, check_recipe
 from flywheel.store.shards import ShardStore, write_json_atomic
 from flywheel.workspace import FUNNEL_JSON, FUNNEL_TXT, RECIPE_JSON, REJECTED, Workspace, WorkspaceError
 
@@ -81,18 +86,42 @@ def keep_expression(rule: Rule) -> str:
     return f"CASE WHEN {col} IS NULL THEN {'TRUE' if rule.on_null == 'keep' else 'FALSE'} ELSE ({expr}) END"
 
 
-def select(workspace: Workspace, recipe: Recipe, *, threads: int | None = None) -> Selection:
+class SelectionExistsError(ValueError):
+    """The selection folder holds another recipe's (or other overrides') result; nothing is overwritten."""
+
+
+def select(
+    workspace: Workspace,
+    recipe: Recipe,
+    *,
+    threads: int | None = None,
+    known_columns: Mapping[str, str] | None = None,
+    name: str | None = None,
+    replace: bool = False,
+) -> Selection:
+    """Apply `recipe` to the pool and write `curated/<name or recipe.name>/`.
+
+    `known_columns` (column -> filter, from the filter registry) lets a rule whose filter was not run be
+    reported as not applied; any other rule on a missing column is a RecipeError. An existing selection
+    folder is replaced only when it was written by the same recipe and overrides, or with `replace`.
+    """
     started = time.perf_counter()
     shards = workspace.require_complete_pool()
+    sel_name = name or recipe.name
+    out_dir = workspace.curated_dir(sel_name)
+    meta_dir = workspace.selection_dir(sel_name)
     con = duckdb.connect()
     if threads:
         con.execute(f"SET threads = {int(threads)}")
     files = [str(p) for p in shards]
-    pool_columns = set(pq.read_schema(files[0]).names)
-    for f in files[1:]:
-        pool_columns |= set(pq.read_schema(f).names)
+    schemas = [pq.read_schema(f) for f in files]
+    pool_schema = pa.unify_schemas(schemas, promote_options="permissive")
+    pool_columns = set(pool_schema.names)
+    checked = check_recipe(recipe, pool_schema, known_columns)
+    _refuse_overwrite(meta_dir, recipe, replace)
 
     funnel = Funnel(recipe=recipe.name)
+    funnel.not_applied.extend(checked.not_applied)
     captionless = _captionless(con, files, pool_columns)
     caption_columns = _caption_columns(workspace)
     if captionless:
@@ -101,29 +130,23 @@ def select(workspace: Workspace, recipe: Recipe, *, threads: int | None = None) 
             "add captions or run `flywheel caption` on this selection"
         )
     applied: list[Rule] = []
-    notes: dict[str, str] = {}
-    for rule in recipe.rules:
-        missing = [c for c in rule.columns() if c not in pool_columns]
-        if rule.views and missing and rule.column in pool_columns:  # a pool scored before the view hashes
-            rule = replace(rule, views=None)
-            notes[rule.name] = f"view hashes {missing} not in the pool: full-view hashes only (re-score to add them)"
-            missing = []
-        if missing:
-            funnel.not_applied.append(
-                {"rule": rule.name, "why": f"column(s) {missing} not in the pool (was the filter run?)"}
-            )
-        elif captionless and caption_columns & set(rule.columns()):
+    notes: dict[str, str] = dict(checked.notes)
+    for rule in checked.applied:
+        if captionless and caption_columns & set(rule.columns()):
             funnel.not_applied.append(
                 {"rule": rule.name, "why": "no row has a caption, so the rule judged nothing (every row kept)"}
             )
         else:
             applied.append(rule)
     order_cols = [c for c in ("resolution_megapixels", "file_bytes", "id") if c in pool_columns]
+    order_cols += [t.split()[0] for t in recipe.keep_best_by if t.split()[0] in pool_columns]
     detail = [DETAIL_COLUMN] if DETAIL_COLUMN in pool_columns else []
-    rule_columns = (c for r in applied for c in r.columns())
-    needed = sorted({KEY, "uri", "partition", "task", *order_cols, *detail, *rule_columns})
+    needed = sorted({KEY, "uri", "partition", "task", *order_cols, *detail, *checked.columns})
     projection = ", ".join(_quote(c) for c in needed)
     con.execute(f"CREATE TABLE s AS SELECT {projection} FROM read_parquet(?, union_by_name=true)", [files])
+    # From here on the recipe's SQL runs: no file may be read or written, and nothing may turn that back on.
+    con.execute("SET enable_external_access = false")
+    con.execute("SET lock_configuration = true")
     funnel.rows_in = con.execute("SELECT count(*) FROM s").fetchone()[0]
     _require_unique_ids(con, workspace)
     con.execute("ALTER TABLE s ADD COLUMN alive BOOLEAN DEFAULT TRUE")
@@ -147,7 +170,11 @@ def select(workspace: Workspace, recipe: Recipe, *, threads: int | None = None) 
             outcome.null_rows = con.execute(f"SELECT count(*) FROM s WHERE {_quote(rule.column)} IS NULL").fetchone()[0]
             if outcome.null_rows == funnel.rows_in and rule.is_null is None:
                 outcome.note = "column is null for every row: the rule could not judge anything"
-        _apply(con, funnel, outcome, keep_expression(rule))
+        try:
+            _apply(con, funnel, outcome, keep_expression(rule))
+        except duckdb.Error as exc:  # a keep expression that parses but cannot run on these columns
+            first = str(exc).splitlines()[0]
+            raise RecipeError(f"recipe {recipe.name}: rule {rule.name!r} cannot be evaluated: {first}") from None
 
     funnel.kept = con.execute("SELECT count(*) FROM s WHERE alive").fetchone()[0]
     funnel.rejected = funnel.rows_in - funnel.kept
@@ -155,8 +182,6 @@ def select(workspace: Workspace, recipe: Recipe, *, threads: int | None = None) 
         con.execute("SELECT reason, count(*) FROM s WHERE NOT alive GROUP BY reason ORDER BY 2 DESC").fetchall()
     )
 
-    out_dir = workspace.curated_dir(recipe.name)
-    meta_dir = workspace.selection_dir(recipe.name)
     tmp_dir = out_dir.with_name(f".{out_dir.name}.tmp-{uuid.uuid4().hex[:8]}")
     tmp_meta = meta_dir.with_name(f".{meta_dir.name}.tmp-{uuid.uuid4().hex[:8]}")
     tmp_dir.mkdir(parents=True)
@@ -168,7 +193,7 @@ def select(workspace: Workspace, recipe: Recipe, *, threads: int | None = None) 
         extra["mix"] = [o.to_json() for o in outcomes]
         write_json_atomic(tmp_meta / MIX_MANIFEST, {"recipe": recipe.name, "sources": extra["mix"]})
     else:
-        shutil.rmtree(workspace.mix_dir(recipe.name), ignore_errors=True)  # no stale mix of an old recipe
+        shutil.rmtree(workspace.mix_dir(sel_name), ignore_errors=True)  # no stale mix of an old recipe
     funnel.seconds = round(time.perf_counter() - started, 3)
     write_json_atomic(tmp_meta / FUNNEL_JSON, funnel.to_json())
     (tmp_meta / FUNNEL_TXT).write_text(funnel.to_text(), encoding="utf-8")
@@ -270,6 +295,7 @@ def _valid_order(terms: list[str], columns: set[str]) -> list[str]:
 def _write_outputs(
     con: duckdb.DuckDBPyConnection, shards: list[Path], out_dir: Path, meta_dir: Path, recipe: Recipe
 ) -> None:
+    # Shards are read with pyarrow, not DuckDB: the connection has file access disabled by now.
     store = ShardStore(out_dir, meta_root=meta_dir)
     for shard in shards:
         index = int(shard.stem.split("-")[1])
@@ -291,6 +317,27 @@ def _write_outputs(
         WHERE NOT s.alive ORDER BY s.partition, s.uri""").to_arrow_table()
     pq.write_table(rejected, meta_dir / REJECTED)
     store.write_manifest({"recipe": recipe.name, "stage": recipe.stage, "resolution": recipe.resolution})
+
+
+def _refuse_overwrite(meta_dir: Path, recipe: Recipe, replace: bool) -> None:
+    """Never replace a selection silently: only a re-run of the same recipe (name and overrides) may.
+
+    Re-running a recipe after editing its thresholds refreshes its own selection, as it always did; what
+    is refused is one recipe's (or experiment's) result landing in another one's folder.
+    """
+    recorded = meta_dir / RECIPE_JSON
+    if replace or not meta_dir.exists():
+        return
+    if recorded.is_file():
+        old = json.loads(recorded.read_text(encoding="utf-8"))
+        if (old.get("name"), old.get("overrides") or {}) == (recipe.name, recipe.overrides):
+            return
+        what = f"recipe {old.get('name')!r}" + (f" with overrides {old['overrides']}" if old.get("overrides") else "")
+    else:
+        what = "an unknown recipe"
+    raise SelectionExistsError(
+        f"{meta_dir.name} holds the selection of {what}; choose another --name, or pass --replace to overwrite it"
+    )
 
 
 def _recipe_json(recipe: Recipe) -> dict[str, Any]:

@@ -48,6 +48,8 @@ class ShardInfo:
     sha256: str
     fingerprint: str
     stats: dict[str, Any] = field(default_factory=dict)
+    # What produced the columns besides the input (pool: filter set + model config); "" in older markers.
+    scoring: str = ""
 
 
 def write_bytes_atomic(path: Path, data: bytes) -> None:
@@ -109,7 +111,9 @@ class ShardStore:
     def shard_path(self, index: int) -> Path:
         return self.root / shard_name(index)
 
-    def write(self, index: int, table: pa.Table, fingerprint: str, *, row_group_size: int = 64) -> ShardInfo:
+    def write(
+        self, index: int, table: pa.Table, fingerprint: str, *, row_group_size: int = 64, scoring: str = ""
+    ) -> ShardInfo:
         """Write one shard atomically and then its completion marker."""
         self.root.mkdir(parents=True, exist_ok=True)
         self.markers.mkdir(parents=True, exist_ok=True)
@@ -127,15 +131,18 @@ class ShardStore:
             sha256=file_sha256(final),
             fingerprint=fingerprint,
             stats=column_stats(table),
+            scoring=scoring,
         )
         write_json_atomic(self.marker_path(index), asdict(info))
         return info
 
-    def completed(self, index: int, fingerprint: str | None = None) -> ShardInfo | None:
+    def completed(self, index: int, fingerprint: str | None = None, scoring: str | None = None) -> ShardInfo | None:
         """The shard's info if it is complete (marker present, size and sha256 agree, fingerprint matches).
 
         A shard whose bytes do not match its marker (truncated, bit-flipped) is not complete:
         None is returned and `self.damaged` names it, so the caller can say so and redo it.
+        A shard whose `scoring` differs (other filters or model config) is not complete: it is redone.
+        A different input `fingerprint` is an error, because the source itself changed.
         """
         marker = self.marker_path(index)
         shard = self.shard_path(index)
@@ -151,6 +158,8 @@ class ShardStore:
                 f"{shard} was written from different input (fingerprint {info.fingerprint} != {fingerprint}); "
                 "the source changed since this pool was scored. Score into a new workspace."
             )
+        if scoring is not None and info.scoring != scoring:
+            return None
         return info
 
     def check(self, info: ShardInfo) -> str | None:

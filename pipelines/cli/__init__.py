@@ -32,6 +32,7 @@ def score(
     rows_per_partition: Annotated[int, typer.Option(min=1, help="Rows per input partition / pool shard.")] = 256,
 ) -> None:
     """Score every sample of SOURCE into WORKSPACE/pool (resumable: completed shards are skipped)."""
+    from filters.base import ModelConfigError
     from filters.config import ScoringConfig
     from filters.registry import UnknownFilterError
     from flywheel.config import ConfigError
@@ -56,7 +57,7 @@ def score(
                 progress=lambda done, total: progress.update(task, completed=done, total=total),
                 log=lambda m: err.print(m, markup=False),  # "[warning] ..." is text, not Rich markup
             )
-    except (SourceError, ConfigError, UnknownFilterError, WorkspaceError, FileNotFoundError) as exc:
+    except (SourceError, ConfigError, UnknownFilterError, WorkspaceError, FileNotFoundError, ModelConfigError) as exc:
         _fail(str(exc))
     except ScoreFailed as exc:
         _fail(str(exc), code=1)
@@ -104,10 +105,19 @@ def select(
     recipe: Annotated[str, typer.Option(help="Built-in recipe name or a recipe YAML path.")] = "stage1_256p",
     set_: Annotated[list[str] | None, typer.Option("--set", help="Override a threshold: RULE.PARAM=VALUE.")] = None,
     json_out: Annotated[bool, typer.Option("--json", help="Print funnel.json instead of the table.")] = False,
+    name: Annotated[
+        str | None,
+        typer.Option(help="Selection folder name (default: the recipe's; with --set: RECIPE+<hash of the overrides>)."),
+    ] = None,
+    replace: Annotated[
+        bool, typer.Option("--replace", help="Overwrite a selection that another recipe or other overrides wrote.")
+    ] = False,
 ) -> None:
     """Apply a stage recipe to the pool: write WORKSPACE/curated/NAME/ and print the funnel."""
+    from filters.registry import column_owners
     from flywheel.config import ConfigError
     from flywheel.recipes import load_recipe
+    from flywheel.select import SelectionExistsError
     from flywheel.select import select as run_select
     from flywheel.store.shards import CorruptShardError
     from flywheel.workspace import Workspace, WorkspaceError
@@ -117,8 +127,8 @@ def select(
         overrides = dict(_split_override(s) for s in (set_ or []))
         if overrides:
             rec = rec.with_overrides(overrides)
-        selection = run_select(Workspace.at(workspace), rec)
-    except (ConfigError, WorkspaceError, FileNotFoundError) as exc:
+        selection = run_select(Workspace.at(workspace), rec, known_columns=column_owners(), name=name, replace=replace)
+    except (ConfigError, WorkspaceError, FileNotFoundError, SelectionExistsError) as exc:
         _fail(str(exc))
     except CorruptShardError as exc:  # damaged data, not a user mistake: exit 1, and say how to repair
         _fail(f"{exc}; re-run `flywheel score SOURCE --workspace {workspace}` to re-score it", code=1)

@@ -8,6 +8,7 @@ from rich.console import Console
 
 from corpus.build import build_corpus
 from filters.config import ScoringConfig
+from filters.registry import column_owners
 from flywheel.recipes import load_recipe
 from flywheel.select import select
 from flywheel.workspace import Workspace
@@ -72,7 +73,7 @@ def run_demo(
         log=lambda m: console.print(f"[yellow]{m}[/]"),
     )
     console.print(f"pool: {result.rows_written} new rows, {result.skipped} shard(s) reused, {result.seconds:.1f}s")
-    selection = select(ws, load_recipe("stage1_256p"))
+    selection = select(ws, load_recipe("stage1_256p"), known_columns=column_owners())
     selection.funnel.check()
     console.print(selection.funnel.to_text(), highlight=False, soft_wrap=True)
     console.print("scoring the held-out renders as reservoir demo-held-out (scored and indexed, never curated)")

@@ -17,6 +17,7 @@ os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
 from prefect import flow, get_run_logger, task
 
 from filters.config import ScoringConfig
+from filters.registry import column_owners
 from flywheel.recipes import load_recipe
 from flywheel.select import select as run_select
 from flywheel.workspace import Workspace
@@ -56,7 +57,7 @@ def select_task(workspace: str, recipe: str, overrides: dict[str, str] | None) -
     rec = load_recipe(recipe)
     if overrides:
         rec = rec.with_overrides(overrides)
-    selection = run_select(Workspace.at(workspace), rec)
+    selection = run_select(Workspace.at(workspace), rec, known_columns=column_owners())
     selection.funnel.check()
     return {
         "funnel": selection.funnel.to_json(),

@@ -1,6 +1,7 @@
 """The `cycle` flow: ingest bad cases -> (index) -> route -> expand (write every track) -> export.
 
-One turn of the data flywheel, runnable by hand (`flywheel cycle`) or on a Prefect schedule. Without a
+One turn of the data flywheel, run by hand (`flywheel cycle`). It is a plain Prefect flow, so it can be
+deployed and scheduled with Prefect's own tools, but Flywheel ships no deployment or schedule. Without a
 server Prefect uses a temporary local API; with PREFECT_API_URL set the same flow runs on workers. Every
 step is idempotent (ingest by content key, index by id, routing skips routed/decided cases, tracks are
 rewritten from the store), so a retried or re-scheduled run never duplicates data.

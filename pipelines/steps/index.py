@@ -10,6 +10,7 @@ stays bounded by the chunk, not the pool.
 from __future__ import annotations
 
 import time
+import warnings
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -104,17 +105,44 @@ def build_index(
         )
     gpus = 1 if ray.cluster_resources().get("GPU", 0) >= 1 else 0
     report = IndexReport()
-    for field_name, embedder in embedders:
-        t0 = time.perf_counter()
-        name = table_name(field_name, embedder.space)
-        existing = engine.existing_ids(field_name, embedder.space)
-        todo = _todo_uris(meta, field_name, existing)
-        embedded = undecodable = 0
-        if len(todo):
-            log(f"{name}: embedding {len(todo)} new id(s) with {embedder.space.describe()}")
-            # One read task per pool shard (pyarrow, only the needed columns); Ray ships `todo` once.
-            ds = ray.data.from_items([{"shard": s} for s in shards], override_num_blocks=len(shards))
-            ds = ds.map_batches(_read_todo, fn_args=(todo, field_name), batch_format="pyarrow", batch_size=1)
+    # A second `flywheel index` on this workspace waits here, then finds the first run's ids and skips them.
+    with engine.build_lock():
+        for field_name, embedder in embedders:
+            _index_field(engine, cfg, meta, shards, field_name, embedder, gpus, report, log)
+    report.seconds = time.perf_counter() - start
+    return report
+
+
+def _index_field(
+    engine: RetrievalEngine,
+    cfg: IndexConfig,
+    meta: pa.Table,
+    shards: list[str],
+    field_name: str,
+    embedder: Any,
+    gpus: int,
+    report: IndexReport,
+    log: Callable[[str], None],
+) -> None:
+    """Embed the ids one (field, space) table lacks, refresh the metadata of the others, keep its ANN current."""
+    import ray
+
+    t0 = time.perf_counter()
+    name = table_name(field_name, embedder.space)
+    existing = engine.existing_ids(field_name, embedder.space)
+    todo = _todo_uris(meta, field_name, existing)
+    embedded = undecodable = 0
+    if len(todo):
+        log(f"{name}: embedding {len(todo)} new id(s) with {embedder.space.describe()}")
+        # One read task per pool shard (pyarrow, only the needed columns); Ray ships `todo` once.
+        ds = ray.data.from_items([{"shard": s} for s in shards], override_num_blocks=len(shards))
+        ds = ds.map_batches(_read_todo, fn_args=(todo, field_name), batch_format="pyarrow", batch_size=1)
+        # max_restarts=0: the embedder travels as a constructor argument in the object store, which a
+        # restarted actor cannot rely on (Ray logs an error-level line per actor otherwise). A lost actor
+        # fails this run; the next one embeds only what is still missing. Ray 2.60 deprecates passing
+        # max_restarts this way without a named replacement, so that one warning is silenced here.
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", category=DeprecationWarning)
             ds = ds.map_batches(
                 EmbedBatch,
                 fn_constructor_args=(embedder, field_name),
@@ -123,42 +151,39 @@ def build_index(
                 compute=ray.data.ActorPoolStrategy(size=1),
                 num_gpus=gpus,
                 num_cpus=0 if gpus else 1,
+                max_restarts=0,
             )
-            pending: list[pa.Table] = []
-            for batch in ds.iter_batches(batch_format="pyarrow", batch_size=None):
-                pending.append(batch)
-                if sum(b.num_rows for b in pending) >= APPEND_CHUNK_ROWS:
-                    e, u = _append(engine, field_name, embedder, meta, pending)
-                    embedded, undecodable, pending = embedded + e, undecodable + u, []
-            if pending:
+        pending: list[pa.Table] = []
+        for batch in ds.iter_batches(batch_format="pyarrow", batch_size=None):
+            pending.append(batch)
+            if sum(b.num_rows for b in pending) >= APPEND_CHUNK_ROWS:
                 e, u = _append(engine, field_name, embedder, meta, pending)
-                embedded, undecodable = embedded + e, undecodable + u
-        if existing:
-            engine.update_metadata(
-                name, meta.filter(pc.is_in(meta.column("id"), pa.array(sorted(existing), pa.string())))
-            )
-        if name not in engine.table_names():
-            continue
-        info = engine.info(name)
-        if info.ann and embedded:
-            engine.db.open_table(name).optimize()  # fold the new rows into the existing ANN index
-        elif not info.ann and engine.build_ann_if_large(name):
-            log(f"{name}: built {cfg.ann.index_type} index over {info.rows} rows")
-        info = engine.info(name)
-        report.tables.append(
-            TableReport(
-                name,
-                info.space.describe(),
-                embedded,
-                len(existing),
-                undecodable,
-                info.rows,
-                info.ann,
-                time.perf_counter() - t0,
-            )
+                embedded, undecodable, pending = embedded + e, undecodable + u, []
+        if pending:
+            e, u = _append(engine, field_name, embedder, meta, pending)
+            embedded, undecodable = embedded + e, undecodable + u
+    if existing:
+        engine.update_metadata(name, meta.filter(pc.is_in(meta.column("id"), pa.array(sorted(existing), pa.string()))))
+    if name not in engine.table_names():
+        return
+    info = engine.info(name)
+    if info.ann and embedded:
+        engine.db.open_table(name).optimize()  # fold the new rows into the existing ANN index
+    elif not info.ann and engine.build_ann_if_large(name):
+        log(f"{name}: built {cfg.ann.index_type} index over {info.rows} rows")
+    info = engine.info(name)
+    report.tables.append(
+        TableReport(
+            name,
+            info.space.describe(),
+            embedded,
+            len(existing),
+            undecodable,
+            info.rows,
+            info.ann,
+            time.perf_counter() - t0,
         )
-    report.seconds = time.perf_counter() - start
-    return report
+    )
 
 
 def _read_todo(batch: pa.Table, uris: pa.Array, field_name: str) -> pa.Table:

@@ -20,9 +20,9 @@ from typing import Any
 
 import pyarrow as pa
 
-from filters.base import Counters, ModelScorer, Scorer
+from filters.base import Counters, ModelConfigError, ModelScorer, Scorer, ScorerUnavailable
 from filters.config import ScoringConfig
-from filters.registry import build, column_registry, is_model, resolve
+from filters.registry import build, column_registry, is_model, resolve, scoring_fingerprint
 from flywheel.ingest import open_source
 from flywheel.ingest.base import PartitionSpec
 from flywheel.store.shards import write_json_atomic
@@ -63,13 +63,19 @@ class _Pending:
 
 
 def plan(
-    source_path: str, workspace: Workspace, rows_per_partition: int, log: Callable[[str], None] = print
+    source_path: str,
+    workspace: Workspace,
+    rows_per_partition: int,
+    scoring: str | None = None,
+    log: Callable[[str], None] = print,
 ) -> tuple[list[_Pending], int]:
     """Partitions of the source still to score, and how many are already complete.
 
     The planned row count of every partition is recorded with the source, so `select` can
     tell a finished pool from one that lost partitions. A shard whose bytes no longer match
     its recorded size/sha256 is not complete: it is named in the log and scored again.
+    With `scoring` (the filter set + model config fingerprint), shards scored under another one count as
+    not complete, so fixing a config and re-running re-scores them.
     """
     source = open_source(source_path)
     specs = source.plan(rows_per_partition)
@@ -79,7 +85,7 @@ def plan(
     store = workspace.pool
     for spec in specs:
         index = offset + spec.local_index
-        if store.completed(index, spec.fingerprint) is not None:
+        if store.completed(index, spec.fingerprint, scoring) is not None:
             skipped += 1
         else:
             if index in store.damaged:
@@ -106,26 +112,17 @@ def score(
     registry = column_registry(classes)
     pool_schema = registry.schema()
     workspace.check_schema()
+    model_classes, unavailable = check_models(classes, cfg, log)
+    cpu_classes = [c for c in classes if not is_model(c)]
+    scoring = scoring_fingerprint(classes, cfg)
     workspace.pool_dir.mkdir(parents=True, exist_ok=True)
     workspace.pool.clean_temporaries()
-    pending, skipped = plan(source_path, workspace, rows_per_partition, log)
+    pending, skipped = plan(source_path, workspace, rows_per_partition, scoring, log)
     if not workspace.pool.manifest_path.is_file():  # stamp the schema version before the first shard
         workspace.pool.write_manifest({"columns": [c.name for c in registry], "source": source_path})
     total = len(pending) + skipped
     if progress:
         progress(skipped, total)
-
-    model_classes: list[type[ModelScorer]] = []
-    unavailable: dict[str, str] = {}
-    for cls in classes:
-        if is_model(cls):
-            message = build(cls, cfg).available()  # type: ignore[attr-defined]
-            if message:
-                unavailable[cls.name] = message
-                log(f"[warning] {message}")
-            else:
-                model_classes.append(cls)  # type: ignore[arg-type]
-    cpu_classes = [c for c in classes if not is_model(c)]
 
     result = ScoreResult(
         partitions=total, skipped=skipped, written=0, failed=[], rows_written=0, seconds=0.0, unavailable=unavailable
@@ -142,6 +139,7 @@ def score(
             model_actors,
             result,
             progress,
+            scoring,
         )
     result.seconds = time.perf_counter() - started
     if result.rows_written and result.captions_missing == result.rows_written:
@@ -162,6 +160,39 @@ def score(
     return result
 
 
+def check_models(
+    classes: Sequence[type[Scorer]], cfg: ScoringConfig, log: Callable[[str], None]
+) -> tuple[list[type[ModelScorer]], dict[str, str]]:
+    """Build every enabled scorer once on the driver, before anything is planned or written.
+
+    A configured (or shipped) model that cannot load is a ModelConfigError, not null columns: shards
+    written without it would be skipped on every re-run. Only a model that is not configured at all
+    (CLIP without weights) is the documented null, reported as a warning.
+    Returns the model scorers that run and the messages of those that do not.
+    """
+    model_classes: list[type[ModelScorer]] = []
+    unavailable: dict[str, str] = {}
+    for cls in classes:
+        try:
+            scorer = build(cls, cfg)
+        except ScorerUnavailable as exc:
+            raise ModelConfigError(f"filter {cls.name} cannot run: {exc}") from None
+        if not isinstance(scorer, ModelScorer):
+            continue
+        message = scorer.available()
+        if message is None:
+            model_classes.append(cls)  # type: ignore[arg-type]
+        elif scorer.not_configured():
+            unavailable[cls.name] = message
+            log(f"[warning] {message}")
+        else:
+            raise ModelConfigError(
+                f"filter {cls.name} cannot run: {message} (fix the scoring config, or leave the filter out "
+                "with --filters)"
+            )
+    return model_classes, unavailable
+
+
 def _run(
     pending: list[_Pending],
     workspace: Workspace,
@@ -173,6 +204,7 @@ def _run(
     model_actors: int,
     result: ScoreResult,
     progress: ProgressFn | None,
+    scoring: str,
 ) -> None:
     import ray
 
@@ -181,33 +213,12 @@ def _run(
     ctx.max_errored_blocks = -1  # a failing partition must not stop the others; it is retried next run
     by_index = {p.index: p for p in pending}
     ds = ray.data.from_items([spec_to_row(p.spec, p.index) for p in pending], override_num_blocks=len(pending))
-    # ray_remote_args_fn keeps Ray Data from fusing the decode tasks into the (few) model actors:
-    # decoding must fan out over every CPU, while models load once per actor.
-    with warnings.catch_warnings():  # deprecated in Ray 2.60 without a replacement for this use yet
-        warnings.simplefilter("ignore")
-        ds = ds.map_batches(
-            score_partitions,
-            fn_args=(cpu_classes, model_classes, cfg),
-            batch_size=1,
-            batch_format="numpy",
-            compute=ray.data.TaskPoolStrategy(),
-            ray_remote_args_fn=_one_cpu,
-        )
-    # The model actors together reserve one CPU: with one whole CPU each, two model scorers on a 2-core
-    # machine would hold every CPU and leave the decode tasks none (a deadlock, seen with nsfw + rotation_net).
-    model_cpus = 1.0 / max(1, len(model_classes))
-    for cls in model_classes:
-        gpu = 1 if (cls.uses_gpu and _cuda_available()) else 0
-        ds = ds.map_batches(
-            ModelStage,
-            fn_constructor_args=(cls, cfg),
-            batch_format="pyarrow",
-            batch_size=256,
-            compute=ray.data.ActorPoolStrategy(min_size=1, max_size=model_actors),
-            num_gpus=gpu,
-            num_cpus=0 if gpu else model_cpus,
-            max_restarts=0,
-        )  # a lost actor fails its partitions; the next run redoes them
+    # Ray 2.60 deprecates `ray_remote_args_fn` and remote args such as `max_restarts` passed to map_batches,
+    # with no named replacement for either use here yet; the deprecation is silenced for these two calls only
+    # (it is Ray's API churn, not something a user can act on). Revisit when Ray 2.64 removes them.
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", category=DeprecationWarning)
+        ds = _stages(ds, cpu_classes, model_classes, cfg, model_actors)
     counters: dict[str, Counters] = defaultdict(Counters)
     for block in ds.iter_batches(batch_format="pyarrow", batch_size=None, prefetch_batches=1):
         for index in sorted(set(block.column("partition").to_pylist())):
@@ -223,7 +234,7 @@ def _run(
                 for raw in table.column(COUNTERS).drop_null().to_pylist():
                     for name, values in json.loads(raw).items():
                         counters[name].merge(Counters(**values))
-                workspace.pool.write(index, _conform(table, pool_schema), entry.spec.fingerprint)
+                workspace.pool.write(index, _conform(table, pool_schema), entry.spec.fingerprint, scoring=scoring)
                 result.written += 1
                 result.rows_written += table.num_rows
                 result.captions_missing += table.column("caption").null_count
@@ -242,6 +253,47 @@ def no_captions_message(source: str, rows: int) -> str:
         "caption_issue is 'missing' for every row and caption rules have nothing to judge; "
         "add captions or run `flywheel caption` before selecting"
     )
+
+
+def _stages(
+    ds: Any,
+    cpu_classes: list[type[Scorer]],
+    model_classes: list[type[ModelScorer]],
+    cfg: ScoringConfig,
+    model_actors: int,
+) -> Any:
+    """The decode task stage, then one actor-pool stage per model scorer."""
+    import ray
+
+    # ray_remote_args_fn keeps Ray Data from fusing the decode tasks into the (few) model actors:
+    # decoding must fan out over every CPU, while models load once per actor.
+    ds = ds.map_batches(
+        score_partitions,
+        fn_args=(cpu_classes, model_classes, cfg),
+        batch_size=1,
+        batch_format="numpy",
+        compute=ray.data.TaskPoolStrategy(),
+        ray_remote_args_fn=_one_cpu,
+    )
+    # The model actors together reserve one CPU: with one whole CPU each, two model scorers on a 2-core
+    # machine would hold every CPU and leave the decode tasks none (a deadlock, seen with nsfw + rotation_net).
+    model_cpus = 1.0 / max(1, len(model_classes))
+    for cls in model_classes:
+        gpu = 1 if (cls.uses_gpu and _cuda_available()) else 0
+        ds = ds.map_batches(
+            ModelStage,
+            fn_constructor_args=(cls, cfg),
+            batch_format="pyarrow",
+            # One call per decoded partition (the actor batches its model calls itself): a fixed row count
+            # here made Ray Data hold partitions until that many rows had arrived, so no shard completed
+            # (and the progress bar stayed at 0/N) until the end of a small run.
+            batch_size=None,
+            compute=ray.data.ActorPoolStrategy(min_size=1, max_size=model_actors),
+            num_gpus=gpu,
+            num_cpus=0 if gpu else model_cpus,
+            max_restarts=0,
+        )  # a lost actor fails its partitions; the next run redoes them
+    return ds
 
 
 def _one_cpu() -> dict[str, Any]:

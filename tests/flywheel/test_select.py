@@ -1,6 +1,7 @@
 import pyarrow as pa
 import pytest
 
+from filters.registry import column_owners
 from flywheel.recipes import load_recipe
 from flywheel.select import read_rejected, select
 from flywheel.store.shards import ShardStore
@@ -51,7 +52,7 @@ def _pool(ws: Workspace) -> None:
 def test_select_funnel_adds_up_and_keeps_best_duplicates(tmp_path):
     ws = Workspace.at(tmp_path)
     _pool(ws)
-    sel = select(ws, load_recipe("stage1_256p"))
+    sel = select(ws, load_recipe("stage1_256p"), known_columns=column_owners())
     f = sel.funnel
     f.check()
     assert (f.rows_in, f.kept, f.rejected) == (9, 2, 7)
@@ -70,12 +71,12 @@ def test_select_funnel_adds_up_and_keeps_best_duplicates(tmp_path):
     assert (sel.meta_dir / "funnel.json").is_file() and "kept 2 of 9" in (sel.meta_dir / "funnel.txt").read_text()
 
 
-def test_reselect_with_other_thresholds_replaces_the_selection(tmp_path):
+def test_reselect_with_overrides_writes_beside_the_recipe_selection(tmp_path):
     ws = Workspace.at(tmp_path)
     _pool(ws)
-    select(ws, load_recipe("stage1_256p"))
+    select(ws, load_recipe("stage1_256p"), known_columns=column_owners())
     loose = load_recipe("stage1_256p").with_overrides({"min_side.min": "50", "nsfw.max": "1.0"})
-    f = select(ws, loose).funnel
+    f = select(ws, loose, known_columns=column_owners()).funnel
     # small (0x7777 << 32) is now in, and within 4 bits of exact_a (0x5555 << 32), which has more pixels
     assert f.kept == 3 and f.removed_by_rule["min_side"] == 1 and f.removed_by_rule["near_dup"] == 2
     assert not list((tmp_path / "curated").glob(".*"))  # no temporary folders left behind

@@ -7,6 +7,7 @@ import pyarrow as pa
 import pytest
 from typer.testing import CliRunner
 
+from filters.registry import column_owners
 from flywheel.recipes import load_recipe
 from flywheel.select import select
 from flywheel.store.shards import ShardStore
@@ -53,7 +54,8 @@ def ws(tmp_path_factory, ray_session):
     )
     w = Workspace.at(root)
     ShardStore(w.pool_dir).write(0, table, "fp")
-    select(w, load_recipe("stage1_256p"))  # row 2 (rocket) is rejected by the entropy rule only
+    # row 2 (rocket) is rejected by the entropy rule only
+    select(w, load_recipe("stage1_256p"), known_columns=column_owners())
     result = runner.invoke(app, ["index", "-w", str(root)])
     assert result.exit_code == 0, result.output
     return w

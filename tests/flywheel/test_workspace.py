@@ -1,0 +1,25 @@
+"""Workspace bookkeeping under concurrent writers."""
+
+import multiprocessing as mp
+
+from flywheel.workspace import Workspace
+
+
+def _register(root: str, key: str, barrier, out) -> None:
+    barrier.wait()  # all four read-modify-write `_sources.json` at the same moment
+    out.put((key, Workspace.at(root).source_offset(key, 3)))
+
+
+def test_concurrent_source_registration_gets_distinct_offsets(tmp_path):
+    ctx = mp.get_context("fork")
+    barrier, out = ctx.Barrier(4), ctx.Queue()
+    procs = [ctx.Process(target=_register, args=(str(tmp_path), f"folder:/src{i}", barrier, out)) for i in range(4)]
+    for p in procs:
+        p.start()
+    got = dict(out.get(timeout=60) for _ in procs)
+    for p in procs:
+        p.join(timeout=60)
+        assert p.exitcode == 0
+    assert sorted(got.values()) == [0, 3, 6, 9]  # disjoint partition ranges, one per source
+    ws = Workspace.at(tmp_path)
+    assert {k: ws.source_offset(k, 3) for k in got} == got  # and every source is on record
