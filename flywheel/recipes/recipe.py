@@ -99,6 +99,29 @@ class Rule:
         if self.role not in ("quality", "distribution"):
             raise ConfigError(f"rule {self.name!r}: role must be quality or distribution, not {self.role!r}")
 
+    def _check_types(self) -> None:
+        """One clear line per wrongly typed parameter (YAML and --set values arrive untyped)."""
+        where = f"rule {self.name!r}"
+        if not isinstance(self.name, str) or not self.name:
+            raise ConfigError(f"rule name must be text, got {self.name!r}")
+        for param in ("min", "max"):
+            value = getattr(self, param)
+            if value is not None and not _is_number(value):
+                raise ConfigError(f"{where}: {param} must be a number, got {value!r}")
+        for param in ("column", "keep", "why"):
+            value = getattr(self, param)
+            if value is not None and not isinstance(value, str):
+                raise ConfigError(f"{where}: {param} must be text, got {value!r}")
+        if self.is_null is not None and not isinstance(self.is_null, bool):
+            raise ConfigError(f"{where}: is_null must be true or false, got {self.is_null!r}")
+        for param, value in (("in", self.values_in), ("not_in", self.not_in)):
+            if value is not None and not isinstance(value, list):
+                raise ConfigError(f"{where}: {param} must be a list like [a, b], got {value!r}")
+        if self.dedup is not None and self.dedup not in ("exact", "perceptual"):
+            raise ConfigError(f"{where}: dedup must be exact or perceptual, got {self.dedup!r}")
+        if not isinstance(self.max_hamming, int) or isinstance(self.max_hamming, bool) or self.max_hamming < 0:
+            raise ConfigError(f"{where}: max_hamming must be a whole number >= 0, got {self.max_hamming!r}")
+
 
 @dataclass(frozen=True)
 class MixSource:
@@ -127,29 +150,6 @@ class MixSource:
             raise ConfigError(f"{where}: mix rules must be quality, all or none, got {self.rules!r}")
         if self.max_rows is not None and (not isinstance(self.max_rows, int) or self.max_rows < 1):
             raise ConfigError(f"{where}: mix max_rows must be a positive integer")
-
-    def _check_types(self) -> None:
-        """One clear line per wrongly typed parameter (YAML and --set values arrive untyped)."""
-        where = f"rule {self.name!r}"
-        if not isinstance(self.name, str) or not self.name:
-            raise ConfigError(f"rule name must be text, got {self.name!r}")
-        for param in ("min", "max"):
-            value = getattr(self, param)
-            if value is not None and not _is_number(value):
-                raise ConfigError(f"{where}: {param} must be a number, got {value!r}")
-        for param in ("column", "keep", "why"):
-            value = getattr(self, param)
-            if value is not None and not isinstance(value, str):
-                raise ConfigError(f"{where}: {param} must be text, got {value!r}")
-        if self.is_null is not None and not isinstance(self.is_null, bool):
-            raise ConfigError(f"{where}: is_null must be true or false, got {self.is_null!r}")
-        for param, value in (("in", self.values_in), ("not_in", self.not_in)):
-            if value is not None and not isinstance(value, list):
-                raise ConfigError(f"{where}: {param} must be a list like [a, b], got {value!r}")
-        if self.dedup is not None and self.dedup not in ("exact", "perceptual"):
-            raise ConfigError(f"{where}: dedup must be exact or perceptual, got {self.dedup!r}")
-        if not isinstance(self.max_hamming, int) or isinstance(self.max_hamming, bool) or self.max_hamming < 0:
-            raise ConfigError(f"{where}: max_hamming must be a whole number >= 0, got {self.max_hamming!r}")
 
 
 @dataclass(frozen=True)

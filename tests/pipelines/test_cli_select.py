@@ -28,7 +28,7 @@ def test_set_writes_beside_the_recipe_selection_and_records_the_overrides(tmp_pa
     assert json.loads((exp / "recipe.json").read_text())["overrides"] == {"nsfw.max": "1.0"}
     assert (base / "funnel.json").read_text() == before  # the recipe's own selection is untouched
     named = runner.invoke(app, ["select", "-w", str(tmp_path), "--set", "nsfw.max=1.0", "--name", "loose"])
-    assert named.exit_code == 0 and (tmp_path / "curated" / "loose" / "funnel.json").is_file()
+    assert named.exit_code == 0 and (tmp_path / "selections" / "loose" / "funnel.json").is_file()
     clash = runner.invoke(app, ["select", "-w", str(tmp_path), "--set", "nsfw.max=0.5", "--name", "stage1_256p"])
     assert "--replace" in _one_error_line(clash)
     forced = ["select", "-w", str(tmp_path), "--set", "nsfw.max=0.5", "--name", "stage1_256p", "--replace"]
