@@ -190,9 +190,10 @@ def _register_parts() -> None:
     """Each part (trainer, captioners, flywheel loop) owns its commands in its own module."""
     from pipelines.cli import caption as cli_caption
     from pipelines.cli import loop as cli_loop
+    from pipelines.cli import retrain as cli_retrain
     from pipelines.cli import train as cli_train
 
-    for part in (cli_train, cli_caption, cli_loop):
+    for part in (cli_train, cli_caption, cli_loop, cli_retrain):
         part.register(app)
 
 
