@@ -139,6 +139,7 @@ def test_cli_retrain_and_bad_input(tmp_path, harness):
     assert res.exit_code == 2 and "exactly one" in res.output
 
 
+@pytest.mark.slow
 def test_flywheel_schedule_runs_a_turn_on_its_interval(tmp_path):
     """A real scheduled run: `flywheel schedule --interval 5` starts a local Prefect server (the temporary API
     runs no scheduler), registers the deployment and serves it; the scheduler starts a run, which completes a
