@@ -417,7 +417,19 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     p.add_argument("--fast", action="store_true", help="smoke version for the test suite (numbers meaningless)")
     p.add_argument("--work", type=Path, default=None, help="workspace root (default: a temporary folder)")
     p.add_argument("--out", type=Path, default=None)
+    p.add_argument(
+        "--merge", type=Path, nargs="+", default=None, help="combine per-seed reports (run one process per seed)"
+    )
     args = p.parse_args(argv)
+    if args.merge:
+        parts = [json.loads(path.read_text()) for path in args.merge]
+        runs = [run for part in parts for run in part["runs"]]
+        command = (
+            " && ".join(part["command"] for part in parts)
+            + " && python3 bench/wheel_turn.py "
+            + " ".join(argv if argv is not None else sys.argv[1:])
+        )
+        return finish(runs, parts[0]["settings"], max(p["seconds"] for p in parts), command, args.out, parts[0]["fast"])
     if args.fast:
         args.seeds, args.per_concept, args.steps, args.retrain_steps, args.dpo_steps = "0,1", 2, 6, 4, 2
         args.samples, args.dpo_samples, args.euler = 2, 3, 2
@@ -433,9 +445,19 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     encoder = MiniLMCondition("cpu")
     started = time.time()
     runs = [run_seed(s, args, encoder, root) for s in seeds]
+    command = "python3 bench/wheel_turn.py " + " ".join(argv if argv is not None else sys.argv[1:])
+    settings = {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items()}
+    return finish(runs, settings, time.time() - started, command, args.out, args.fast)
+
+
+def finish(
+    runs: list[dict[str, Any]], settings: dict[str, Any], seconds: float, command: str, out: Path | None, fast: bool
+) -> dict[str, Any]:
+    """Aggregate per-seed runs: per concept before/after and the 95% interval of the change; DPO likewise."""
+    size = int(settings["size"])
     # detector sanity on clean renders (its accuracy bounds what any model can score)
     rng = np.random.default_rng(7)
-    clean = [(s, c, detect(render(s, c, args.size, rng))) for s in SHAPES for c in COLORS for _ in range(5)]
+    clean = [(s, c, detect(render(s, c, size, rng))) for s in SHAPES for c in COLORS for _ in range(5)]
     detector_acc = float(np.mean([d["shape"] == s and d["color"] == c for s, c, d in clean]))
     concepts = {}
     for key in runs[0]["before"]:
@@ -461,20 +483,20 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
                 "change_95ci": interval([y - x for x, y in zip(b, a, strict=True)]),
             }
     report = {
-        "command": "python3 bench/wheel_turn.py " + " ".join(argv if argv is not None else sys.argv[1:]),
+        "command": command,
         "machine": "2-core x86_64 CPU, no GPU (shared)",
-        "fast": args.fast,
-        "settings": {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items()},
-        "seconds": time.time() - started,
+        "fast": fast,
+        "settings": settings,
+        "seconds": seconds,
         "detector_accuracy_on_clean_renders": detector_acc,
         "concepts": concepts,
         "dpo": dpo,
         "prompt_track": "not measured: the prompt enhancer and rewrite pairs are the data side's (issue 11 item 6)",
         "runs": runs,
     }
-    if args.out:
-        args.out.parent.mkdir(parents=True, exist_ok=True)
-        args.out.write_text(json.dumps(report, indent=2))
+    if out:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        out.write_text(json.dumps(report, indent=2))
     for key, c in concepts.items():
         ci = c["change_95ci"]
         print(

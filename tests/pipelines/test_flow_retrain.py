@@ -174,3 +174,37 @@ def test_flywheel_schedule_runs_a_turn_on_its_interval(tmp_path):
     record = json.loads(done.read_text())
     assert record["status"] == "done" and record["steps"]["evaluate"]["summary"]["outputs"] == 2, output[-3000:]
     assert "serving retrain/t {'interval': 5.0}" in output and "local Prefect server at" in output
+
+
+def test_flywheel_schedule_deploys_to_a_work_pool_when_a_server_is_configured(tmp_path, harness, monkeypatch):
+    import asyncio
+
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.actions import WorkPoolCreate
+    from prefect.settings import PREFECT_API_URL
+
+    params = _setup(tmp_path)
+
+    async def make_pool():
+        async with get_client() as client:
+            await client.create_work_pool(WorkPoolCreate(name="flywheel-pool", type="process"))
+
+    asyncio.run(make_pool())
+    args = ["schedule", "-w", params["workspace"], "--cron", "0 3 * * *", "--work-pool", "flywheel-pool"]
+    args += ["--name", "nightly", "--stage", params["stage"], "--dpo-stage", params["dpo_stage"]]
+    res = CliRunner().invoke(app, args)
+    assert res.exit_code == 2 and "PREFECT_API_URL" in res.output  # no server configured in the environment
+    monkeypatch.setenv("PREFECT_API_URL", str(PREFECT_API_URL.value()))
+    res = CliRunner().invoke(app, args)
+    assert res.exit_code == 0, res.output
+    assert "deployed retrain/nightly" in res.output
+
+    async def read():
+        async with get_client() as client:
+            return await client.read_deployment_by_name("retrain/nightly")
+
+    dep = asyncio.run(read())
+    assert dep.work_pool_name == "flywheel-pool"
+    assert dep.schedules[0].schedule.cron == "0 3 * * *"
+    assert dep.parameters["stage"] == params["stage"] and dep.parameters["only_when_new"] is True
+    assert dep.entrypoint == "pipelines/flows/retrain.py:retrain"
