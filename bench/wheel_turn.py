@@ -1,15 +1,17 @@
 """One measured turn of the flywheel on rendered shapes: does retraining with the tracks fix what evaluation found?
 
 World: PIL-rendered coloured shapes (circle, square, triangle in red/green/blue/yellow) on a light background.
-The curated set holds circles and squares only; a reservoir (scored rows that were never curated) holds the
-triangles. Per training seed:
+The curated set holds no yellow object; a reservoir (scored rows that were never curated) holds every
+(shape, colour), yellow included. (A colour, not a shape, is held out because the tiny 32 px model learns
+colours within the CPU budget but not crisp shapes; shape accuracy is reported as the noisy concept it is.)
+Per training seed:
 
 1. train a tiny MMDiT on the curated set (`flow` stage);
 2. evaluate: generate every (colour, shape) prompt with several sampling seeds and score each output with an
    independent detector (foreground mask -> nearest colour, bounding-box fill ratio -> shape; it never sees a
    caption) -> failing outputs are bad cases;
-3. route: a failing case whose concept word occurs in no curated caption -> pretrain (missing concept), any
-   other failure -> rl (quality/alignment of a concept the data has);
+3. route: a failing case whose colour or shape word occurs in no curated caption -> pretrain (missing
+   concept), any other failure -> rl (quality/alignment of a concept the data has);
 4. expand: reservoir rows whose caption names a pretrain case's concept -> `tracks/pretrain` rows with
    `badcase_id` and `provenance = reservoir:shapes`, mixed into the recipe at `--mix-weight`
    (`curated/<recipe>/mix.json`, the agreed `mix:` contract);
@@ -56,7 +58,7 @@ from flywheel.workspace import Workspace  # noqa: E402
 BACKGROUND = (245, 245, 240)
 COLORS = {"red": (220, 40, 40), "green": (40, 170, 60), "blue": (40, 80, 220), "yellow": (230, 210, 40)}
 SHAPES = ("circle", "square", "triangle")
-HELD_OUT = "triangle"
+HELD_OUT = "yellow"  # the concept the curated set lacks and the reservoir holds
 RECIPE = "stage1_256p"
 
 
@@ -87,11 +89,13 @@ def _png(image: Image.Image) -> bytes:
     return buf.getvalue()
 
 
-def rows_for(shapes: tuple[str, ...], per: int, size: int, seed: int, source: str) -> list[dict[str, Any]]:
+def rows_for(
+    shapes: tuple[str, ...], colors: tuple[str, ...], per: int, size: int, seed: int, source: str
+) -> list[dict[str, Any]]:
     rng = np.random.default_rng(seed)
     rows = []
     for shape in shapes:
-        for color in COLORS:
+        for color in colors:
             for i in range(per):
                 data = _png(render(shape, color, size, rng))
                 cap = caption(shape, color)
@@ -120,13 +124,20 @@ def rows_for(shapes: tuple[str, ...], per: int, size: int, seed: int, source: st
 def detect(image: Image.Image) -> dict[str, Any]:
     """Shape and colour of the dominant foreground object, from pixels only.
 
-    Foreground = pixels whose distance to the background colour exceeds 60; colour = the named colour nearest to
-    the foreground's median; shape from the fill ratio of the mask inside its bounding box (square ~1.0, circle
-    ~pi/4, triangle ~0.5). `score_*` are continuous confidences in [0, 1] used as rewards for DPO ranking.
+    Foreground = the largest connected component of pixels whose distance to the background colour exceeds 60
+    (so stray pixels do not inflate the box); colour = the named colour nearest to the foreground's median; shape
+    from the fill ratio of the component inside its bounding box (square ~1.0, circle ~pi/4, triangle ~0.5).
     """
+    from scipy import ndimage
+
     arr = np.asarray(image.convert("RGB"), dtype=np.float32)
     dist = np.linalg.norm(arr - np.array(BACKGROUND, np.float32), axis=2)
-    mask = dist > 60
+    labels, n = ndimage.label(dist > 60)
+    if n:
+        sizes = ndimage.sum(np.ones_like(labels), labels, index=range(1, n + 1))
+        mask = labels == 1 + int(np.argmax(sizes))
+    else:
+        mask = np.zeros(labels.shape, bool)
     frac = float(mask.mean())
     if frac < 0.02:
         return {"shape": None, "color": None, "fill": 0.0, "coverage": frac, "color_dist": 255.0}
@@ -148,9 +159,7 @@ def reward(det: dict[str, Any], shape: str, color: str) -> float:
     if det["shape"] is None:
         return 0.0
     shape_r = max(0.0, 1.0 - abs(det["fill"] - IDEAL_FILL[shape]) / 0.3)
-    arr_color = np.array(COLORS[color], np.float32)
     color_r = max(0.0, 1.0 - det["color_dist"] / 200.0) if det["color"] == color else 0.0
-    del arr_color
     return 0.5 * shape_r + 0.5 * color_r
 
 
@@ -246,15 +255,15 @@ def per_concept(results: list[dict[str, Any]]) -> dict[str, float]:
 
 
 def route(results: list[dict[str, Any]], curated_captions: list[str]) -> list[dict[str, Any]]:
-    """Local routing glue: missing concept (its word in no curated caption) -> pretrain, other failure -> rl."""
+    """Local routing glue: a failure whose colour or shape word is in no curated caption -> pretrain (missing
+    concept), any other failure -> rl."""
     cases = []
     for i, r in enumerate(results):
         if r["ok"]:
             continue
-        missing = not any(r["shape"] in c for c in curated_captions)
-        cases.append(
-            {"badcase_id": f"case{i:04d}", "track": "pretrain" if missing else "rl", "concept": r["shape"], **r}
-        )
+        missing = [w for w in (r["color"], r["shape"]) if not any(f" {w} " in f" {c} " for c in curated_captions)]
+        track = "pretrain" if missing else "rl"
+        cases.append({"badcase_id": f"case{i:04d}", "track": track, "concept": missing[0] if missing else None, **r})
     return cases
 
 
@@ -263,7 +272,7 @@ def expand(ws: Workspace, cases: list[dict[str, Any]], reservoir: list[dict[str,
     concepts = {c["concept"]: c["badcase_id"] for c in cases if c["track"] == "pretrain"}
     rows = []
     for row in reservoir:
-        hit = next((cid for concept, cid in concepts.items() if concept in row["caption"]), None)
+        hit = next((cid for concept, cid in concepts.items() if f" {concept} " in f" {row['caption']} "), None)
         if hit is not None:
             rows.append({**row, "badcase_id": hit, "provenance": "reservoir:shapes"})
     if not rows:
@@ -339,8 +348,9 @@ def interval(deltas: list[float]) -> dict[str, float]:
 
 def run_seed(seed: int, args: argparse.Namespace, encoder: Any, root: Path) -> dict[str, Any]:
     ws = Workspace.at(root / f"seed{seed}")
-    curated = rows_for(("circle", "square"), args.per_concept, args.size, seed, "curated")
-    reservoir = rows_for(SHAPES, args.per_concept, args.size, seed + 100, "reservoir")
+    known = tuple(c for c in COLORS if c != HELD_OUT)
+    curated = rows_for(SHAPES, known, args.per_concept, args.size, seed, "curated")
+    reservoir = rows_for(SHAPES, tuple(COLORS), args.per_concept, args.size, seed + 100, "reservoir")
     write_curated(ws, curated)
     prompts = [(s, c) for s in SHAPES for c in COLORS]
     t0 = time.time()
@@ -360,7 +370,7 @@ def run_seed(seed: int, args: argparse.Namespace, encoder: Any, root: Path) -> d
     after = evaluate(re_ckpt, encoder, prompts, args.samples, args)
     # DPO on the prompts whose failures were routed to rl (covered concepts), from the retrained model
     rl_prompts = {(c["shape"], c["color"]) for c in route(after, [r["caption"] for r in curated]) if c["track"] == "rl"}
-    rl_prompts = rl_prompts or {(s, c) for s in ("circle", "square") for c in COLORS}
+    rl_prompts = rl_prompts or {(s, c) for s in SHAPES for c in known}
     rl_list = sorted(rl_prompts)
     pool = evaluate(re_ckpt, encoder, rl_list, args.dpo_samples, args)
     n_pairs = rl_pairs(ws, pool, rl_prompts, 0.1)
@@ -464,7 +474,7 @@ def finish(
         b = [r["before"][key] for r in runs]
         a = [r["after"][key] for r in runs]
         concepts[key] = {
-            "held_out": key == f"shape:{HELD_OUT}",
+            "held_out": key == f"color:{HELD_OUT}",
             "before": float(np.mean(b)),
             "after": float(np.mean(a)),
             "per_seed_before": b,

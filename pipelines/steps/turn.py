@@ -270,6 +270,7 @@ def train_stage(
 ) -> dict[str, Any]:
     """Train stage `stage` (a built-in name or YAML) under the turn's own stage name, continuing `init_from`.
     A crashed turn resumes its own checkpoints; a finished one runs no step."""
+    from trainer.checkpoint import list_checkpoints
     from trainer.config import load_stage
     from trainer.loop import Trainer
 
@@ -278,8 +279,6 @@ def train_stage(
     trainer = Trainer(cfg, ws, log=log)
     trainer.resume("latest")
     result = trainer.run()
-    from trainer.checkpoint import list_checkpoints
-
     ckpt = list_checkpoints(trainer.stage_dir)[-1]
     return {
         "stage": name,

@@ -27,7 +27,7 @@ def test_fast_turn_writes_a_report_with_the_mix_it_drew(tmp_path):
     report = wheel_turn.main(["--fast", "--work", str(tmp_path / "ws"), "--out", str(out)])
     assert json.loads(out.read_text())["concepts"] == report["concepts"]
     assert report["detector_accuracy_on_clean_renders"] == 1.0
-    held = report["concepts"]["shape:triangle"]
+    held = report["concepts"]["color:yellow"]
     assert held["held_out"] and len(held["per_seed_before"]) == 2
     for run in report["runs"]:
         # the untrained-enough model fails the held-out concept, which routes to pretrain and finds reservoir rows
