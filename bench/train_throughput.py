@@ -27,13 +27,13 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 import numpy as np
 import pyarrow as pa
-import pyarrow.parquet as pq
 import torch
 from PIL import Image, ImageDraw
 
 from flywheel.ids import sample_id
 from flywheel.imaging import encode_jpeg
 from flywheel.schema import core_schema
+from flywheel.store.shards import ShardStore
 from flywheel.workspace import Workspace
 from trainer.config import MODEL_PRESETS, StageConfig
 from trainer.flops import H100_BF16_DENSE_TFLOPS, training_flops_per_sample
@@ -69,9 +69,8 @@ def write_shards(root: Path, rows: int, resolution: int, ti2i_every: int) -> Non
                 "source_image": source,
             }
         )
-    pq.write_table(
-        pa.Table.from_pylist(records, schema=core_schema()), folder / "part-00000.parquet", row_group_size=64
-    )
+    # through the shard store: the trainer reads only shards with a completion marker
+    ShardStore(folder).write(0, pa.Table.from_pylist(records, schema=core_schema()), "bench", row_group_size=64)
 
 
 def main() -> None:
