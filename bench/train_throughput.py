@@ -27,7 +27,6 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 import numpy as np
 import pyarrow as pa
-import pyarrow.parquet as pq
 import torch
 from PIL import Image, ImageDraw
 
@@ -69,9 +68,9 @@ def write_shards(root: Path, rows: int, resolution: int, ti2i_every: int) -> Non
                 "source_image": source,
             }
         )
-    pq.write_table(
-        pa.Table.from_pylist(records, schema=core_schema()), folder / "part-00000.parquet", row_group_size=64
-    )
+    # through the shard store: the trainer reads only shards with a completion marker
+    table = pa.Table.from_pylist(records, schema=core_schema())
+    Workspace.at(root).curated_store("bench").write(0, table, "bench", row_group_size=64)
 
 
 def main() -> None:

@@ -89,7 +89,10 @@ def save_checkpoint(
     ema: dict[str, torch.Tensor],
     optimizer: dict[str, Any],
     state: dict[str, Any],
+    extra: dict[str, dict[str, torch.Tensor]] | None = None,
 ) -> Path:
+    """Write a checkpoint folder atomically; `extra` maps further file names to tensor dicts (e.g. a DPO
+    stage's frozen reference weights)."""
     folder.parent.mkdir(parents=True, exist_ok=True)
     tmp = folder.with_name(f".{folder.name}.tmp-{uuid.uuid4().hex[:8]}")
     tmp.mkdir()
@@ -98,6 +101,8 @@ def save_checkpoint(
     save_file({k: v.detach().contiguous().cpu() for k, v in ema.items()}, tmp / "ema.safetensors")
     opt_tensors, groups = flatten_optimizer(optimizer)
     save_file(opt_tensors, tmp / "optimizer.safetensors")
+    for name, tensors in (extra or {}).items():
+        save_file({k: v.detach().contiguous().cpu() for k, v in tensors.items()}, tmp / name)
     write_json_atomic(tmp / "state.json", {**state, "param_groups": groups, "version": CHECKPOINT_VERSION})
     for name in os.listdir(tmp):
         with open(tmp / name, "rb") as fh:

@@ -67,6 +67,10 @@ def model_config(data: dict[str, Any] | str | None) -> ModelConfig:
     return cfg
 
 
+CAPTION_MODES = ("auto", "curated", "captioned")
+STAGE_KINDS = ("flow", "dpo")
+
+
 @dataclass(frozen=True)
 class DataConfig:
     """What the loader reads and how it mixes it (seed table: T2I/TI2I 0.9/0.1, uncond dropout 0.1)."""
@@ -81,10 +85,21 @@ class DataConfig:
     allow_missing_tasks: bool = False
     max_text_tokens: int = 64
     row_group_cache: int = 16
+    # Which version of a recipe's rows to read: `auto` takes `captioned/<recipe>/` shard by shard where its
+    # complete shard matches the curated one (fused caption when present, else the raw caption), and the
+    # curated shard otherwise; `curated` ignores captions; `captioned` requires every shard captioned.
+    captions: str = "auto"
+    # Read the recipe's `mix:` sources (`selections/<recipe>/mix.json`, written by `flywheel select`) and draw
+    # each at its weight; False trains on the curated (or captioned) rows alone.
+    mix: bool = True
+    # Preference stages (`kind: dpo`): the track of (chosen, rejected) pairs, a workspace folder.
+    pairs: str = "tracks/rl"
 
     def validate(self) -> None:
         if not self.recipes:
             raise ConfigError("data.recipes must name at least one curated recipe")
+        if self.captions not in CAPTION_MODES:
+            raise ConfigError(f"data.captions must be one of {CAPTION_MODES}, got {self.captions!r}")
         if not 0.0 <= self.t2i_ratio <= 1.0:
             raise ConfigError(f"data.t2i_ratio must be in [0, 1], got {self.t2i_ratio}")
         if not 0.0 <= self.uncond_dropout < 1.0:
@@ -166,6 +181,10 @@ class TrainConfig:
     timestep_sampling: str = "logit_normal"  # logit_normal | uniform
     time_shift: float = 1.0
     device: str = "auto"  # auto | cpu | cuda
+    # Start a new stage from another checkpoint's weights (a folder, a stage name = its latest step, or
+    # STAGE/step-NNNNNNN). Used only when this stage has no checkpoint of its own to resume; the model,
+    # latent and encoder sections are then taken from that checkpoint so the shapes always agree.
+    init_from: str | None = None
 
     def validate(self) -> None:
         if self.precision not in ("fp32", "bf16"):
@@ -183,9 +202,32 @@ class TrainConfig:
 
 
 @dataclass(frozen=True)
+class DPOConfig:
+    """Diffusion-DPO on flow matching (Wallace et al. 2023, with velocity MSE in place of noise MSE).
+
+    `beta` scales the implicit reward; with per-sample MSE averaged over latent elements the useful range is
+    large (the paper used 2000-5000 for SD latents). `sft_weight` adds the chosen image's plain flow loss,
+    which keeps the policy from drifting off the data manifold on tiny pair sets.
+    """
+
+    beta: float = 1000.0
+    sft_weight: float = 0.0
+
+    def validate(self) -> None:
+        if self.beta <= 0:
+            raise ConfigError(f"dpo.beta must be > 0, got {self.beta}")
+        if self.sft_weight < 0:
+            raise ConfigError(f"dpo.sft_weight must be >= 0, got {self.sft_weight}")
+
+
+@dataclass(frozen=True)
 class StageConfig:
     name: str
     description: str = ""
+    # The objective, chosen by stage type: `flow` (rectified-flow matching on curated/mixed rows) or `dpo`
+    # (preference pairs from `data.pairs` against a frozen reference copy of `train.init_from`).
+    kind: str = "flow"
+    dpo: DPOConfig = field(default_factory=DPOConfig)
     model: ModelConfig = field(default_factory=ModelConfig)
     data: DataConfig = field(default_factory=DataConfig)
     optim: OptimConfig = field(default_factory=OptimConfig)
@@ -206,8 +248,10 @@ class StageConfig:
         return cfg
 
     def validate(self) -> None:
-        for part in (self.model, self.data, self.schedule, self.encoder, self.latents, self.train):
+        for part in (self.model, self.data, self.schedule, self.encoder, self.latents, self.train, self.dpo):
             part.validate()
+        if self.kind not in STAGE_KINDS:
+            raise ConfigError(f"kind must be one of {STAGE_KINDS}, got {self.kind!r}")
         if len(self.optim.betas) != 2:
             raise ConfigError("optim.betas must be two numbers")
 

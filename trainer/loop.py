@@ -1,5 +1,10 @@
 """The training loop: flow matching on curated shards with AdamW, warmup/schedule, clipping, EMA, checkpoints.
 
+One loop for every stage type: the stage's `kind` selects the data (curated + mixed rows, or preference pairs)
+and the loss (`flow_loss`, or `dpo_loss` against a frozen reference copy of the starting checkpoint); the
+optimizer, schedule, EMA, checkpoints and exact resume are shared. A stage may start from another stage's
+checkpoint (`train.init_from`), which is how a retraining turn continues from the latest model.
+
 Why the loop owns one torch.Generator for noise and timesteps (kept on the CPU): it is the only randomness of
 a step besides the data plan, so saving its state (and the loader position) makes resume exact. Multi-GPU: when
 `torch.distributed` is initialised (torchrun, or Ray Train's TorchTrainer) the model is wrapped in DDP and the
@@ -20,11 +25,14 @@ from typing import Any
 
 import torch
 import torch.distributed as dist
+from safetensors.torch import load_file
 
+from flywheel.config import ConfigError
 from flywheel.workspace import Workspace
 from trainer.checkpoint import (
     list_checkpoints,
     load_checkpoint,
+    resolve_checkpoint,
     rng_from_list,
     rng_to_list,
     save_checkpoint,
@@ -32,11 +40,13 @@ from trainer.checkpoint import (
 )
 from trainer.config import StageConfig
 from trainer.data.buckets import make_buckets
-from trainer.data.index import build_index, curated_shards
+from trainer.data.index import build_pair_index, build_plan_index, pair_shards, resolve_data
 from trainer.data.loader import Batch, BatchPlanner, LoaderState, batch_iterator
 from trainer.encoders import MiniLMCondition, VLMCondition
-from trainer.flow import flow_loss, sample_timesteps
+from trainer.flow import dpo_loss, flow_loss, sample_timesteps
 from trainer.runtime import Parts, build_parts
+
+REFERENCE_FILE = "reference.safetensors"  # DPO checkpoints: the frozen reference weights, for exact resume
 
 
 class ResumeError(ValueError):
@@ -67,6 +77,7 @@ class StepLog:
     tokens: int
     seconds: float
     data_seconds: float
+    extra: dict[str, float] = field(default_factory=dict)
 
 
 @dataclass
@@ -78,6 +89,24 @@ class TrainResult:
     seconds: float = 0.0
     samples: int = 0
     data_seconds: float = 0.0
+    drawn: dict[str, int] = field(default_factory=dict)  # rows drawn per source over the whole stage
+    provenance: dict[str, int] = field(default_factory=dict)
+
+
+def adopt_init(cfg: StageConfig, workspace: Workspace) -> tuple[StageConfig, Path | None]:
+    """Resolve `train.init_from` and take the model/latent/encoder sections from that checkpoint, so a stage
+    that continues another one never disagrees with its shapes. (cfg, None) when there is no init."""
+    if cfg.train.init_from is None:
+        if cfg.kind == "dpo":
+            raise ConfigError(
+                f"stage {cfg.name} is a dpo stage and needs train.init_from: the checkpoint whose frozen copy is "
+                "the reference (e.g. stage1_tiny_cpu, or --init-from on the command line)"
+            )
+        return cfg, None
+    path = resolve_checkpoint(workspace.root, cfg.train.init_from)
+    state = json.loads((path / "state.json").read_text(encoding="utf-8"))
+    src = state["config"]
+    return cfg.replace(model=src["model"], latents=src["latents"], encoder=src["encoder"]), path
 
 
 class Trainer:
@@ -90,12 +119,19 @@ class Trainer:
         device: str | None = None,
         log: Callable[[str], None] = print,
     ) -> None:
+        cfg, self.init_path = adopt_init(cfg, workspace)
         self.cfg, self.workspace, self.log = cfg, workspace, log
         self.rank, self.world = (dist.get_rank(), dist.get_world_size()) if dist.is_initialized() else (0, 1)
         self.parts: Parts = build_parts(cfg, encoder=encoder, device=device)
         self.device = self.parts.device
         self.model = self.parts.model
+        if self.init_path is not None:
+            # the evaluated weights (EMA) of the starting checkpoint: what produced the bad cases being fixed
+            self.model.load_state_dict(load_file(self.init_path / "ema.safetensors"))
         self.ema = copy.deepcopy(self.model).requires_grad_(False).eval()
+        self.reference: torch.nn.Module | None = None
+        if cfg.kind == "dpo":
+            self.reference = copy.deepcopy(self.model).requires_grad_(False).eval()
         self.net: torch.nn.Module = self.model
         if self.world > 1:
             ids = [torch.device(self.device).index] if self.device.startswith("cuda") else None
@@ -108,7 +144,16 @@ class Trainer:
         )
         self.generator = torch.Generator().manual_seed(cfg.train.seed * 1000 + self.rank)
         buckets = make_buckets(cfg.data.resolutions, cfg.data.aspect_ratios, self.parts.latents.downsample)
-        self.index = build_index(curated_shards(workspace, cfg.data.recipes), buckets)
+        self.pairs = cfg.kind == "dpo"
+        self.data_notes: list[str] = []
+        if self.pairs:
+            self.index = build_pair_index(pair_shards(workspace, cfg.data), buckets)
+        else:
+            plan = resolve_data(workspace, cfg.data)
+            self.data_notes = plan.notes + (
+                [f"{plan.captioned} curated shard(s) read from captioned/ (fused captions)"] if plan.captioned else []
+            )
+            self.index = build_plan_index(plan, buckets)
         self.planner = BatchPlanner(self.index, cfg.data, cfg.train.seed, self.rank, self.world)
         self.loader_state = LoaderState(fingerprint=self.index.fingerprint())
         self.step = 0
@@ -130,6 +175,7 @@ class Trainer:
                 "generator": rng_to_list(self.generator.get_state()),
                 "torch_cpu": rng_to_list(torch.get_rng_state()),
             },
+            "init_from": str(self.init_path) if self.init_path else None,
             "encoder": self.parts.encoder.name,
             "cond_dim": self.parts.encoder.dim,
             "token_channels": self.parts.latents.token_channels,
@@ -145,6 +191,7 @@ class Trainer:
                 self.ema.state_dict(),
                 self.optimizer.state_dict(),
                 self.state_json(),
+                extra={REFERENCE_FILE: self.reference.state_dict()} if self.reference is not None else None,
             )
         if self.world > 1:
             dist.barrier()
@@ -170,6 +217,11 @@ class Trainer:
         self.model.load_state_dict(ckpt.model)
         self.ema.load_state_dict(ckpt.ema)
         self.optimizer.load_state_dict(ckpt.optimizer)
+        if self.reference is not None:
+            ref = Path(spec) / REFERENCE_FILE
+            if not ref.is_file():
+                raise ResumeError(f"{spec} is a dpo checkpoint without {REFERENCE_FILE}; cannot restore the reference")
+            self.reference.load_state_dict(load_file(ref))
         self.generator.set_state(rng_from_list(ckpt.state["rng"]["generator"]))
         self.loader_state = loader
         self.step = ckpt.step
@@ -183,6 +235,9 @@ class Trainer:
         return contextlib.nullcontext()
 
     def micro_loss(self, batch: Batch) -> tuple[torch.Tensor, int]:
+        if self.pairs:
+            loss, tokens, _ = self.pair_loss(batch)
+            return loss, tokens
         lat = self.parts.latents
         x0, grid = lat.encode(batch.images.to(self.device, non_blocking=True))
         source = lat.encode(batch.sources.to(self.device, non_blocking=True))[0] if batch.sources is not None else None
@@ -194,6 +249,35 @@ class Trainer:
             loss = flow_loss(lambda xt, tt: self.net(xt, tt, cond, mask, grid, source), x0, t, noise)
         tokens = x0.shape[0] * (x0.shape[1] * (2 if source is not None else 1) + cond.shape[1])
         return loss, tokens
+
+    def pair_loss(self, batch: Batch) -> tuple[torch.Tensor, int, dict[str, torch.Tensor]]:
+        """Diffusion-DPO on one pair batch: one noise and one timestep per pair, shared by chosen and rejected."""
+        if batch.rejected is None or self.reference is None:
+            raise ValueError("a dpo stage needs preference batches (chosen and rejected images)")
+        lat = self.parts.latents
+        xw, grid = lat.encode(batch.images.to(self.device, non_blocking=True))
+        xl = lat.encode(batch.rejected.to(self.device, non_blocking=True))[0]
+        source = lat.encode(batch.sources.to(self.device, non_blocking=True))[0] if batch.sources is not None else None
+        cond, mask = self.parts.condition(batch.captions, batch.sources)
+        cond2, mask2 = cond.repeat(2, 1, 1), mask.repeat(2, 1)
+        src2 = source.repeat(2, 1, 1) if source is not None else None
+        tcfg = self.cfg.train
+        t = sample_timesteps(xw.shape[0], tcfg.timestep_sampling, tcfg.time_shift, self.generator).to(self.device)
+        noise = torch.randn(xw.shape, generator=self.generator).to(self.device, xw.dtype)
+        reference = self.reference
+        with self._autocast():
+            loss, stats = dpo_loss(
+                lambda xt, tt: self.net(xt, tt, cond2, mask2, grid, src2),
+                lambda xt, tt: reference(xt, tt, cond2, mask2, grid, src2),
+                xw,
+                xl,
+                t,
+                noise,
+                self.cfg.dpo.beta,
+                self.cfg.dpo.sft_weight,
+            )
+        tokens = 2 * xw.shape[0] * (xw.shape[1] * (2 if source is not None else 1) + cond.shape[1])
+        return loss, tokens, stats
 
     @torch.no_grad()
     def fixed_loss(self, batch: Batch, seed: int = 1234, repeats: int = 4) -> float:
@@ -216,6 +300,7 @@ class Trainer:
         started = time.perf_counter()
         accum = self.cfg.train.grad_accum
         total, samples, tokens, data_seconds = 0.0, 0, 0, 0.0
+        extra: dict[str, float] = {}
         self.model.train()
         for micro in range(accum):
             t0 = time.perf_counter()
@@ -223,7 +308,12 @@ class Trainer:
             data_seconds += time.perf_counter() - t0
             sync = self.world == 1 or micro == accum - 1 or not hasattr(self.net, "no_sync")
             with contextlib.nullcontext() if sync else self.net.no_sync():
-                loss, n_tokens = self.micro_loss(batch)
+                if self.pairs:
+                    loss, n_tokens, stats = self.pair_loss(batch)
+                    for key, value in stats.items():
+                        extra[key] = extra.get(key, 0.0) + float(value) / accum
+                else:
+                    loss, n_tokens = self.micro_loss(batch)
                 (loss / accum).backward()
             total += float(loss.detach()) / accum
             samples += batch.images.shape[0]
@@ -239,11 +329,28 @@ class Trainer:
         self.step += 1
         if self.device.startswith("cuda"):
             torch.cuda.synchronize()
-        return StepLog(self.step, total, lr, grad_norm, samples, tokens, time.perf_counter() - started, data_seconds)
+        return StepLog(
+            self.step, total, lr, grad_norm, samples, tokens, time.perf_counter() - started, data_seconds, extra
+        )
 
     # ---- the run -----------------------------------------------------------------------------------------
     def batches(self) -> Iterator[tuple[Batch, LoaderState]]:
-        return batch_iterator(self.planner, self.loader_state, self.cfg.data.num_workers, self.cfg.data.row_group_cache)
+        return batch_iterator(
+            self.planner, self.loader_state, self.cfg.data.num_workers, self.cfg.data.row_group_cache, self.pairs
+        )
+
+    def data_summary(self) -> dict[str, Any]:
+        """The mix the stage is configured for and the mix it has drawn so far (rows of the global batches)."""
+        rows = {s: int((self.index.source_of == i).sum()) for i, s in enumerate(self.index.sources)}
+        drawn = dict(self.loader_state.drawn)
+        total = sum(drawn.values())
+        return {
+            "weights": {s: round(float(w), 6) for s, w in zip(self.planner.sources, self.planner.weights, strict=True)},
+            "rows": rows,
+            "drawn": drawn,
+            "drawn_share": {s: round(n / total, 4) for s, n in drawn.items()} if total else {},
+            "provenance": dict(self.loader_state.provenance),
+        }
 
     def run(self, steps: int | None = None) -> TrainResult:
         """Train until `cfg.train.steps` (or `steps` more steps, if given), checkpointing on the way."""
@@ -256,7 +363,13 @@ class Trainer:
                 f"stage {self.cfg.name}: {self.index.rows} rows in {len(self.index.shards)} shard(s), "
                 f"{len(self.planner.groups)} task/bucket groups, T2I ratio {self.planner.effective_t2i_ratio}; "
                 f"model {sum(p.numel() for p in self.model.parameters()) / 1e6:.2f}M params on {self.device}"
+                + (f"; initialised from {self.init_path}" if self.init_path and self.step == 0 else "")
             )
+            mix = self.data_summary()
+            if len(mix["weights"]) > 1:
+                self.log(f"data mix (draw probability per source): {mix['weights']}; rows: {mix['rows']}")
+            for note in self.data_notes:
+                self.log(note)
         batches = self.batches()
         window: list[StepLog] = []
         started = time.perf_counter()
@@ -276,7 +389,19 @@ class Trainer:
         result.seconds = time.perf_counter() - started
         result.steps_run = len(result.losses)
         result.final_step = self.step
+        result.drawn, result.provenance = dict(self.loader_state.drawn), dict(self.loader_state.provenance)
+        if self.rank == 0:
+            mix = self.data_summary()
+            self.log(
+                f"drew {mix['drawn']} rows per source (share {mix['drawn_share']}); provenance {mix['provenance']}"
+            )
+            self._append({"event": "data_mix", "step": self.step, **mix, "time": time.time()})
         return result
+
+    def _append(self, record: dict[str, Any]) -> None:
+        self.log_path.parent.mkdir(parents=True, exist_ok=True)
+        with self.log_path.open("a", encoding="utf-8") as fh:
+            fh.write(json.dumps(record) + "\n")
 
     def _log_window(self, window: list[StepLog]) -> None:
         if self.rank != 0 or not window:
@@ -290,13 +415,15 @@ class Trainer:
             "samples_per_s": sum(e.samples for e in window) * self.world / seconds,
             "tokens_per_s": sum(e.tokens for e in window) * self.world / seconds,
             "data_wait": sum(e.data_seconds for e in window) / seconds,
+            "drawn": dict(self.loader_state.drawn),
             "time": time.time(),
         }
+        for key in window[-1].extra:
+            record[key] = sum(e.extra.get(key, 0.0) for e in window) / len(window)
         self.log(
             f"step {record['step']:>7d}  loss {record['loss']:.4f}  lr {record['lr']:.2e}  "
             f"gnorm {record['grad_norm']:.3f}  {record['samples_per_s']:.1f} samples/s  "
             f"data wait {100 * record['data_wait']:.1f}%"
+            + (f"  implicit acc {record['implicit_acc']:.2f}" if "implicit_acc" in record else "")
         )
-        self.log_path.parent.mkdir(parents=True, exist_ok=True)
-        with self.log_path.open("a", encoding="utf-8") as fh:
-            fh.write(json.dumps(record) + "\n")
+        self._append(record)

@@ -255,9 +255,10 @@ def _register_parts() -> None:
     from pipelines.cli import loop as cli_loop
     from pipelines.cli import mine as cli_mine
     from pipelines.cli import reservoir as cli_reservoir
+    from pipelines.cli import retrain as cli_retrain
     from pipelines.cli import train as cli_train
 
-    for part in (cli_train, cli_caption, cli_loop, cli_reservoir, cli_mine, cli_dashboard):
+    for part in (cli_train, cli_caption, cli_loop, cli_reservoir, cli_mine, cli_retrain, cli_dashboard):
         part.register(app)
 
 

@@ -64,8 +64,16 @@ def register(app: typer.Typer) -> None:
         ] = 0,
         ray_address: Annotated[str | None, typer.Option(help="Ray cluster address for --ray-workers.")] = None,
         ray_gpu: Annotated[bool, typer.Option(help="One GPU per Ray worker.")] = False,
+        init_from: Annotated[
+            str | None,
+            typer.Option(
+                help="Start from this checkpoint's weights (folder, stage name or STAGE/step-N) when the stage "
+                "has none of its own; overrides train.init_from (rl_dpo: the frozen reference)."
+            ),
+        ] = None,
     ) -> None:
-        """Train STAGE on WORKSPACE/curated/<recipe> shards; checkpoints go to WORKSPACE/checkpoints/<stage>/."""
+        """Train STAGE on WORKSPACE/curated/<recipe> shards (+ captioned and the recipe's mix: sources), or a
+        preference stage (--stage rl_dpo) on WORKSPACE/tracks/rl; checkpoints go to WORKSPACE/checkpoints/<stage>/."""
         from flywheel.config import ConfigError
         from flywheel.workspace import Workspace, WorkspaceError
         from trainer.checkpoint import CheckpointError
@@ -79,6 +87,8 @@ def register(app: typer.Typer) -> None:
                 cfg = cfg.replace(train={"steps": steps})
             if device is not None:
                 cfg = cfg.replace(train={"device": device})
+            if init_from is not None:
+                cfg = cfg.replace(train={"init_from": init_from})
             if ray_workers:
                 from pipelines.ray_runtime import init_ray
                 from pipelines.steps.train_ray import train_on_ray
@@ -106,6 +116,10 @@ def register(app: typer.Typer) -> None:
             f"({result.samples / result.seconds:.1f} samples/s, data wait "
             f"{100 * result.data_seconds / result.seconds:.1f}%); loss {first:.4f} -> {last:.4f}"
         )
+        if len(result.drawn) > 1:
+            total = sum(result.drawn.values())
+            share = ", ".join(f"{s} {n} ({n / total:.1%})" for s, n in result.drawn.items())
+            console.print(f"rows drawn per source: {share}; provenance {result.provenance}")
         if result.checkpoints:
             console.print(f"checkpoint: {result.checkpoints[-1]}")
 

@@ -12,11 +12,11 @@ from pathlib import Path
 
 import numpy as np
 import pyarrow as pa
-import pyarrow.parquet as pq
 from PIL import Image, ImageDraw
 
 from flywheel.ids import sample_id
 from flywheel.schema import core_schema
+from flywheel.store.shards import ShardStore
 from flywheel.workspace import Workspace
 
 COLORS = {"red": (220, 40, 40), "green": (40, 170, 60), "blue": (40, 80, 220), "yellow": (230, 210, 40)}
@@ -91,17 +91,86 @@ def write_curated(
     shards: int = 1,
     row_group_size: int = 4,
 ) -> list[Path]:
-    """Write rows into `workspace/curated/<recipe>/part-NNNNN.parquet` (split into `shards` files)."""
+    """Write rows into `workspace/curated/<recipe>/part-NNNNN.parquet` (split into `shards` files) through the
+    shard store, with completion markers, as `flywheel select` does."""
     rows = rows if rows is not None else fixture_rows()
     folder = workspace / "curated" / recipe
     folder.mkdir(parents=True, exist_ok=True)
+    store = Workspace.at(workspace).curated_store(recipe)
     paths = []
     for s, part in enumerate(np.array_split(np.arange(len(rows)), shards)):
         table = pa.Table.from_pylist([rows[i] for i in part], schema=core_schema())
-        path = folder / f"part-{s:05d}.parquet"
-        pq.write_table(table, path, row_group_size=row_group_size)
-        paths.append(path)
+        store.write(s, table, fingerprint=f"fixture:{s}", row_group_size=row_group_size)
+        paths.append(store.shard_path(s))
     meta = Workspace.at(workspace).selection_dir(recipe)  # bookkeeping lives beside, not inside, curated/
     meta.mkdir(parents=True, exist_ok=True)
     (meta / "funnel.json").write_text(json.dumps({"rows_in": len(rows), "kept": len(rows)}))
     return paths
+
+
+def write_mix(
+    workspace: Path,
+    rows: list[dict[str, object]],
+    weight: float,
+    recipe: str = "stage1_256p",
+    source: str = "tracks/pretrain",
+    provenance: list[str] | None = None,
+) -> Path:
+    """Track rows mixed into `recipe` as `flywheel select` writes them (docs/flywheel-loop.md, `mix:`): a
+    ShardStore at `WS/mix/<recipe>/<source with / -> ->` with `badcase_id` and `provenance`, listed in
+    `selections/<recipe>/mix.json` with its weight."""
+    slug = source.replace("/", "-")
+    folder = workspace / "mix" / recipe / slug
+    store = ShardStore(folder)
+    if rows:
+        table = pa.Table.from_pylist(rows, schema=core_schema())
+        prov = provenance or ["pool"] * len(rows)
+        table = table.append_column("badcase_id", pa.array([f"case{i % 3}" for i in range(len(rows))]))
+        table = table.append_column("provenance", pa.array(prov))
+        store.write(0, table, fingerprint=f"mix:{recipe}:{source}", row_group_size=4)
+    store.write_manifest({"recipe": recipe, "from": source, "weight": weight})
+    manifest = Workspace.at(workspace).selection_dir(recipe) / "mix.json"
+    manifest.parent.mkdir(parents=True, exist_ok=True)
+    entries = json.loads(manifest.read_text())["sources"] if manifest.is_file() else []
+    entries.append(
+        {"from": source, "weight": weight, "rules": "quality", "dir": f"mix/{recipe}/{slug}", "kept": len(rows)}
+    )
+    manifest.write_text(json.dumps({"recipe": recipe, "sources": entries}))
+    return folder
+
+
+def pair_rows(n: int, size: tuple[int, int] = (32, 32), seed: int = 0) -> list[dict[str, object]]:
+    """Preference pairs in the `tracks/rl` format: chosen = the prompt's shape and colour drawn cleanly,
+    rejected = the same drawing washed out with noise (a degraded output), same size."""
+    rng = np.random.default_rng(seed)
+    colors = list(COLORS)
+    rows = []
+    for i in range(n):
+        shape, color = SHAPES[i % len(SHAPES)], colors[i % len(colors)]
+        chosen = draw_shape(shape, color, size)
+        arr = np.asarray(chosen, dtype=np.float32)
+        noisy = 0.5 * arr + 0.5 * rng.uniform(0, 255, arr.shape)
+        rejected = Image.fromarray(noisy.clip(0, 255).astype(np.uint8))
+        rows.append(
+            {
+                "prompt": f"a {color} {shape} on a white background",
+                "chosen_image": png(chosen),
+                "rejected_image": png(rejected),
+                "chosen_reward": 0.9,
+                "rejected_reward": 0.2,
+                "margin": 0.7,
+                "badcase_id": f"case{i:04d}",
+                "seed_chosen": 0,
+                "seed_rejected": 1,
+                "checkpoint": "base-step-0000010",
+                "task": "T2I",
+            }
+        )
+    return rows
+
+
+def write_pairs(workspace: Path, rows: list[dict[str, object]], track: str = "tracks/rl") -> Path:
+    store = ShardStore(workspace / track)
+    store.write(0, pa.Table.from_pylist(rows), fingerprint="fixture-pairs", row_group_size=4)
+    store.write_manifest({"track": track})
+    return store.root

@@ -23,5 +23,5 @@ def tiny_stage(name: str = "test_tiny", **sections: Any) -> StageConfig:
         "train": {"steps": 60, "log_every": 1000, "checkpoint_every": 1000, "ema_decay": 0.9, "seed": 0},
     }
     for key, value in sections.items():
-        base[key] = {**base.get(key, {}), **value}
+        base[key] = {**base.get(key, {}), **value} if isinstance(value, dict) else value
     return StageConfig.from_dict(base)

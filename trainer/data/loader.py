@@ -6,7 +6,16 @@ its bucket (proportional to the bucket's size in that task) from an RNG seeded b
 the same, so all ranks of a step share one shape. The group's cursor then advances by `world * batch_size`;
 rank r takes positions [cursor + r*B, cursor + (r+1)*B) of the group's per-epoch permutation. Workers take
 batches k = w (mod num_workers) and torch's DataLoader returns them round robin, i.e. in order k. The
-position saved in a checkpoint is just `{batch, cursors}`.
+position saved in a checkpoint is just `{batch, cursors}` (plus the counts of rows drawn per source and per
+provenance, so the run log's provenance mix stays cumulative across a resume).
+
+Mixed sources (a recipe's `mix:`): before the task, batch k draws its source from RNG(seed, k) with the
+sources' weights (curated: 1 - sum of the mix weights), so a whole batch comes from one source (one shape, as
+buckets need) and the share of rows from each source converges to its weight. With one source this draw is
+skipped, so plans of unmixed stages are exactly what they were before mixing existed.
+
+Preference stages read pairs: the same planner over a pair index, and `load_pair_batch` decodes the chosen
+and rejected image of each row into the batch's bucket.
 """
 
 from __future__ import annotations
@@ -26,7 +35,7 @@ from flywheel.imaging import decode
 from flywheel.schema import TASKS
 from trainer.config import DataConfig
 from trainer.data.buckets import Bucket, fit_to_bucket
-from trainer.data.index import RowIndex
+from trainer.data.index import CURATED, RowIndex, split_group_key
 
 
 @dataclass
@@ -34,9 +43,17 @@ class LoaderState:
     batch: int = 0
     cursors: dict[str, int] = field(default_factory=dict)
     fingerprint: str = ""
+    drawn: dict[str, int] = field(default_factory=dict)  # rows of the global batch per source
+    provenance: dict[str, int] = field(default_factory=dict)  # rows of the global batch per provenance
 
     def to_json(self) -> dict[str, object]:
-        return {"batch": self.batch, "cursors": dict(self.cursors), "fingerprint": self.fingerprint}
+        return {
+            "batch": self.batch,
+            "cursors": dict(self.cursors),
+            "fingerprint": self.fingerprint,
+            "drawn": dict(self.drawn),
+            "provenance": dict(self.provenance),
+        }
 
     @classmethod
     def from_json(cls, data: dict[str, object]) -> LoaderState:
@@ -44,6 +61,8 @@ class LoaderState:
             batch=int(data["batch"]),
             cursors={str(k): int(v) for k, v in dict(data["cursors"]).items()},
             fingerprint=str(data.get("fingerprint", "")),
+            drawn={str(k): int(v) for k, v in dict(data.get("drawn") or {}).items()},
+            provenance={str(k): int(v) for k, v in dict(data.get("provenance") or {}).items()},
         )
 
 
@@ -54,6 +73,7 @@ class BatchPlan:
     bucket: Bucket
     rows: np.ndarray  # index rows of this rank's part of the batch
     drop: np.ndarray  # bool per row: unconditional dropout (caption replaced by "")
+    source: str = CURATED
 
 
 @dataclass
@@ -68,6 +88,8 @@ class Batch:
     images: torch.Tensor  # [B, 3, H, W] float32
     sources: torch.Tensor | None  # [B, 3, H, W] for TI2I
     dropped: int
+    source: str = CURATED  # the data source the batch was drawn from
+    rejected: torch.Tensor | None = None  # [B, 3, H, W]: preference batches' rejected images (chosen = images)
 
 
 def _group_seed(key: str) -> int:
@@ -82,11 +104,22 @@ class BatchPlanner:
             raise ValueError(f"rank {rank} outside world size {world}")
         self.index, self.cfg, self.seed, self.rank, self.world = index, cfg, seed, rank, world
         self.groups = index.groups()
-        self.by_task: dict[str, list[str]] = {t: sorted(k for k in self.groups if k.startswith(t + "/")) for t in TASKS}
+        # groups per (source, task); sources with rows, with their weights renormalised over those
+        self.keys: dict[tuple[str, str], list[str]] = {}
+        for key in sorted(self.groups):
+            source, task, _ = split_group_key(key)
+            self.keys.setdefault((source, task), []).append(key)
+        present = [s for s in index.sources if any((s, t) in self.keys for t in TASKS)]
+        if CURATED not in present or not self.groups:
+            raise ConfigError("the curated shards hold no usable rows")
+        total = sum(index.weights.get(s, 0.0) for s in present)
+        self.sources = [s for s in present if index.weights.get(s, 0.0) > 0]
+        self.weights = np.array([index.weights[s] / total for s in self.sources], dtype=np.float64)
+        self.by_task: dict[str, list[str]] = {t: self.keys.get((CURATED, t), []) for t in TASKS}
         missing = [t for t in TASKS if not self.by_task[t]]
         wanted = {"T2I": cfg.t2i_ratio > 0, "TI2I": cfg.t2i_ratio < 1}
         lacking = [t for t in missing if wanted[t]]
-        if len(lacking) == 2 or not self.groups:
+        if len(lacking) == 2:
             raise ConfigError("the curated shards hold no usable rows")
         if lacking and not cfg.allow_missing_tasks:
             raise ConfigError(
@@ -94,9 +127,12 @@ class BatchPlanner:
                 f"hold none; select a recipe with {lacking[0]} data or set "
                 "data.allow_missing_tasks: true to train on what is there"
             )
-        self.effective_t2i_ratio = (
-            1.0 if not self.by_task["TI2I"] else 0.0 if not self.by_task["T2I"] else cfg.t2i_ratio
-        )
+        self.effective_t2i_ratio = self._ratio(CURATED)
+
+    def _ratio(self, source: str) -> float:
+        """T2I share within a source: the configured ratio, or 1/0 when the source has only one task."""
+        has = {t: (source, t) in self.keys for t in TASKS}
+        return 1.0 if not has["TI2I"] else 0.0 if not has["T2I"] else self.cfg.t2i_ratio
 
     def _permutation(self, key: str, epoch: int) -> np.ndarray:
         rng = np.random.default_rng([self.seed, _group_seed(key), epoch])
@@ -105,29 +141,41 @@ class BatchPlanner:
     def plans(self, state: LoaderState) -> Iterator[tuple[BatchPlan, LoaderState]]:
         """Plans from `state` on; each comes with the state *after* it (what a checkpoint stores)."""
         cursors = dict(state.cursors)
+        drawn, provenance = dict(state.drawn), dict(state.provenance)
         k = state.batch
         bs = self.cfg.batch_size
         while True:
+            source = CURATED
+            if len(self.sources) > 1:
+                pick = np.random.default_rng([self.seed, k, 0x50C3]).choice(len(self.sources), p=self.weights)
+                source = self.sources[int(pick)]
             rng = np.random.default_rng([self.seed, k, 0x7A5C])
-            task = "T2I" if rng.random() < self.effective_t2i_ratio else "TI2I"
-            keys = self.by_task[task]
+            task = "T2I" if rng.random() < self._ratio(source) else "TI2I"
+            keys = self.keys[(source, task)]
             sizes = np.array([len(self.groups[key]) for key in keys], dtype=np.float64)
             key = keys[int(rng.choice(len(keys), p=sizes / sizes.sum()))]
             start = cursors.get(key, 0)
-            positions = start + self.rank * bs + np.arange(bs)
+            positions = start + np.arange(self.world * bs)  # the global batch; this rank takes its slice
             group = self.groups[key]
             n = len(group)
-            rows = np.empty(bs, dtype=np.int64)
+            rows_all = np.empty(len(positions), dtype=np.int64)
             for epoch in np.unique(positions // n):
                 sel = positions // n == epoch
-                rows[sel] = group[self._permutation(key, int(epoch))[positions[sel] % n]]
+                rows_all[sel] = group[self._permutation(key, int(epoch))[positions[sel] % n]]
+            rows = rows_all[self.rank * bs : (self.rank + 1) * bs]
             drop = np.random.default_rng([self.seed, k, self.rank, 0xD809]).random(bs) < self.cfg.uncond_dropout
             cursors[key] = start + self.world * bs
+            drawn[source] = drawn.get(source, 0) + len(rows_all)
+            for p, count in zip(*np.unique(self.index.provenance_of[rows_all], return_counts=True), strict=True):
+                label = self.index.provenances[int(p)]
+                provenance[label] = provenance.get(label, 0) + int(count)
             k += 1
-            bucket = Bucket.from_key(key.split("/", 1)[1])
+            bucket = split_group_key(key)[2]
             yield (
-                BatchPlan(k - 1, task, bucket, rows, drop),
-                LoaderState(batch=k, cursors=dict(cursors), fingerprint=state.fingerprint),
+                BatchPlan(k - 1, task, bucket, rows, drop, source),
+                LoaderState(
+                    batch=k, cursors=dict(cursors), fingerprint=state.fingerprint, drawn=drawn, provenance=provenance
+                ),
             )
 
 
@@ -135,10 +183,12 @@ class RowReader:
     """Reads rows by (shard, row) through a small LRU cache of decoded Parquet row groups."""
 
     COLUMNS = ("id", "image", "caption", "task", "source_image")
+    PAIR_COLUMNS = ("prompt", "chosen_image", "rejected_image", "source_image", "badcase_id")
 
-    def __init__(self, index: RowIndex, cache_size: int) -> None:
+    def __init__(self, index: RowIndex, cache_size: int, columns: tuple[str, ...] | None = None) -> None:
         self.index = index
         self.cache_size = cache_size
+        self.columns = columns or self.COLUMNS
         self._cache: OrderedDict[tuple[int, int], dict[str, list[object]]] = OrderedDict()
         self._files: dict[int, tuple[pq.ParquetFile, np.ndarray, list[str]]] = {}
 
@@ -146,7 +196,11 @@ class RowReader:
         if shard not in self._files:
             pf = pq.ParquetFile(self.index.shards[shard])
             starts = np.cumsum([0] + [pf.metadata.row_group(i).num_rows for i in range(pf.num_row_groups)])
-            cols = [c for c in self.COLUMNS if c in pf.schema_arrow.names]
+            wanted = list(self.columns)
+            caption = self.index.caption_columns[shard]
+            if "caption" in wanted and caption != "caption":
+                wanted.append(caption)  # the fused caption, falling back to the raw one where it is null
+            cols = [c for c in dict.fromkeys(wanted) if c in pf.schema_arrow.names]
             self._files[shard] = (pf, starts, cols)
         return self._files[shard]
 
@@ -161,7 +215,11 @@ class RowReader:
                 self._cache.popitem(last=False)
         self._cache.move_to_end(key)
         data = self._cache[key]
-        return {c: data[c][row - int(starts[group])] for c in cols}
+        out = {c: data[c][row - int(starts[group])] for c in cols}
+        fused = self.index.caption_columns[shard]
+        if fused != "caption" and out.get(fused):
+            out["caption"] = out[fused]
+        return out
 
 
 def image_tensor(data: bytes | None, bucket: Bucket, what: str) -> tuple[torch.Tensor, Image.Image]:
@@ -197,29 +255,60 @@ def load_batch(reader: RowReader, plan: BatchPlan) -> Batch:
         images=torch.stack(images),
         sources=torch.stack(sources) if sources else None,
         dropped=int(plan.drop.sum()),
+        source=plan.source,
+    )
+
+
+def load_pair_batch(reader: RowReader, plan: BatchPlan) -> Batch:
+    """A preference batch: `images` are the chosen images, `rejected` the rejected ones, same bucket and crop."""
+    ids, captions, chosen, rejected, sources = [], [], [], [], []
+    for i, drop in zip(plan.rows.tolist(), plan.drop.tolist(), strict=True):
+        row = reader.row(i)
+        what = f"pair {row.get('badcase_id') or i}"
+        ids.append(str(row.get("badcase_id") or i))
+        captions.append("" if drop else str(row["prompt"] or ""))
+        chosen.append(image_tensor(row["chosen_image"], plan.bucket, f"{what} (chosen)")[0])
+        rejected.append(image_tensor(row["rejected_image"], plan.bucket, f"{what} (rejected)")[0])
+        if plan.task == "TI2I":
+            if row.get("source_image") is None:
+                raise ValueError(f"TI2I {what} has no source_image")
+            sources.append(image_tensor(row["source_image"], plan.bucket, f"source of {what}")[0])
+    return Batch(
+        batch=plan.batch,
+        task=plan.task,
+        bucket=plan.bucket,
+        ids=ids,
+        captions=captions,
+        images=torch.stack(chosen),
+        sources=torch.stack(sources) if sources else None,
+        dropped=int(plan.drop.sum()),
+        source=plan.source,
+        rejected=torch.stack(rejected),
     )
 
 
 class ShardBatches(torch.utils.data.IterableDataset):
     """Yields (Batch, state-after) from `start`; with workers, worker w loads batches k = w (mod W)."""
 
-    def __init__(self, planner: BatchPlanner, start: LoaderState, cache_size: int = 16) -> None:
+    def __init__(self, planner: BatchPlanner, start: LoaderState, cache_size: int = 16, pairs: bool = False) -> None:
         super().__init__()
-        self.planner, self.start, self.cache_size = planner, start, cache_size
+        self.planner, self.start, self.cache_size, self.pairs = planner, start, cache_size, pairs
 
     def __iter__(self) -> Iterator[tuple[Batch, dict[str, object]]]:
         info = torch.utils.data.get_worker_info()
         worker, workers = (info.id, info.num_workers) if info else (0, 1)
-        reader = RowReader(self.planner.index, self.cache_size)
+        columns = RowReader.PAIR_COLUMNS if self.pairs else RowReader.COLUMNS
+        reader = RowReader(self.planner.index, self.cache_size, columns)
+        load = load_pair_batch if self.pairs else load_batch
         for plan, after in self.planner.plans(self.start):
             if (plan.batch - self.start.batch) % workers == worker:
-                yield load_batch(reader, plan), after.to_json()
+                yield load(reader, plan), after.to_json()
 
 
 def batch_iterator(
-    planner: BatchPlanner, start: LoaderState, num_workers: int, cache_size: int = 16
+    planner: BatchPlanner, start: LoaderState, num_workers: int, cache_size: int = 16, pairs: bool = False
 ) -> Iterator[tuple[Batch, LoaderState]]:
-    dataset = ShardBatches(planner, start, cache_size)
+    dataset = ShardBatches(planner, start, cache_size, pairs)
     if num_workers == 0:
         for batch, after in dataset:
             yield batch, LoaderState.from_json(after)
