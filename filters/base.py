@@ -24,6 +24,7 @@ from typing import Any, ClassVar
 import numpy as np
 import pyarrow as pa
 
+from flywheel.errors import UserError
 from flywheel.imaging import Decoded
 from flywheel.schema import Column
 
@@ -58,7 +59,7 @@ class Counters:
         self.calls += other.calls
 
 
-class ScorerUnavailable(RuntimeError):
+class ScorerUnavailable(UserError):
     """Raised when a scorer cannot run as configured (missing weights); the message says what to set."""
 
 

@@ -15,6 +15,7 @@ from filters.resolution import ResolutionScorer
 from filters.rotation import RotationScorer
 from filters.rotation_net import RotationNetScorer
 from filters.token_length import TokenLengthScorer
+from flywheel.errors import UserError
 from flywheel.schema import CORE_COLUMNS, ColumnRegistry
 
 # Stage-1 order of the Qwen-Image-2.0 report: broken, resolution, dedup, NSFW, rotation (EXIF + sky prior,
@@ -33,7 +34,7 @@ FILTERS: tuple[type[Scorer], ...] = (
 _BY_NAME = {cls.name: cls for cls in FILTERS}
 
 
-class UnknownFilterError(ValueError):
+class UnknownFilterError(UserError):
     pass
 
 

@@ -14,12 +14,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from flywheel.errors import UserError
 from flywheel.store.shards import ShardStore, write_json_atomic
 
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
 
 
-class WorkspaceError(ValueError):
+class WorkspaceError(UserError):
     pass
 
 

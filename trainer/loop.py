@@ -21,6 +21,7 @@ from typing import Any
 import torch
 import torch.distributed as dist
 
+from flywheel.errors import UserError
 from flywheel.workspace import Workspace
 from trainer.checkpoint import (
     list_checkpoints,
@@ -39,7 +40,7 @@ from trainer.flow import flow_loss, sample_timesteps
 from trainer.runtime import Parts, build_parts
 
 
-class ResumeError(ValueError):
+class ResumeError(UserError):
     pass
 
 

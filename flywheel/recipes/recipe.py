@@ -58,6 +58,18 @@ class Rule:
         return " AND ".join(parts) or "(no condition)"
 
     def validate(self) -> None:
+        for param in ("min", "max"):  # `--set nsfw.max=abc` must be one clear line, not a DuckDB traceback
+            value = getattr(self, param)
+            if value is not None and (isinstance(value, bool) or not isinstance(value, int | float)):
+                raise ConfigError(f"rule {self.name!r}: {param} must be a number, got {value!r}")
+        if isinstance(self.max_hamming, bool) or not isinstance(self.max_hamming, int):
+            raise ConfigError(f"rule {self.name!r}: max_hamming must be an integer, got {self.max_hamming!r}")
+        if self.is_null is not None and not isinstance(self.is_null, bool):
+            raise ConfigError(f"rule {self.name!r}: is_null must be true or false, got {self.is_null!r}")
+        for param in ("values_in", "not_in"):
+            value = getattr(self, param)
+            if value is not None and not isinstance(value, list):
+                raise ConfigError(f"rule {self.name!r}: {param} must be a list, got {value!r}")
         conditions = [self.min, self.max, self.is_null, self.values_in, self.not_in, self.keep, self.dedup]
         if all(c is None for c in conditions):
             raise ConfigError(f"rule {self.name!r} has no condition")

@@ -17,13 +17,14 @@ import lancedb
 import numpy as np
 import pyarrow as pa
 
+from flywheel.errors import UserError
 from flywheel.retrieval.config import AnnConfig
 from flywheel.retrieval.space import FIELDS, EmbeddingSpace, table_name
 
 SPACE_KEY = b"flywheel.space"
 
 
-class IndexError_(LookupError):
+class IndexError_(UserError, LookupError):
     """The index lacks a table, or a query does not fit the table's space; the message says what to run."""
 
 

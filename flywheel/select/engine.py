@@ -7,6 +7,7 @@ folder is built beside the old one and swapped in, so a crash never leaves half 
 
 from __future__ import annotations
 
+import json
 import shutil
 import time
 import uuid
@@ -18,6 +19,7 @@ import duckdb
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from flywheel.errors import MissingInput, UserError
 from flywheel.recipes.recipe import Recipe, Rule
 from flywheel.select.dedup_groups import groups_from_edges, near_duplicate_edges
 from flywheel.select.funnel import Funnel, RuleOutcome
@@ -217,8 +219,19 @@ def _swap_in(tmp_dir: Path, out_dir: Path) -> None:
 def read_rejected(workspace: Workspace, recipe: str, reason: str | None, limit: int) -> pa.Table:
     path = workspace.curated_dir(recipe) / "rejected.parquet"
     if not path.is_file():
-        raise FileNotFoundError(f"no selection {recipe!r} in {workspace.root}: run `flywheel select --recipe {recipe}`")
+        raise MissingInput(f"no selection {recipe!r} in {workspace.root}: run `flywheel select --recipe {recipe}`")
     con = duckdb.connect()
+    if reason is not None:  # a typo must not look like "nothing was rejected for that reason"
+        found = con.sql(
+            "SELECT DISTINCT r FROM (SELECT reason AS r FROM read_parquet(?) "
+            "UNION ALL SELECT unnest(reasons) AS r FROM read_parquet(?)) WHERE r IS NOT NULL",
+            params=[str(path), str(path)],
+        ).fetchall()
+        funnel = workspace.curated_dir(recipe) / "funnel.json"
+        rules = [r["name"] for r in json.loads(funnel.read_text())["rules"]] if funnel.is_file() else []
+        valid = sorted({str(r[0]) for r in found} | set(rules))
+        if reason not in valid:
+            raise UserError(f"unknown reason {reason!r} for selection {recipe!r}; valid reasons: {', '.join(valid)}")
     where = "WHERE reason = ? OR list_contains(reasons, ?)" if reason else ""
     params: list[Any] = [str(path)] + ([reason, reason] if reason else []) + [int(limit)]
     query = f"SELECT * FROM read_parquet(?) {where} ORDER BY partition, {KEY} LIMIT ?"

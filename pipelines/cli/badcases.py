@@ -41,10 +41,7 @@ def register_badcases(
 
         store = store_of(workspace)
         for path in files:
-            try:
-                report = ingest_file(store, path, source, skip_invalid=skip_invalid)  # type: ignore[arg-type]
-            except user_errors() as exc:
-                fail(str(exc))
+            report = ingest_file(store, path, source, skip_invalid=skip_invalid)  # type: ignore[arg-type]
             console.print(
                 f"{path}: {report.result.added} added, {report.result.skipped} already in the store"
                 + (f", {len(report.invalid)} invalid line(s) skipped" if report.invalid else "")
@@ -61,15 +58,12 @@ def register_badcases(
         limit: Annotated[int, typer.Option(min=1)] = 50,
     ) -> None:
         """List bad cases with their track and the rule or annotator that set it."""
-        try:
-            cases = store_of(workspace).list(
-                track=track,
-                source=source,  # type: ignore[attr-defined]
-                kind="reference" if references else "bad",
-                limit=limit,
-            )
-        except user_errors() as exc:
-            fail(str(exc))
+        cases = store_of(workspace).list(
+            track=track,
+            source=source,  # type: ignore[attr-defined]
+            kind="reference" if references else "bad",
+            limit=limit,
+        )
         out = Table(title=f"{len(cases)} case(s)")
         for col in ("case_id", "source", "prompt", "tags / complaint", "track", "by"):
             out.add_column(col, overflow="fold")
@@ -88,10 +82,7 @@ def register_badcases(
     def show(workspace: WorkspaceOpt, case_id: Annotated[str, typer.Argument(help="Case id.")]) -> None:
         """Everything about one case: record, evidence, rule that fired, decisions, image files."""
         store = store_of(workspace)
-        try:
-            case = store.get(case_id)  # type: ignore[attr-defined]
-        except user_errors() as exc:
-            fail(str(exc))
+        case = store.get(case_id)  # type: ignore[attr-defined]
         for key in ("input_image", "output_image"):
             if case.get(key):
                 case[key] = str(store.image_file(case[key]))  # type: ignore[attr-defined]
@@ -104,10 +95,7 @@ def register_badcases(
         """Export every case (with evidence and decisions as JSON) to Parquet."""
         from flywheel.badcases.export import export_parquet
 
-        try:
-            n = export_parquet(store_of(workspace), out)  # type: ignore[arg-type]
-        except user_errors() as exc:
-            fail(str(exc))
+        n = export_parquet(store_of(workspace), out)  # type: ignore[arg-type]
         console.print(f"wrote {n} case(s) to {out}")
 
     @group.command("decide")
@@ -119,8 +107,5 @@ def register_badcases(
         note: Annotated[str | None, typer.Option(help="Why.")] = None,
     ) -> None:
         """Record an annotator's decision (transactional; it overrides the router's track)."""
-        try:
-            decision = store_of(workspace).decide(case_id, track, by, note)  # type: ignore[attr-defined]
-        except user_errors() as exc:
-            fail(str(exc))
+        decision = store_of(workspace).decide(case_id, track, by, note)  # type: ignore[attr-defined]
         console.print(f"decision {decision}: {case_id} -> {track} by {by}")

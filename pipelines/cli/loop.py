@@ -52,12 +52,9 @@ def register(app: typer.Typer) -> None:
         from flywheel.workspace import Workspace
         from pipelines.steps.index import build_index
 
-        try:
-            report = build_index(
-                Workspace.at(workspace), IndexConfig.load(config), ray_address=ray_address, log=lambda m: err.print(m)
-            )
-        except _user_errors() as exc:
-            _fail(str(exc))
+        report = build_index(
+            Workspace.at(workspace), IndexConfig.load(config), ray_address=ray_address, log=lambda m: err.print(m)
+        )
         out = Table(title=f"index ({report.seconds:.1f}s)")
         for col in ("table", "space", "rows", "new", "already", "undecodable", "ANN"):
             out.add_column(col, overflow="fold")
@@ -89,10 +86,7 @@ def register(app: typer.Typer) -> None:
 
         if sum(x is not None for x in (text, image, id_)) != 1:
             _fail("give exactly one of --text, --image, --id")
-        try:
-            result = search_pool(Workspace.at(workspace), text=text, image=image, sample_id=id_, where=where, k=k)
-        except _user_errors() as exc:
-            _fail(str(exc))
+        result = search_pool(Workspace.at(workspace), text=text, image=image, sample_id=id_, where=where, k=k)
         meta = result.schema.metadata or {}
         space = meta.get(b"flywheel.space", b"?").decode()
         cols = ["similarity", "id", "caption", "curated", "reject_reason", "uri"]

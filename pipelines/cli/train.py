@@ -59,37 +59,30 @@ def register(app: typer.Typer) -> None:
         ray_gpu: Annotated[bool, typer.Option(help="One GPU per Ray worker.")] = False,
     ) -> None:
         """Train STAGE on WORKSPACE/curated/<recipe> shards; checkpoints go to WORKSPACE/checkpoints/<stage>/."""
-        from flywheel.config import ConfigError
-        from flywheel.workspace import Workspace, WorkspaceError
-        from trainer.checkpoint import CheckpointError
+        from flywheel.workspace import Workspace
         from trainer.config import load_stage
-        from trainer.loop import ResumeError, Trainer
+        from trainer.loop import Trainer
 
         _threads(threads)
-        try:
-            cfg = load_stage(stage)
-            if steps is not None:
-                cfg = cfg.replace(train={"steps": steps})
-            if device is not None:
-                cfg = cfg.replace(train={"device": device})
-            if ray_workers:
-                from pipelines.ray_runtime import init_ray
-                from pipelines.steps.train_ray import train_on_ray
+        cfg = load_stage(stage)
+        if steps is not None:
+            cfg = cfg.replace(train={"steps": steps})
+        if device is not None:
+            cfg = cfg.replace(train={"device": device})
+        if ray_workers:
+            from pipelines.ray_runtime import init_ray
+            from pipelines.steps.train_ray import train_on_ray
 
-                init_ray(ray_address)
-                metrics = train_on_ray(
-                    cfg.to_dict(), workspace, num_workers=ray_workers, use_gpu=ray_gpu, resume=resume, threads=threads
-                )
-                console.print(f"Ray Train finished stage {cfg.name}: {metrics}")
-                return
-            trainer = Trainer(cfg, Workspace.at(workspace), log=lambda m: err.print(m))
-            if resume:
-                trainer.resume("latest")
-            result = trainer.run()
-        except (ConfigError, WorkspaceError, ResumeError, CheckpointError, FileNotFoundError) as exc:
-            _fail(str(exc))
-        except RuntimeError as exc:
-            _fail(str(exc), code=1)
+            init_ray(ray_address)
+            metrics = train_on_ray(
+                cfg.to_dict(), workspace, num_workers=ray_workers, use_gpu=ray_gpu, resume=resume, threads=threads
+            )
+            console.print(f"Ray Train finished stage {cfg.name}: {metrics}")
+            return
+        trainer = Trainer(cfg, Workspace.at(workspace), log=lambda m: err.print(m))
+        if resume:
+            trainer.resume("latest")
+        result = trainer.run()
         if not result.steps_run:
             console.print(f"stage {cfg.name} is already at step {result.final_step} (train.steps={cfg.train.steps})")
             return
@@ -120,10 +113,9 @@ def register(app: typer.Typer) -> None:
         threads: ThreadsOpt = None,
     ) -> None:
         """Generate images from a checkpoint (T2I, or an edit with --source)."""
-        from flywheel.config import ConfigError
         from flywheel.imaging import decode
-        from trainer.checkpoint import CheckpointError, resolve_checkpoint
-        from trainer.generate import GenerateError, load_pipeline
+        from trainer.checkpoint import resolve_checkpoint
+        from trainer.generate import load_pipeline
 
         _threads(threads)
         try:
@@ -140,19 +132,16 @@ def register(app: typer.Typer) -> None:
             if not decoded.ok or decoded.rgb is None:
                 _fail(f"--source {source} cannot be decoded ({decoded.broken_reason}: {decoded.broken_detail})")
             src_image = Image.fromarray(decoded.rgb)
-        try:
-            path = resolve_checkpoint(workspace.expanduser().resolve(), checkpoint)
-            pipe = load_pipeline(path, weights=weights, device=device)
-            images = pipe.generate(
-                [prompt] * len(seed_list),
-                seed_list,
-                size=_size(size),
-                steps=steps,
-                guidance=guidance,
-                sources=[src_image] * len(seed_list) if src_image else None,
-            )
-        except (ConfigError, CheckpointError, GenerateError) as exc:
-            _fail(str(exc))
+        path = resolve_checkpoint(workspace.expanduser().resolve(), checkpoint)
+        pipe = load_pipeline(path, weights=weights, device=device)
+        images = pipe.generate(
+            [prompt] * len(seed_list),
+            seed_list,
+            size=_size(size),
+            steps=steps,
+            guidance=guidance,
+            sources=[src_image] * len(seed_list) if src_image else None,
+        )
         out.parent.mkdir(parents=True, exist_ok=True)
         for seed, image in zip(seed_list, images, strict=True):
             target = out if len(seed_list) == 1 else out.with_name(f"{out.stem}-seed{seed}{out.suffix or '.png'}")
@@ -172,12 +161,11 @@ def register(app: typer.Typer) -> None:
         threads: ThreadsOpt = None,
     ) -> None:
         """Render the evaluation prompts, score them (OCR, classifier, image stats), write results and bad cases."""
-        from flywheel.config import ConfigError
-        from trainer.checkpoint import CheckpointError, resolve_checkpoint
+        from trainer.checkpoint import resolve_checkpoint
         from trainer.evaluate.prompts import load_prompt_set
         from trainer.evaluate.run import EvalSettings
         from trainer.evaluate.run import evaluate as run_evaluate
-        from trainer.generate import GenerateError, load_pipeline
+        from trainer.generate import load_pipeline
 
         _threads(threads)
         try:
@@ -185,20 +173,15 @@ def register(app: typer.Typer) -> None:
         except ValueError:
             _fail(f"--seeds must be comma-separated integers, got {seeds!r}")
         root = workspace.expanduser().resolve()
-        try:
-            prompt_set = load_prompt_set(prompts)
-            pipe = load_pipeline(resolve_checkpoint(root, checkpoint), device=device)
-            result = run_evaluate(
-                pipe,
-                prompt_set,
-                root / "evaluations",
-                EvalSettings(seeds=seed_list, steps=steps, guidance=guidance, size=_size(size)),
-                log=lambda m: err.print(m),
-            )
-        except (ConfigError, CheckpointError, GenerateError) as exc:
-            _fail(str(exc))
-        except RuntimeError as exc:
-            _fail(str(exc), code=1)
+        prompt_set = load_prompt_set(prompts)
+        pipe = load_pipeline(resolve_checkpoint(root, checkpoint), device=device)
+        result = run_evaluate(
+            pipe,
+            prompt_set,
+            root / "evaluations",
+            EvalSettings(seeds=seed_list, steps=steps, guidance=guidance, size=_size(size)),
+            log=lambda m: err.print(m),
+        )
         table = Table(title=f"evaluation of {result.summary['checkpoint']} ({result.rows} outputs)")
         for col in ("category", "outputs", "pass rate", "mean reward", "failure tags"):
             table.add_column(col)

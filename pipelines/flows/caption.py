@@ -17,10 +17,11 @@ from prefect import flow, get_run_logger, task
 from captioners.config import CaptionConfig
 from captioners.types import parse_types
 from flywheel.workspace import Workspace
+from pipelines.flows import retry_unless_user_error
 from pipelines.steps.caption import caption as run_caption
 
 
-@task(name="caption", retries=2, retry_delay_seconds=2)
+@task(name="caption", retries=2, retry_delay_seconds=2, retry_condition_fn=retry_unless_user_error)
 def caption_task(
     workspace: str, recipe: str, types: str | None, backend: str | None, config: str | None, ray_address: str | None
 ) -> dict[str, Any]:

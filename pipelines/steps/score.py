@@ -23,8 +23,9 @@ import pyarrow as pa
 from filters.base import Counters, ModelScorer, Scorer
 from filters.config import ScoringConfig
 from filters.registry import build, column_registry, is_model, resolve
+from flywheel.errors import RunFailed
 from flywheel.ingest import open_source
-from flywheel.ingest.base import PartitionSpec
+from flywheel.ingest.base import PartitionSpec, SourceError
 from flywheel.store.shards import write_json_atomic
 from flywheel.workspace import Workspace
 from pipelines.ray_runtime import init_ray
@@ -49,7 +50,7 @@ class ScoreResult:
         return not self.failed
 
 
-class ScoreFailed(RuntimeError):
+class ScoreFailed(RunFailed):
     """Some partitions did not complete; re-running scores only those."""
 
 
@@ -65,6 +66,8 @@ def plan(source_path: str, workspace: Workspace, rows_per_partition: int) -> tup
     """Partitions of the source still to score, and how many are already complete."""
     source = open_source(source_path)
     specs = source.plan(rows_per_partition)
+    if not specs:  # a wrong folder must not "score 0 rows" with exit 0 (a scheduled job would look healthy)
+        raise SourceError(f"{source_path}: no samples found in this {source.kind} source; is it the right path?")
     offset = workspace.source_offset(f"{source.kind}:{Path(source.root).resolve()}", len(specs))
     pending, skipped = [], 0
     for spec in specs:
