@@ -12,7 +12,7 @@ from rich.table import Table
 from typer.core import TyperGroup
 
 from flywheel.errors import FlywheelError
-from pipelines.cli.common import console, err
+from pipelines.cli.common import WorkspaceOpt, console, err
 from pipelines.cli.common import fail as _fail
 from pipelines.cli.common import progress_bar as _progress
 
@@ -39,8 +39,6 @@ app = typer.Typer(
     no_args_is_help=True,
     help="Curate image-text training data: score a pool, select stages, inspect rejections.",
 )
-
-WorkspaceOpt = Annotated[Path, typer.Option("--workspace", "-w", help="Workspace folder (pool, curated, runs).")]
 
 
 @app.command()

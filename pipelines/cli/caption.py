@@ -13,10 +13,8 @@ from typing import Annotated
 import typer
 from rich.table import Table
 
-from pipelines.cli.common import console, err
+from pipelines.cli.common import WorkspaceOpt, console, err
 from pipelines.cli.common import progress_bar as _progress
-
-WorkspaceOpt = Annotated[Path, typer.Option("--workspace", "-w", help="Workspace folder (pool, curated, runs).")]
 
 
 def summary_table(summary: dict[str, object], title: str) -> Table:

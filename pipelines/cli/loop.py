@@ -9,31 +9,8 @@ from typing import Annotated
 import typer
 from rich.table import Table
 
-from pipelines.cli.common import console, err
+from pipelines.cli.common import WorkspaceOpt, console, err
 from pipelines.cli.common import fail as _fail
-
-WorkspaceOpt = Annotated[Path, typer.Option("--workspace", "-w", help="Workspace folder (pool, index, badcases).")]
-
-
-def _user_errors() -> tuple[type[BaseException], ...]:
-    from flywheel.badcases import BadCaseError, FeedbackError
-    from flywheel.config import ConfigError
-    from flywheel.evaluation import EvaluationSchemaError
-    from flywheel.retrieval import IndexError_
-    from flywheel.routing import RouterTrainingError
-    from flywheel.workspace import WorkspaceError
-
-    return (
-        ConfigError,
-        WorkspaceError,
-        IndexError_,
-        BadCaseError,
-        FeedbackError,
-        EvaluationSchemaError,
-        RouterTrainingError,
-        FileNotFoundError,
-        ValueError,
-    )
 
 
 def register(app: typer.Typer) -> None:
@@ -117,5 +94,5 @@ def register(app: typer.Typer) -> None:
     from pipelines.cli.badcases import register_badcases
     from pipelines.cli.route import register_route
 
-    register_badcases(badcases, _fail, _user_errors, console)
-    register_route(app, _fail, _user_errors, console)
+    register_badcases(badcases)
+    register_route(app)

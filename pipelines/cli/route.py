@@ -3,23 +3,18 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Callable
 from pathlib import Path
 from typing import Annotated
 
 import typer
-from rich.console import Console
 from rich.table import Table
 
-WorkspaceOpt = Annotated[Path, typer.Option("--workspace", "-w", help="Workspace folder.")]
+from pipelines.cli.common import WorkspaceOpt, console
 
 
-def register_route(
-    app: typer.Typer,
-    fail: Callable[[str], None],
-    user_errors: Callable[[], tuple[type[BaseException], ...]],
-    console: Console,
-) -> None:
+def register_route(app: typer.Typer) -> None:
+    """Add `route`, `route-fit`, `tracks` and `cycle` to `app`; errors reach the one handler in pipelines.cli."""
+
     @app.command()
     def route(
         workspace: WorkspaceOpt,

@@ -8,10 +8,9 @@ from typing import Annotated
 import typer
 from rich.table import Table
 
-from pipelines.cli.common import console, err
+from pipelines.cli.common import WorkspaceOpt, console, err
 from pipelines.cli.common import fail as _fail
 
-WorkspaceOpt = Annotated[Path, typer.Option("--workspace", "-w", help="Workspace folder (curated, checkpoints).")]
 CheckpointOpt = Annotated[
     str,
     typer.Option("--checkpoint", "-c", help="Checkpoint folder, a stage name (its latest step) or STAGE/step-NNNNNNN."),
