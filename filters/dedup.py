@@ -22,6 +22,7 @@ from scipy.fft import dctn
 
 from filters.base import CpuScorer, SampleBatch
 from flywheel.schema import Column
+from flywheel.select.dedup_groups import hamming64  # noqa: F401 - the filter's distance, defined once in the core
 
 PHASH_BITS = 64
 
@@ -35,10 +36,6 @@ def phash64(gray: np.ndarray) -> int:
     for bit in bits:
         value = (value << 1) | int(bit)
     return value - (1 << 64) if value >= (1 << 63) else value
-
-
-def hamming64(a: int, b: int) -> int:
-    return ((a ^ b) & 0xFFFFFFFFFFFFFFFF).bit_count()
 
 
 class DedupScorer(CpuScorer):
