@@ -1,1 +1,1 @@
-"""dashboards: planned (see ../shared/ARCHITECTURE.md); reads and writes the curated shards of flywheel."""
+"""dashboards: views over a workspace; may import only the core (flywheel), see docs/architecture.md."""

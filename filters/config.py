@@ -50,20 +50,12 @@ class RotationConfig:
 
 
 @dataclass(frozen=True)
-class DedupConfig:
-    """Perceptual hash size (bits = hash_size**2)."""
-
-    hash_size: int = 8
-
-
-@dataclass(frozen=True)
 class ScoringConfig:
     limits: DecodeLimits = field(default_factory=DecodeLimits)
     clip: ClipConfig = field(default_factory=ClipConfig)
     nsfw: NsfwConfig = field(default_factory=NsfwConfig)
     tokens: TokenConfig = field(default_factory=TokenConfig)
     rotation: RotationConfig = field(default_factory=RotationConfig)
-    dedup: DedupConfig = field(default_factory=DedupConfig)
 
     @classmethod
     def load(cls, path: str | Path | None = None) -> ScoringConfig:

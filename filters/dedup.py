@@ -24,8 +24,6 @@ from filters.base import CpuScorer, SampleBatch
 from flywheel.schema import Column
 from flywheel.select.dedup_groups import hamming64  # noqa: F401 - the filter's distance, defined once in the core
 
-PHASH_BITS = 64
-
 
 def phash64(gray: np.ndarray) -> int:
     """64-bit perceptual hash of a luma array, returned as a signed int64 (Parquet has no uint64 in DuckDB joins)."""

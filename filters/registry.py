@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
-from filters.base import CpuScorer, ModelScorer, Scorer
+from filters.base import ModelScorer, Scorer
 from filters.broken import BrokenScorer
 from filters.clip_score import ClipScorer
 from filters.config import ScoringConfig
@@ -69,7 +69,3 @@ def column_registry(classes: Iterable[type[Scorer]] = FILTERS) -> ColumnRegistry
 
 def is_model(cls: type[Scorer]) -> bool:
     return issubclass(cls, ModelScorer)
-
-
-def is_cpu(cls: type[Scorer]) -> bool:
-    return issubclass(cls, CpuScorer)

@@ -21,7 +21,3 @@ def sample_id(image: bytes | None, caption: str | None, source_image: bytes | No
     _feed(h, caption.encode("utf-8") if caption is not None else None)
     _feed(h, source_image)
     return h.hexdigest()
-
-
-def content_sha256(data: bytes | None) -> str | None:
-    return hashlib.sha256(data).hexdigest() if data is not None else None

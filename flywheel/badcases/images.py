@@ -36,10 +36,3 @@ def image_path(root: Path, digest: str) -> Path:
     if len(digest) != 64 or any(c not in "0123456789abcdef" for c in digest):
         raise UserError(f"not a sha256 hex digest: {digest!r}")
     return root / digest[:2] / f"{digest}.img"
-
-
-def read_image(root: Path, digest: str) -> bytes:
-    path = image_path(root, digest)
-    if not path.is_file():
-        raise FileNotFoundError(f"bad-case image {digest} missing under {root}")
-    return path.read_bytes()
