@@ -25,6 +25,7 @@ from captioners.script import SCRIPT_NAMES
 from captioners.structured import dumps, from_ocr, parse_structured, repair_prompt
 from captioners.types import TYPES
 from captioners.vlm import VlmBackend, VlmRequest, bounded_png
+from flywheel.errors import UserError
 from flywheel.imaging import decode
 
 
@@ -50,7 +51,7 @@ class Captioner:
 
                 self._backends[name] = OpenAIVlm(self.cfg.openai, self.cache_dir)
             else:
-                raise ValueError(f"{name} is not a VLM backend")
+                raise UserError(f"{name} is not a VLM backend")
         return self._backends[name]
 
     def __call__(self, images: Sequence[bytes | None], raw: Sequence[str | None]) -> dict[str, list[Any]]:

@@ -22,6 +22,7 @@ from PIL import Image
 
 from captioners.config import OcrConfig
 from captioners.script import TESSERACT_PACKS, char_script, detect_language, dominant_script, script_counts
+from flywheel.errors import RunFailed
 
 # Scripts where tesseract's word boundaries are not the text's spaces.
 _NO_SPACE = frozenset({"Hani", "Hira", "Kana"})
@@ -32,7 +33,7 @@ _GAP_SCRIPTS = frozenset({"Thai", "Hang"})
 _ENV = {**os.environ, "OMP_THREAD_LIMIT": "1"}
 
 
-class OcrError(RuntimeError):
+class OcrError(RunFailed):
     """Tesseract could not read the image (missing binary, timeout, crash); the message says which."""
 
 

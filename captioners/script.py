@@ -132,17 +132,3 @@ def detect_language(text: str, script: str | None = None) -> str | None:
     if script == "Hani":
         return "zh"
     return lang
-
-
-def join_no_space(text: str) -> str:
-    """Drop spaces tesseract inserts between characters of scripts written without word spaces."""
-    out: list[str] = []
-    for i, ch in enumerate(text):
-        if ch == " " and 0 < i < len(text) - 1:
-            before, after = char_script(text[i - 1]), char_script(text[i + 1])
-            if before in NO_SPACE_SCRIPTS and after in NO_SPACE_SCRIPTS:
-                continue
-            if before in NO_SPACE_SCRIPTS | {"Hang"} and after is None and not text[i + 1].isalnum():
-                continue
-        out.append(ch)
-    return "".join(out)

@@ -14,6 +14,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
+from flywheel.errors import UserError
+
 SPECIAL_TOKENS = (
     "<|endoftext|>",
     "<|im_start|>",
@@ -118,7 +120,7 @@ def build_random_vlm(out_dir: str | Path, size: str = "tiny", seed: int = 0, sav
     )
 
     if size not in SIZES:
-        raise ValueError(f"unknown VLM size {size!r}; known: {sorted(SIZES)}")
+        raise UserError(f"unknown VLM size {size!r}; known: {sorted(SIZES)}")
     dims = SIZES[size]
     tokenizer = build_tokenizer(min(dims.vocab_size, 4096))
     ids = {t: tokenizer.convert_tokens_to_ids(t) for t in SPECIAL_TOKENS}

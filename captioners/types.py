@@ -12,6 +12,7 @@ import json
 from dataclasses import dataclass
 
 from captioners.structured import STRUCTURED_SCHEMA
+from flywheel.errors import UserError
 
 
 @dataclass(frozen=True)
@@ -59,5 +60,5 @@ def parse_types(spec: str | None) -> tuple[str, ...]:
     names = tuple(dict.fromkeys(s.strip() for s in spec.split(",") if s.strip()))
     unknown = [n for n in names if n not in TYPES]
     if unknown or not names:
-        raise ValueError(f"unknown caption type(s) {unknown or [spec]}; known: {', '.join(TYPES)}")
+        raise UserError(f"unknown caption type(s) {unknown or [spec]}; known: {', '.join(TYPES)}")
     return names

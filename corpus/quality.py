@@ -17,7 +17,7 @@ from typing import Any
 
 import pyarrow.parquet as pq
 
-from filters.dedup import hamming64
+from flywheel.select.dedup_groups import groups_from_edges, hamming64
 
 
 @dataclass
@@ -63,20 +63,10 @@ def _pairs(groups: dict[str, set[str]]) -> set[tuple[str, str]]:
 
 
 def _closure(edges: Iterable[tuple[str, str]]) -> dict[str, set[str]]:
-    parent: dict[str, str] = {}
-
-    def find(x: str) -> str:
-        parent.setdefault(x, x)
-        while parent[x] != x:
-            parent[x] = parent[parent[x]]
-            x = parent[x]
-        return x
-
-    for a, b in edges:
-        parent[find(a)] = find(b)
+    """Transitive groups of the edges, by the same union-find selection uses."""
     groups: dict[str, set[str]] = {}
-    for x in list(parent):
-        groups.setdefault(find(x), set()).add(x)
+    for key, representative in groups_from_edges(list(edges)).items():
+        groups.setdefault(representative, set()).add(key)
     return groups
 
 

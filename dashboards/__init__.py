@@ -2,5 +2,5 @@
 
 dashboards.app builds the FastAPI app; dashboards.triage holds the annotator routes, dashboards.views one
 module per data view; users, sessions and CSRF are in dashboards.users and dashboards.auth. See
-docs/dashboards.md.
+docs/dashboards.md and docs/architecture.md.
 """

@@ -22,7 +22,7 @@ from dashboards.auth import COOKIE, SESSION_HOURS, Admin, Annotator, NotLoggedIn
 from dashboards.cache import ViewCache
 from dashboards.images import BROKEN_SVG, ImageNotFound, ImageService
 from dashboards.neighbours import NeighbourFinder
-from dashboards.users import ROLES, UserError, UserStore, session_secret
+from dashboards.users import ROLES, AccountError, UserStore, session_secret
 from flywheel.badcases import BadCaseStore
 from flywheel.badcases.triage import Triage
 from flywheel.workspace import Workspace
@@ -134,7 +134,7 @@ def create_app(
     ) -> Response:
         try:
             users.add(name, role, password)
-        except UserError as exc:
+        except AccountError as exc:
             return render(request, "users.html", {"users": users.list(), "roles": ROLES, "error": str(exc)}, 400)
         return RedirectResponse("/admin/users", status_code=303)
 

@@ -17,13 +17,14 @@ from fastapi import Depends, HTTPException, Request
 from itsdangerous import BadSignature, URLSafeTimedSerializer
 
 from dashboards.users import ROLES, User, UserStore
+from flywheel.errors import UserError
 
 COOKIE = "flywheel_session"
 SESSION_HOURS = 12
 SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 
 
-class NotLoggedIn(Exception):
+class NotLoggedIn(UserError):
     """Raised by `require` for anonymous requests: pages redirect to /login, other requests get 401."""
 
 

@@ -17,6 +17,7 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from flywheel.badcases import BadCaseStore
+from flywheel.errors import UserError
 from flywheel.imaging import decode, encode_jpeg
 from flywheel.store.shards import shard_name, write_bytes_atomic
 
@@ -30,7 +31,7 @@ BROKEN_SVG = (
 )
 
 
-class ImageNotFound(LookupError):
+class ImageNotFound(UserError, LookupError):
     pass
 
 

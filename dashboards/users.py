@@ -19,6 +19,8 @@ from pathlib import Path
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
 
+from flywheel.errors import UserError
+
 ROLES = ("annotator", "engineer", "admin")  # each role may do everything the ones before it may
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
 MIN_PASSWORD = 8
@@ -33,7 +35,7 @@ CREATE TABLE IF NOT EXISTS users (
 """
 
 
-class UserError(ValueError):
+class AccountError(UserError):
     """Bad user name, role or password; the message says what to fix."""
 
 
@@ -72,16 +74,16 @@ class UserStore:
 
     def add(self, name: str, role: str, password: str, *, replace: bool = False) -> User:
         if not _NAME.match(name):
-            raise UserError(f"user name {name!r}: use letters, digits, '_', '.', '-' (at most 64)")
+            raise AccountError(f"user name {name!r}: use letters, digits, '_', '.', '-' (at most 64)")
         if role not in ROLES:
-            raise UserError(f"role {role!r} unknown; choose one of {ROLES}")
+            raise AccountError(f"role {role!r} unknown; choose one of {ROLES}")
         if len(password) < MIN_PASSWORD:
-            raise UserError(f"password must have at least {MIN_PASSWORD} characters")
+            raise AccountError(f"password must have at least {MIN_PASSWORD} characters")
         digest = self.hasher.hash(password)
         at = datetime.now(UTC).isoformat(timespec="seconds")
         with self._connect() as con:
             if not replace and con.execute("SELECT 1 FROM users WHERE name = ?", (name,)).fetchone():
-                raise UserError(f"user {name!r} exists; pass --replace to change the role or password")
+                raise AccountError(f"user {name!r} exists; pass --replace to change the role or password")
             con.execute("INSERT OR REPLACE INTO users VALUES (?, ?, ?, ?)", (name, role, digest, at))
         return User(name, role)
 

@@ -24,6 +24,7 @@ from typing import Any, ClassVar
 import numpy as np
 import pyarrow as pa
 
+from flywheel.errors import UserError
 from flywheel.imaging import Decoded
 from flywheel.schema import Column
 
@@ -58,11 +59,11 @@ class Counters:
         self.calls += other.calls
 
 
-class ScorerUnavailable(RuntimeError):
+class ScorerUnavailable(UserError):
     """Raised when a scorer cannot run as configured (missing weights); the message says what to set."""
 
 
-class ModelConfigError(ValueError):
+class ModelConfigError(UserError):
     """An enabled filter's configured model cannot load (missing or invalid file): a user error, exit 2.
 
     Scoring refuses to start instead of writing the filter's columns as null: finished shards are skipped

@@ -35,6 +35,7 @@ from PIL import Image
 
 from filters.base import ModelScorer, ScorerUnavailable
 from filters.config import ScoringConfig
+from flywheel.errors import UserError
 from flywheel.imaging import Decoded
 from flywheel.schema import Column
 
@@ -75,7 +76,7 @@ def model_image_size(model: str, model_config: str | None = None) -> int:
     size = cfg.get("vision_cfg", {}).get("image_size", DEFAULT_IMAGE_SIZE)
     if isinstance(size, list | tuple):
         if len(size) != 2 or size[0] != size[1]:
-            raise ValueError(f"{path}: non-square image_size {size} is not supported by ClipScorer")
+            raise UserError(f"{path}: non-square image_size {size} is not supported by ClipScorer")
         size = size[0]
     return int(size)
 
@@ -132,9 +133,9 @@ class ClipScorer(ModelScorer):
     ) -> None:
         super().__init__()
         if device not in ("auto", "cuda", "cpu"):
-            raise ValueError(f"clip.device must be auto, cuda or cpu, got {device!r}")
+            raise UserError(f"clip.device must be auto, cuda or cpu, got {device!r}")
         if batch_size < 1:
-            raise ValueError(f"clip.batch_size must be >= 1, got {batch_size}")
+            raise UserError(f"clip.batch_size must be >= 1, got {batch_size}")
         self.checkpoint = checkpoint
         self.model_config = model_config
         self.model_name = Path(model_config).stem if model_config else model

@@ -49,13 +49,6 @@ class RotationConfig:
     net_head: str | None = None
 
 
-@dataclass(frozen=True)
-class DedupConfig:
-    """Perceptual hash size (bits = hash_size**2)."""
-
-    hash_size: int = 8
-
-
 # Keys that choose where a model runs, not what it computes: left out of the shard fingerprint.
 RUNTIME_ONLY_KEYS = frozenset({"device", "batch_size"})
 # Keys naming model files: the fingerprint also records each file's size and mtime, so replacing the
@@ -85,7 +78,6 @@ class ScoringConfig:
     nsfw: NsfwConfig = field(default_factory=NsfwConfig)
     tokens: TokenConfig = field(default_factory=TokenConfig)
     rotation: RotationConfig = field(default_factory=RotationConfig)
-    dedup: DedupConfig = field(default_factory=DedupConfig)
 
     @classmethod
     def load(cls, path: str | Path | None = None) -> ScoringConfig:

@@ -32,9 +32,7 @@ from scipy.fft import dctn
 
 from filters.base import CpuScorer, SampleBatch
 from flywheel.schema import Column
-
-PHASH_BITS = 64
-
+from flywheel.select.dedup_groups import hamming64  # noqa: F401 - the filter's distance, defined once in the core
 
 HASH_VIEW = 128  # luma view side the hashes are computed from
 CENTRE_CROPS = (0.92, 0.84)  # fractions of each side kept by the centre-crop hashes
@@ -57,13 +55,9 @@ def centre_crop(gray: np.ndarray, fraction: float) -> np.ndarray:
     return gray[top : top + ch, left : left + cw]
 
 
-def hamming64(a: int, b: int) -> int:
-    return ((a ^ b) & 0xFFFFFFFFFFFFFFFF).bit_count()
-
-
 class DedupScorer(CpuScorer):
     name = "dedup"
-    config_section = "dedup"
+    config_section = None  # reads no config section: the hash view and size are fixed
     view_short_side = HASH_VIEW
     columns = (
         Column(

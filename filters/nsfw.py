@@ -33,6 +33,7 @@ from PIL import Image
 
 from filters.base import ModelScorer, ScorerUnavailable
 from filters.config import ScoringConfig
+from flywheel.errors import UserError
 from flywheel.imaging import Decoded
 from flywheel.schema import Column
 
@@ -105,9 +106,9 @@ class NsfwScorer(ModelScorer):
     ) -> None:
         super().__init__()
         if device not in ("auto", "cuda", "cpu"):
-            raise ValueError(f"nsfw.device must be auto, cuda or cpu, got {device!r}")
+            raise UserError(f"nsfw.device must be auto, cuda or cpu, got {device!r}")
         if batch_size < 1:
-            raise ValueError(f"nsfw.batch_size must be >= 1, got {batch_size}")
+            raise UserError(f"nsfw.batch_size must be >= 1, got {batch_size}")
         self.model_path = model_path
         self.device = device
         self.batch_size = batch_size

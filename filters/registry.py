@@ -6,7 +6,7 @@ import hashlib
 import json
 from collections.abc import Iterable
 
-from filters.base import CpuScorer, ModelScorer, Scorer
+from filters.base import ModelScorer, Scorer
 from filters.broken import BrokenScorer
 from filters.clip_score import ClipScorer
 from filters.config import ScoringConfig, section_identity
@@ -20,6 +20,7 @@ from filters.resolution import ResolutionScorer
 from filters.rotation import RotationScorer
 from filters.rotation_net import RotationNetScorer
 from filters.token_length import TokenLengthScorer
+from flywheel.errors import UserError
 from flywheel.imaging import SCORING_VIEW
 from flywheel.schema import CORE_COLUMNS, ColumnRegistry
 
@@ -42,7 +43,7 @@ FILTERS: tuple[type[Scorer], ...] = (
 _BY_NAME = {cls.name: cls for cls in FILTERS}
 
 
-class UnknownFilterError(ValueError):
+class UnknownFilterError(UserError):
     pass
 
 
@@ -113,7 +114,3 @@ def column_owners(classes: Iterable[type[Scorer]] = FILTERS) -> dict[str, str]:
 
 def is_model(cls: type[Scorer]) -> bool:
     return issubclass(cls, ModelScorer)
-
-
-def is_cpu(cls: type[Scorer]) -> bool:
-    return issubclass(cls, CpuScorer)

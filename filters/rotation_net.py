@@ -23,6 +23,7 @@ from PIL import Image
 
 from filters.base import ModelScorer, ScorerUnavailable
 from filters.config import ScoringConfig
+from flywheel.errors import UserError
 from flywheel.imaging import Decoded
 from flywheel.schema import Column
 
@@ -83,7 +84,7 @@ class RotationNetScorer(ModelScorer):
     ) -> None:
         super().__init__()
         if batch_size < 1:
-            raise ValueError(f"rotation_net.batch_size must be >= 1, got {batch_size}")
+            raise UserError(f"rotation_net.batch_size must be >= 1, got {batch_size}")
         self.head_path = Path(head_path) if head_path is not None else None
         self.device = device
         self.batch_size = batch_size

@@ -14,10 +14,12 @@ from typing import Any, TypeVar
 
 import yaml
 
+from flywheel.errors import UserError
+
 T = TypeVar("T")
 
 
-class ConfigError(ValueError):
+class ConfigError(UserError):
     """A configuration value or key is invalid; the message names the key."""
 
 

@@ -25,6 +25,7 @@ import httpx
 import pyarrow.parquet as pq
 
 from flywheel.config import ConfigError
+from flywheel.errors import UserError
 from flywheel.store.shards import ShardStore
 from flywheel.tracks.rewrite import content_words, core_of, detail_phrases, expand_prompt, intent_violations
 
@@ -36,7 +37,7 @@ SYSTEM_PROMPT = (
 )
 
 
-class EnhancerError(RuntimeError):
+class EnhancerError(UserError):
     """The enhancer could not be built or could not answer (message says what to fix)."""
 
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import pyarrow as pa
 
+from flywheel.errors import UserError
 from flywheel.schema import Column, ColumnRegistry
 
 EVALUATION_VERSION = 1
@@ -71,7 +72,7 @@ def evaluation_schema() -> pa.Schema:
     )
 
 
-class EvaluationSchemaError(ValueError):
+class EvaluationSchemaError(UserError):
     pass
 
 

@@ -50,7 +50,3 @@ def content_hash(image: bytes | None, caption: str | None, source_image: bytes |
     _feed(h, _text(caption))
     _feed(h, source_image)
     return h.hexdigest()
-
-
-def content_sha256(data: bytes | None) -> str | None:
-    return hashlib.sha256(data).hexdigest() if data is not None else None

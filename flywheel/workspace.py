@@ -19,9 +19,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from flywheel.errors import UserError
 from flywheel.schema import SCHEMA_VERSION
 from flywheel.store.locks import file_lock
-from flywheel.store.shards import ShardStore, write_json_atomic
+from flywheel.store.shards import CorruptShardError, ShardStore, write_json_atomic
 
 # Selection names: a recipe name, optionally `+<hash of --set overrides>`.
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.+-]*$")
@@ -35,7 +36,7 @@ RECIPE_JSON = "recipe.json"
 _LEGACY_CURATED_FILES = (FUNNEL_JSON, REJECTED, "_manifest.json")
 
 
-class WorkspaceError(ValueError):
+class WorkspaceError(UserError):
     pass
 
 
@@ -146,7 +147,11 @@ class Workspace:
         CorruptShardError (from the store) when a shard's bytes differ from its marker.
         """
         self.require_pool()
-        infos = {i.index: i for i in self.pool.verify()}
+        try:
+            infos = {i.index: i for i in self.pool.verify()}
+        except CorruptShardError as exc:  # damaged data (exit 1): say how to repair it
+            hint = f"re-run `flywheel score SOURCE --workspace {self.root}` to re-score it"
+            raise CorruptShardError(f"{exc}; {hint}") from None
         planned = self.planned_rows()
         missing = sorted(set(planned) - set(infos))
         short = sorted(i for i in planned if i in infos and infos[i].rows != planned[i])

@@ -25,13 +25,14 @@ from typing import Any
 import torch
 from safetensors.torch import load_file, save_file
 
+from flywheel.errors import UserError
 from flywheel.store.shards import write_json_atomic
 
 STEP_DIR = re.compile(r"^step-(\d{7,})$")
 CHECKPOINT_VERSION = 1
 
 
-class CheckpointError(ValueError):
+class CheckpointError(UserError):
     pass
 
 

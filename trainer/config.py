@@ -177,6 +177,7 @@ class TrainConfig:
     compile: bool = False
     checkpoint_every: int = 500
     log_every: int = 10
+    eval_every: int = 500  # fixed-batch loss every N steps and at the end (0: never)
     seed: int = 0
     timestep_sampling: str = "logit_normal"  # logit_normal | uniform
     time_shift: float = 1.0
@@ -195,6 +196,8 @@ class TrainConfig:
             )
         if self.steps < 1 or self.grad_accum < 1 or self.checkpoint_every < 1 or self.log_every < 1:
             raise ConfigError("train.steps, grad_accum, checkpoint_every and log_every must be >= 1")
+        if self.eval_every < 0:
+            raise ConfigError(f"train.eval_every must be >= 0 (0 turns evaluation off), got {self.eval_every}")
         if not 0.0 <= self.ema_decay < 1.0:
             raise ConfigError(f"train.ema_decay must be in [0, 1), got {self.ema_decay}")
         if self.device not in ("auto", "cpu", "cuda"):

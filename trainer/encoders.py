@@ -11,24 +11,12 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Protocol
 
 import torch
 from PIL import Image
 
 from flywheel.config import ConfigError
 from trainer.config import EncoderConfig
-
-
-class ConditionEncoder(Protocol):
-    dim: int
-    name: str
-
-    def encode(
-        self, texts: Sequence[str], images: Sequence[Image.Image] | None, max_tokens: int
-    ) -> tuple[torch.Tensor, torch.Tensor]:
-        """Token features [B, T, dim] (float32) and mask [B, T] (bool)."""
-        ...
 
 
 class MiniLMCondition:

@@ -14,6 +14,7 @@ from pathlib import Path
 import torch
 from PIL import Image
 
+from flywheel.errors import UserError
 from trainer.checkpoint import Checkpoint, load_checkpoint
 from trainer.config import StageConfig
 from trainer.encoders import MiniLMCondition, VLMCondition
@@ -21,7 +22,7 @@ from trainer.flow import euler_sample
 from trainer.runtime import Parts, build_parts, from_pil, to_pil
 
 
-class GenerateError(ValueError):
+class GenerateError(UserError):
     pass
 
 

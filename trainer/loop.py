@@ -28,6 +28,7 @@ import torch.distributed as dist
 from safetensors.torch import load_file
 
 from flywheel.config import ConfigError
+from flywheel.errors import UserError
 from flywheel.workspace import Workspace
 from trainer.checkpoint import (
     list_checkpoints,
@@ -49,7 +50,7 @@ from trainer.runtime import Parts, build_parts
 REFERENCE_FILE = "reference.safetensors"  # DPO checkpoints: the frozen reference weights, for exact resume
 
 
-class ResumeError(ValueError):
+class ResumeError(UserError):
     pass
 
 
@@ -158,6 +159,7 @@ class Trainer:
         self.loader_state = LoaderState(fingerprint=self.index.fingerprint())
         self.step = 0
         self.log_path = workspace.runs_dir / f"train-{cfg.name}.jsonl"
+        self._eval_batch: Batch | None = None
 
     # ---- checkpoints -------------------------------------------------------------------------------------
     @property
@@ -290,6 +292,30 @@ class Trainer:
         finally:
             self.generator.set_state(saved)
 
+    def eval_batch(self) -> Batch:
+        """One fixed batch, planned with its own seed so reading it never moves the training loader's state.
+
+        The trainer has no held-out split of the curated shards, so this measures the fixed-noise loss on the
+        same batch at every interval: a comparable curve, not a generalisation estimate.
+        """
+        if self._eval_batch is None:
+            planner = BatchPlanner(self.index, self.cfg.data, self.cfg.train.seed + 7919, self.rank, self.world)
+            start = LoaderState(fingerprint=self.index.fingerprint())
+            self._eval_batch, _ = next(batch_iterator(planner, start, 0, self.cfg.data.row_group_cache))
+        return self._eval_batch
+
+    def evaluate(self) -> float:
+        """`fixed_loss` on the eval batch, averaged across ranks (every rank must call it, as with DDP)."""
+        return self._mean_across_ranks(self.fixed_loss(self.eval_batch()))
+
+    def _mean_across_ranks(self, value: float) -> float:
+        """All-reduce a rank-local mean so the log shows the whole job's number, not rank 0's (as DiT does)."""
+        if self.world == 1:
+            return value
+        t = torch.tensor([value], dtype=torch.float64, device=self.device)
+        dist.all_reduce(t, op=dist.ReduceOp.SUM)
+        return float(t.item()) / self.world
+
     @torch.no_grad()
     def _update_ema(self) -> None:
         decay = self.cfg.train.ema_decay
@@ -382,6 +408,9 @@ class Trainer:
             if self.step % self.cfg.train.log_every == 0 or self.step == target:
                 self._log_window(window)
                 window = []
+            every = self.cfg.train.eval_every
+            if every and (self.step % every == 0 or self.step == target):
+                self._log_eval(self.evaluate())
             if self.step % self.cfg.train.checkpoint_every == 0 or self.step == target:
                 path = self.save()
                 if path is not None:
@@ -404,12 +433,15 @@ class Trainer:
             fh.write(json.dumps(record) + "\n")
 
     def _log_window(self, window: list[StepLog]) -> None:
-        if self.rank != 0 or not window:
+        if not window:
+            return
+        loss = self._mean_across_ranks(sum(e.loss for e in window) / len(window))  # a collective: every rank
+        if self.rank != 0:
             return
         seconds = sum(e.seconds for e in window)
         record = {
             "step": window[-1].step,
-            "loss": sum(e.loss for e in window) / len(window),
+            "loss": loss,
             "lr": window[-1].lr,
             "grad_norm": window[-1].grad_norm,
             "samples_per_s": sum(e.samples for e in window) * self.world / seconds,
@@ -427,3 +459,9 @@ class Trainer:
             + (f"  implicit acc {record['implicit_acc']:.2f}" if "implicit_acc" in record else "")
         )
         self._append(record)
+
+    def _log_eval(self, eval_loss: float) -> None:
+        if self.rank != 0:
+            return
+        self.log(f"step {self.step:>7d}  eval loss {eval_loss:.4f} (fixed batch and noise)")
+        self._append({"step": self.step, "eval_loss": eval_loss, "time": time.time()})

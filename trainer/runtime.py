@@ -9,6 +9,7 @@ from dataclasses import dataclass
 import torch
 from PIL import Image
 
+from flywheel.errors import UserError
 from trainer.config import StageConfig
 from trainer.encoders import MiniLMCondition, VLMCondition, build_encoder
 from trainer.latents import PixelLatents, VAELatents, build_latents
@@ -17,7 +18,7 @@ from trainer.model.mmdit import MMDiT, build_mmdit
 
 def pick_device(requested: str) -> str:
     if requested == "cuda" and not torch.cuda.is_available():
-        raise RuntimeError("train.device is cuda but no CUDA GPU is visible; use device: auto or cpu")
+        raise UserError("train.device is cuda but no CUDA GPU is visible; use device: auto or cpu")
     if requested == "auto":
         return "cuda" if torch.cuda.is_available() else "cpu"
     return requested

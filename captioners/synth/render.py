@@ -20,6 +20,7 @@ import numpy as np
 from PIL import Image, ImageDraw, ImageFilter, ImageFont, features
 
 from captioners.synth.corpus import SCRIPTS, ScriptText, fonts_for
+from flywheel.errors import UserError
 
 KINDS = ("pure", "compositional", "complex")
 LAYOUTS = ("paragraph", "slide", "poster", "table", "menu")
@@ -27,7 +28,7 @@ _NEEDS_RAQM = frozenset({"Arab", "Deva", "Thai", "Beng", "Taml", "Gujr"})
 PHOTOS = ("astronaut", "coffee", "chelsea", "rocket", "cat")
 
 
-class SynthError(ValueError):
+class SynthError(UserError):
     """A synthetic render cannot be made as asked (unknown kind/script, missing font or raqm)."""
 
 

@@ -10,11 +10,12 @@ from __future__ import annotations
 import hashlib
 from pathlib import Path
 
+from flywheel.errors import UserError
 from flywheel.imaging import decode
 from flywheel.store.shards import write_bytes_atomic
 
 
-class BadImageError(ValueError):
+class BadImageError(UserError):
     pass
 
 
@@ -33,12 +34,5 @@ def store_image(root: Path, data: bytes, what: str) -> str:
 
 def image_path(root: Path, digest: str) -> Path:
     if len(digest) != 64 or any(c not in "0123456789abcdef" for c in digest):
-        raise ValueError(f"not a sha256 hex digest: {digest!r}")
+        raise UserError(f"not a sha256 hex digest: {digest!r}")
     return root / digest[:2] / f"{digest}.img"
-
-
-def read_image(root: Path, digest: str) -> bytes:
-    path = image_path(root, digest)
-    if not path.is_file():
-        raise FileNotFoundError(f"bad-case image {digest} missing under {root}")
-    return path.read_bytes()

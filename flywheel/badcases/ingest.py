@@ -24,6 +24,7 @@ import pyarrow.parquet as pq
 from flywheel.badcases.images import BadImageError
 from flywheel.badcases.schema import BadCase
 from flywheel.badcases.store import BadCaseStore, IngestResult
+from flywheel.errors import MissingInput, UserError
 from flywheel.evaluation import check_evaluation_table
 
 FEEDBACK_KEYS = {"prompt", "image", "complaint", "rating", "task"}
@@ -31,7 +32,7 @@ MINED_KEYS = {"prompt", "image", "complaint", "failure_tags", "metrics", "task",
 MAX_RECORD_BYTES = 1 << 20
 
 
-class FeedbackError(ValueError):
+class FeedbackError(UserError):
     """One or more records are invalid; `errors` holds one message per bad line."""
 
     def __init__(self, path: Path, errors: list[str]) -> None:
@@ -195,9 +196,9 @@ def _case(store: BadCaseStore, path: Path, line_no: int, rec: dict[str, Any], so
 def ingest_records(store: BadCaseStore, path: Path, source: str, *, skip_invalid: bool = False) -> IngestReport:
     """User feedback (source 'feedback') or mined cases ('mining') from JSONL/CSV."""
     if source not in ("feedback", "mining"):
-        raise ValueError(f"source must be feedback or mining, got {source!r}")
+        raise UserError(f"source must be feedback or mining, got {source!r}")
     if path.suffix.lower() not in (".jsonl", ".json", ".csv"):
-        raise ValueError(f"{path}: expected a .jsonl or .csv file")
+        raise UserError(f"{path}: expected a .jsonl or .csv file")
     cases, errors = [], []
     for line_no, rec in _records(path):
         if isinstance(rec, str):
@@ -217,7 +218,7 @@ def ingest_file(
 ) -> IngestReport:
     """Dispatch by `source` or, when None, by extension: .parquet -> evaluation, .jsonl/.csv -> feedback."""
     if not path.is_file():
-        raise FileNotFoundError(f"no such file: {path}")
+        raise MissingInput(f"no such file: {path}")
     source = source or ("evaluation" if path.suffix.lower() == ".parquet" else "feedback")
     if source == "evaluation":
         return ingest_evaluation(store, path)

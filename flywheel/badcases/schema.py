@@ -10,6 +10,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
+from flywheel.errors import UserError
+
 SOURCES = ("evaluation", "mining", "feedback")
 KINDS = ("bad", "reference")
 TRACKS = ("rl", "pretrain", "prompt", "dismiss")  # dismiss: an annotator says it is not a model error
@@ -120,11 +122,11 @@ class BadCase:
 
     def check(self) -> None:
         if self.kind not in KINDS:
-            raise ValueError(f"{self.origin}: kind {self.kind!r} must be one of {KINDS}")
+            raise UserError(f"{self.origin}: kind {self.kind!r} must be one of {KINDS}")
         if self.source not in SOURCES:
-            raise ValueError(f"{self.origin}: source {self.source!r} must be one of {SOURCES}")
+            raise UserError(f"{self.origin}: source {self.source!r} must be one of {SOURCES}")
         if not self.prompt or not self.prompt.strip():
-            raise ValueError(f"{self.origin}: empty prompt")
+            raise UserError(f"{self.origin}: empty prompt")
 
     def row(self) -> dict[str, Any]:
         from dataclasses import asdict

@@ -20,11 +20,12 @@ from typing import Any
 
 from flywheel.badcases.images import image_path, store_image
 from flywheel.badcases.schema import JSON_FIELDS, SCHEMA_SQL, SOURCES, TRACKS, BadCase
+from flywheel.errors import UserError
 
 BUSY_TIMEOUT_S = 60.0
 
 
-class BadCaseError(LookupError):
+class BadCaseError(UserError, LookupError):
     """Unknown case id, bad track name, and other store misuse; the message says what to fix."""
 
 

@@ -15,8 +15,10 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from flywheel.errors import UserError
 
-class SourceError(ValueError):
+
+class SourceError(UserError):
     """The source cannot be read as given (missing path, unknown layout); the message says why."""
 
 

@@ -37,6 +37,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
+from flywheel.errors import UserError
 from flywheel.ingest.base import PartitionSpec, RawSample, Source, SourceError, fingerprint
 
 log = logging.getLogger(__name__)
@@ -180,7 +181,7 @@ class FolderSource(Source):
 
     def plan(self, rows_per_partition: int) -> list[PartitionSpec]:
         if rows_per_partition < 1:
-            raise ValueError(f"rows_per_partition must be >= 1, got {rows_per_partition}")
+            raise UserError(f"rows_per_partition must be >= 1, got {rows_per_partition}")
         if not os.path.exists(self.root):
             raise SourceError(f"folder source does not exist: {self.root}")
         if not os.path.isdir(self.root):

@@ -32,6 +32,7 @@ from typing import Any
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from flywheel.errors import UserError
 from flywheel.ingest.base import PartitionSpec, RawSample, Source, SourceError, fingerprint
 from flywheel.ingest.folder import is_inside, is_regular_file, read_local_file
 
@@ -145,7 +146,7 @@ class ParquetSource(Source):
 
     def plan(self, rows_per_partition: int) -> list[PartitionSpec]:
         if rows_per_partition < 1:
-            raise ValueError(f"rows_per_partition must be >= 1, got {rows_per_partition}")
+            raise UserError(f"rows_per_partition must be >= 1, got {rows_per_partition}")
         if not os.path.exists(self.root):
             raise SourceError(f"parquet source does not exist: {self.root}")
         path = os.path.abspath(self.root)

@@ -37,6 +37,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any, BinaryIO
 
+from flywheel.errors import UserError
 from flywheel.ingest.base import PartitionSpec, RawSample, Source, SourceError, fingerprint
 from flywheel.ingest.folder import MAX_FILE_BYTES, MAX_SIDECAR_BYTES, is_inside, is_regular_file
 
@@ -144,7 +145,7 @@ class WebDatasetSource(Source):
 
     def plan(self, rows_per_partition: int) -> list[PartitionSpec]:
         if rows_per_partition < 1:
-            raise ValueError(f"rows_per_partition must be >= 1, got {rows_per_partition}")
+            raise UserError(f"rows_per_partition must be >= 1, got {rows_per_partition}")
         if not os.path.exists(self.root):
             raise SourceError(f"webdataset source does not exist: {self.root}")
         path = os.path.abspath(self.root)

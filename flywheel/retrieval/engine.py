@@ -18,6 +18,7 @@ import lancedb
 import numpy as np
 import pyarrow as pa
 
+from flywheel.errors import UserError
 from flywheel.retrieval.config import AnnConfig
 from flywheel.retrieval.space import FIELDS, EmbeddingSpace, table_name
 from flywheel.store.locks import file_lock
@@ -25,7 +26,7 @@ from flywheel.store.locks import file_lock
 SPACE_KEY = b"flywheel.space"
 
 
-class IndexError_(LookupError):
+class IndexError_(UserError, LookupError):
     """The index lacks a table, or a query does not fit the table's space; the message says what to run."""
 
 

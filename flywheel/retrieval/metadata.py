@@ -33,14 +33,6 @@ SCORE_TYPES = {
 }
 SCORE_COLUMNS = tuple(SCORE_TYPES)
 
-METADATA_FIELDS = (
-    pa.field("kept_in", pa.list_(pa.string())),
-    pa.field("reject_reasons", pa.list_(pa.string())),
-    pa.field("reject_reason", pa.string()),
-    pa.field("curated", pa.bool_()),
-    pa.field("n_rows", pa.int64()),
-)
-
 
 def _glob(paths: list[Path]) -> list[str]:
     return [str(p) for p in paths]

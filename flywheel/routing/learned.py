@@ -15,10 +15,11 @@ from typing import Any
 
 import numpy as np
 
+from flywheel.errors import MissingInput, UserError
 from flywheel.routing.evidence import FEATURES
 
 
-class RouterTrainingError(ValueError):
+class RouterTrainingError(UserError):
     pass
 
 
@@ -66,7 +67,7 @@ class LearnedRouter:
     @classmethod
     def load(cls, path: Path) -> LearnedRouter:
         if not path.is_file():
-            raise FileNotFoundError(
+            raise MissingInput(
                 f"no learned router at {path}: run `flywheel route-fit` once annotators have decided enough cases"
             )
         return cls(**json.loads(path.read_text()))

@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from flywheel.badcases.store import BadCaseStore, Route
+from flywheel.errors import UserError
 from flywheel.routing.evidence import CoverageProbe, gather_evidence
 from flywheel.routing.learned import LearnedRouter
 from flywheel.routing.policy import Policy
@@ -61,9 +62,9 @@ def route_store(
     reroute: bool = False,
 ) -> RouteSummary:
     if mode not in MODES:
-        raise ValueError(f"routing mode {mode!r} unknown; use one of {MODES}")
+        raise UserError(f"routing mode {mode!r} unknown; use one of {MODES}")
     if mode != "rules" and learned is None:
-        raise ValueError(f"mode {mode} needs a learned router: run `flywheel route-fit` first")
+        raise UserError(f"mode {mode} needs a learned router: run `flywheel route-fit` first")
     cases = store.list(kind="bad")
     summary = RouteSummary(kept_annotator=sum(1 for c in cases if (c["track_by"] or "").startswith("annotator:")))
     todo = [c for c in cases if not (c["track_by"] or "").startswith("annotator:") and (reroute or c["track"] is None)]

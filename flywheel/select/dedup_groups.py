@@ -56,6 +56,11 @@ def near_duplicate_edges(
     return [(a, b) for a, b in con.execute(sql).fetchall()]
 
 
+def hamming64(a: int, b: int) -> int:
+    """Bits that differ between two 64-bit perceptual hashes (stored signed, compared unsigned)."""
+    return ((a ^ b) & 0xFFFFFFFFFFFFFFFF).bit_count()
+
+
 def groups_from_edges(edges: list[tuple[str, str]]) -> dict[str, str]:
     """Union-find: map every key that has an edge to a representative key of its group."""
     parent: dict[str, str] = {}

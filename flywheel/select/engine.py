@@ -30,6 +30,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
+from flywheel.errors import MissingInput, UserError
 from flywheel.recipes.recipe import Recipe, Rule
 from flywheel.select.dedup_groups import groups_from_edges, multiview_edges, near_duplicate_edges
 from flywheel.select.funnel import Funnel, RuleOutcome
@@ -86,7 +87,7 @@ def keep_expression(rule: Rule) -> str:
     return f"CASE WHEN {col} IS NULL THEN {'TRUE' if rule.on_null == 'keep' else 'FALSE'} ELSE ({expr}) END"
 
 
-class SelectionExistsError(ValueError):
+class SelectionExistsError(UserError):
     """The selection folder holds another recipe's (or other overrides') result; nothing is overwritten."""
 
 
@@ -362,8 +363,19 @@ def read_rejected(workspace: Workspace, recipe: str, reason: str | None, limit: 
     except WorkspaceError as exc:
         raise FileNotFoundError(str(exc)) from None
     if not path.is_file():
-        raise FileNotFoundError(f"no rejected rows for {recipe!r} in {workspace.root}: re-run `flywheel select`")
+        raise MissingInput(f"no rejected rows for {recipe!r} in {workspace.root}: re-run `flywheel select`")
     con = duckdb.connect()
+    if reason is not None:  # a typo must not look like "nothing was rejected for that reason"
+        found = con.sql(
+            "SELECT DISTINCT r FROM (SELECT reason AS r FROM read_parquet(?) "
+            "UNION ALL SELECT unnest(reasons) AS r FROM read_parquet(?)) WHERE r IS NOT NULL",
+            params=[str(path), str(path)],
+        ).fetchall()
+        funnel = workspace.curated_dir(recipe) / "funnel.json"
+        rules = [r["name"] for r in json.loads(funnel.read_text())["rules"]] if funnel.is_file() else []
+        valid = sorted({str(r[0]) for r in found} | set(rules))
+        if reason not in valid:
+            raise UserError(f"unknown reason {reason!r} for selection {recipe!r}; valid reasons: {', '.join(valid)}")
     where = "WHERE reason = ? OR list_contains(reasons, ?)" if reason else ""
     params: list[Any] = [str(path)] + ([reason, reason] if reason else []) + [int(limit)]
     query = f"SELECT * FROM read_parquet(?) {where} ORDER BY partition, uri LIMIT ?"

@@ -16,8 +16,10 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
+from flywheel.errors import RunFailed
 
-class LockTimeout(TimeoutError):
+
+class LockTimeout(RunFailed, TimeoutError):
     """Another process held the lock for longer than the caller was willing to wait."""
 
 

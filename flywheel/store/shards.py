@@ -30,6 +30,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
+from flywheel.errors import MissingInput, RunFailed, UserError
 from flywheel.schema import SCHEMA_VERSION
 
 SHARD_GLOB = "part-*.parquet"
@@ -217,16 +218,16 @@ class ShardStore:
     def read_manifest(self) -> dict[str, Any]:
         path = self.manifest_path
         if not path.is_file():
-            raise FileNotFoundError(f"no manifest at {path}: nothing has been written here yet")
+            raise MissingInput(f"no manifest at {path}: nothing has been written here yet")
         return json.loads(path.read_text(encoding="utf-8"))
 
     def shard_paths(self) -> list[Path]:
         return [self.root / i.shard for i in self.infos()]
 
 
-class StaleShardError(RuntimeError):
+class StaleShardError(UserError):
     """A completed shard belongs to other input than the current plan."""
 
 
-class CorruptShardError(RuntimeError):
+class CorruptShardError(RunFailed):
     """A shard's bytes differ from the size/sha256 its marker recorded when it was written."""

@@ -6,6 +6,7 @@ from pathlib import Path
 
 import pyarrow as pa
 
+from flywheel.errors import UserError
 from flywheel.store.shards import ShardStore
 from flywheel.workspace import Workspace
 
@@ -14,7 +15,7 @@ TRACK_NAMES = ("pretrain", "rl", "prompt")
 
 def track_dir(ws: Workspace, track: str) -> Path:
     if track not in TRACK_NAMES:
-        raise ValueError(f"unknown track {track!r}; known: {TRACK_NAMES}")
+        raise UserError(f"unknown track {track!r}; known: {TRACK_NAMES}")
     return ws.root / "tracks" / track
 
 

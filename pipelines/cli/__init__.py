@@ -6,20 +6,39 @@ import json
 from pathlib import Path
 from typing import Annotated
 
+import click
 import typer
 from rich.table import Table
+from typer.core import TyperGroup
 
-from pipelines.cli.common import console, err
+from flywheel.errors import FlywheelError
+from pipelines.cli.common import WorkspaceOpt, console, err
 from pipelines.cli.common import fail as _fail
 from pipelines.cli.common import progress_bar as _progress
 
+
+class _FlywheelGroup(TyperGroup):
+    """The one place a command's FlywheelError becomes an exit: UserError -> 2, RunFailed -> 1, one line each.
+
+    It wraps every command and sub-group (they run inside this group's `invoke`), so `main()`, `python -m
+    pipelines.cli` and typer's CliRunner all see the same exit codes. Anything that is not a FlywheelError is a
+    bug and keeps its traceback.
+    """
+
+    def invoke(self, ctx: click.Context) -> object:
+        try:
+            return super().invoke(ctx)
+        except FlywheelError as exc:
+            _fail(str(exc), code=exc.exit_code)
+            raise  # unreachable: _fail raises typer.Exit
+
+
 app = typer.Typer(
+    cls=_FlywheelGroup,
     add_completion=False,
     no_args_is_help=True,
     help="Curate image-text training data: score a pool, select stages, inspect rejections.",
 )
-
-WorkspaceOpt = Annotated[Path, typer.Option("--workspace", "-w", help="Workspace folder (pool, curated, runs).")]
 
 
 @app.command()
@@ -32,35 +51,25 @@ def score(
     rows_per_partition: Annotated[int, typer.Option(min=1, help="Rows per input partition / pool shard.")] = 256,
 ) -> None:
     """Score every sample of SOURCE into WORKSPACE/pool (resumable: completed shards are skipped)."""
-    from filters.base import ModelConfigError
     from filters.config import ScoringConfig
-    from filters.registry import UnknownFilterError
-    from flywheel.config import ConfigError
-    from flywheel.ingest.base import SourceError
-    from flywheel.workspace import Workspace, WorkspaceError
-    from pipelines.steps.score import ScoreFailed
+    from flywheel.workspace import Workspace
     from pipelines.steps.score import score as run_score
 
     ws = Workspace.at(workspace)
     names = filters.split(",") if filters else None
-    try:
-        cfg = ScoringConfig.load(config)
-        with _progress() as progress:
-            task = progress.add_task("shards", total=None)
-            result = run_score(
-                source,
-                ws,
-                filters=names,
-                cfg=cfg,
-                ray_address=ray_address,
-                rows_per_partition=rows_per_partition,
-                progress=lambda done, total: progress.update(task, completed=done, total=total),
-                log=lambda m: err.print(m, markup=False),  # "[warning] ..." is text, not Rich markup
-            )
-    except (SourceError, ConfigError, UnknownFilterError, WorkspaceError, FileNotFoundError, ModelConfigError) as exc:
-        _fail(str(exc))
-    except ScoreFailed as exc:
-        _fail(str(exc), code=1)
+    cfg = ScoringConfig.load(config)
+    with _progress() as progress:
+        task = progress.add_task("shards", total=None)
+        result = run_score(
+            source,
+            ws,
+            filters=names,
+            cfg=cfg,
+            ray_address=ray_address,
+            rows_per_partition=rows_per_partition,
+            progress=lambda done, total: progress.update(task, completed=done, total=total),
+            log=lambda m: err.print(m, markup=False),  # "[warning] ..." is text, not Rich markup
+        )
     console.print(
         f"scored {result.rows_written} rows into {result.written} new shard(s); "
         f"{result.skipped} shard(s) already complete; {result.seconds:.1f}s -> {ws.pool_dir}"
@@ -77,20 +86,15 @@ def score_missing(
 ) -> None:
     """Add the columns of CPU filters the existing pool lacks, rewriting its shards in place (no re-ingest)."""
     from filters.config import ScoringConfig
-    from filters.registry import UnknownFilterError
-    from flywheel.config import ConfigError
-    from flywheel.workspace import Workspace, WorkspaceError
+    from flywheel.workspace import Workspace
     from pipelines.steps.add_columns import add_missing_columns
 
-    try:
-        result = add_missing_columns(
-            Workspace.at(workspace),
-            filters.split(",") if filters else None,
-            ScoringConfig.load(config),
-            log=lambda m: err.print(m),
-        )
-    except (ConfigError, UnknownFilterError, WorkspaceError, FileNotFoundError) as exc:
-        _fail(str(exc))
+    result = add_missing_columns(
+        Workspace.at(workspace),
+        filters.split(",") if filters else None,
+        ScoringConfig.load(config),
+        log=lambda m: err.print(m),
+    )
     console.print(
         f"added columns on {result.rewritten} of {result.shards} shard(s) ({result.rows} rows): "
         f"{result.added or 'nothing missing'}"
@@ -115,23 +119,15 @@ def select(
 ) -> None:
     """Apply a stage recipe to the pool: write WORKSPACE/curated/NAME/ and print the funnel."""
     from filters.registry import column_owners
-    from flywheel.config import ConfigError
     from flywheel.recipes import load_recipe
-    from flywheel.select import SelectionExistsError
     from flywheel.select import select as run_select
-    from flywheel.store.shards import CorruptShardError
-    from flywheel.workspace import Workspace, WorkspaceError
+    from flywheel.workspace import Workspace
 
-    try:
-        rec = load_recipe(recipe)
-        overrides = dict(_split_override(s) for s in (set_ or []))
-        if overrides:
-            rec = rec.with_overrides(overrides)
-        selection = run_select(Workspace.at(workspace), rec, known_columns=column_owners(), name=name, replace=replace)
-    except (ConfigError, WorkspaceError, FileNotFoundError, SelectionExistsError) as exc:
-        _fail(str(exc))
-    except CorruptShardError as exc:  # damaged data, not a user mistake: exit 1, and say how to repair
-        _fail(f"{exc}; re-run `flywheel score SOURCE --workspace {workspace}` to re-score it", code=1)
+    rec = load_recipe(recipe)
+    overrides = dict(_split_override(s) for s in (set_ or []))
+    if overrides:
+        rec = rec.with_overrides(overrides)
+    selection = run_select(Workspace.at(workspace), rec, known_columns=column_owners(), name=name, replace=replace)
     selection.funnel.check()
     for warning in selection.funnel.warnings:
         err.print(f"[warning] {warning}", markup=False)
@@ -171,10 +167,7 @@ def rejected(
 
     ws = Workspace.at(workspace)
     name = recipe or _latest_recipe(ws)
-    try:
-        table = read_rejected(ws, name, reason, limit)
-    except FileNotFoundError as exc:
-        _fail(str(exc))
+    table = read_rejected(ws, name, reason, limit)
     out = Table(title=f"rejected by {name}" + (f" (reason {reason})" if reason else ""))
     for col in ("uri", "reason", "value", "why", "detail", "also failed", "duplicate_of"):
         out.add_column(col, overflow="fold")
@@ -242,6 +235,13 @@ def curate(
     ray_address: Annotated[str | None, typer.Option(help="Ray cluster address.")] = None,
 ) -> None:
     """Run the Prefect `curate` flow (score, select, report) locally or against PREFECT_API_URL."""
+    from flywheel.ingest import open_source
+    from flywheel.recipes import load_recipe
+
+    # Check what the user typed before Prefect starts: a wrong path or recipe is one line and exit 2 here, and
+    # inside the flow (scheduled runs) the same UserError fails the run at once without retries.
+    open_source(source)
+    load_recipe(recipe)
     from pipelines.flows.curate import curate as curate_flow
 
     report = curate_flow(source=source, workspace=str(workspace), recipe=recipe, ray_address=ray_address)
@@ -266,4 +266,5 @@ _register_parts()
 
 
 def main() -> None:
+    """Entry point of `flywheel`; errors are turned into exits by `_FlywheelGroup.invoke`."""
     app()

@@ -3,23 +3,18 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Callable
 from pathlib import Path
 from typing import Annotated
 
 import typer
-from rich.console import Console
 from rich.table import Table
 
-WorkspaceOpt = Annotated[Path, typer.Option("--workspace", "-w", help="Workspace folder.")]
+from pipelines.cli.common import WorkspaceOpt, console
 
 
-def register_badcases(
-    group: typer.Typer,
-    fail: Callable[[str], None],
-    user_errors: Callable[[], tuple[type[BaseException], ...]],
-    console: Console,
-) -> None:
+def register_badcases(group: typer.Typer) -> None:
+    """Add the `badcases` sub-commands to `group`; errors reach the one handler in pipelines.cli."""
+
     def store_of(workspace: Path) -> object:
         from flywheel.badcases import BadCaseStore
         from flywheel.workspace import Workspace
@@ -41,10 +36,7 @@ def register_badcases(
 
         store = store_of(workspace)
         for path in files:
-            try:
-                report = ingest_file(store, path, source, skip_invalid=skip_invalid)  # type: ignore[arg-type]
-            except user_errors() as exc:
-                fail(str(exc))
+            report = ingest_file(store, path, source, skip_invalid=skip_invalid)  # type: ignore[arg-type]
             console.print(
                 f"{path}: {report.result.added} added, {report.result.skipped} already in the store"
                 + (f", {len(report.invalid)} invalid line(s) skipped" if report.invalid else "")
@@ -61,15 +53,12 @@ def register_badcases(
         limit: Annotated[int, typer.Option(min=1)] = 50,
     ) -> None:
         """List bad cases with their track and the rule or annotator that set it."""
-        try:
-            cases = store_of(workspace).list(
-                track=track,
-                source=source,  # type: ignore[attr-defined]
-                kind="reference" if references else "bad",
-                limit=limit,
-            )
-        except user_errors() as exc:
-            fail(str(exc))
+        cases = store_of(workspace).list(
+            track=track,
+            source=source,  # type: ignore[attr-defined]
+            kind="reference" if references else "bad",
+            limit=limit,
+        )
         out = Table(title=f"{len(cases)} case(s)")
         for col in ("case_id", "source", "prompt", "tags / complaint", "track", "by"):
             out.add_column(col, overflow="fold")
@@ -88,10 +77,7 @@ def register_badcases(
     def show(workspace: WorkspaceOpt, case_id: Annotated[str, typer.Argument(help="Case id.")]) -> None:
         """Everything about one case: record, evidence, rule that fired, decisions, image files."""
         store = store_of(workspace)
-        try:
-            case = store.get(case_id)  # type: ignore[attr-defined]
-        except user_errors() as exc:
-            fail(str(exc))
+        case = store.get(case_id)  # type: ignore[attr-defined]
         for key in ("input_image", "output_image"):
             if case.get(key):
                 case[key] = str(store.image_file(case[key]))  # type: ignore[attr-defined]
@@ -104,10 +90,7 @@ def register_badcases(
         """Export every case (with evidence and decisions as JSON) to Parquet."""
         from flywheel.badcases.export import export_parquet
 
-        try:
-            n = export_parquet(store_of(workspace), out)  # type: ignore[arg-type]
-        except user_errors() as exc:
-            fail(str(exc))
+        n = export_parquet(store_of(workspace), out)  # type: ignore[arg-type]
         console.print(f"wrote {n} case(s) to {out}")
 
     @group.command("decide")
@@ -119,8 +102,5 @@ def register_badcases(
         note: Annotated[str | None, typer.Option(help="Why.")] = None,
     ) -> None:
         """Record an annotator's decision (transactional; it overrides the router's track)."""
-        try:
-            decision = store_of(workspace).decide(case_id, track, by, note)  # type: ignore[attr-defined]
-        except user_errors() as exc:
-            fail(str(exc))
+        decision = store_of(workspace).decide(case_id, track, by, note)  # type: ignore[attr-defined]
         console.print(f"decision {decision}: {case_id} -> {track} by {by}")

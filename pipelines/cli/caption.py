@@ -13,11 +13,8 @@ from typing import Annotated
 import typer
 from rich.table import Table
 
-from pipelines.cli.common import console, err
-from pipelines.cli.common import fail as _fail
+from pipelines.cli.common import WorkspaceOpt, console, err
 from pipelines.cli.common import progress_bar as _progress
-
-WorkspaceOpt = Annotated[Path, typer.Option("--workspace", "-w", help="Workspace folder (pool, curated, runs).")]
 
 
 def summary_table(summary: dict[str, object], title: str) -> Table:
@@ -64,32 +61,25 @@ def register(app: typer.Typer) -> None:
         """Caption a curated selection into WORKSPACE/captioned/RECIPE/ (resumable; finished shards are skipped)."""
         from captioners.config import CaptionConfig
         from captioners.types import parse_types
-        from flywheel.config import ConfigError
-        from flywheel.workspace import Workspace, WorkspaceError
-        from pipelines.steps.caption import CaptionFailed
+        from flywheel.workspace import Workspace
         from pipelines.steps.caption import caption as run_caption
 
         ws = Workspace.at(workspace)
-        try:
-            kinds = parse_types(types)
-            cfg = CaptionConfig.load(config)
-            if backend:
-                cfg = cfg.with_backend(backend, kinds)
-            with _progress() as progress:
-                task = progress.add_task("shards", total=None)
-                result = run_caption(
-                    ws,
-                    recipe,
-                    kinds,
-                    cfg,
-                    ray_address=ray_address,
-                    progress=lambda done, total: progress.update(task, completed=done, total=total),
-                    log=lambda m: err.print(f"[yellow]{m}[/]"),
-                )
-        except (ConfigError, WorkspaceError, ValueError, FileNotFoundError) as exc:
-            _fail(str(exc))
-        except CaptionFailed as exc:
-            _fail(str(exc), code=1)
+        kinds = parse_types(types)
+        cfg = CaptionConfig.load(config)
+        if backend:
+            cfg = cfg.with_backend(backend, kinds)
+        with _progress() as progress:
+            task = progress.add_task("shards", total=None)
+            result = run_caption(
+                ws,
+                recipe,
+                kinds,
+                cfg,
+                ray_address=ray_address,
+                progress=lambda done, total: progress.update(task, completed=done, total=total),
+                log=lambda m: err.print(f"[yellow]{m}[/]"),
+            )
         if json_out:
             console.print_json(json.dumps(result.summary))
             return
@@ -119,19 +109,15 @@ def register(app: typer.Typer) -> None:
         seed: Annotated[int, typer.Option(help="Random seed (same seed, same images).")] = 0,
     ) -> None:
         """Render synthetic text images with exact ground-truth captions: a folder `flywheel score` ingests."""
-        from captioners.synth.render import SynthError
         from captioners.synth.writer import write_synth
 
-        try:
-            report = write_synth(
-                out,
-                n,
-                kinds=tuple(k.strip() for k in kinds.split(",") if k.strip()),
-                scripts=tuple(s.strip() for s in scripts.split(",")) if scripts else None,
-                seed=seed,
-            )
-        except (SynthError, ValueError, FileNotFoundError) as exc:
-            _fail(str(exc))
+        report = write_synth(
+            out,
+            n,
+            kinds=tuple(k.strip() for k in kinds.split(",") if k.strip()),
+            scripts=tuple(s.strip() for s in scripts.split(",")) if scripts else None,
+            seed=seed,
+        )
         table = Table(title=f"synthetic text images in {out}")
         for col in ("kind", "script", "images"):
             table.add_column(col)

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import sys
+from pathlib import Path
+from typing import Annotated
 
 import typer
 from rich.console import Console
@@ -10,6 +12,13 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 
 console = Console(soft_wrap=True)
 err = Console(stderr=True, soft_wrap=True)
+
+WorkspaceOpt = Annotated[
+    Path,
+    typer.Option(
+        "--workspace", "-w", help="Workspace folder (pool, curated, index, badcases, tracks, checkpoints, runs)."
+    ),
+]
 
 
 def fail(message: str, code: int = 2) -> None:

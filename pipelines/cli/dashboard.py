@@ -59,7 +59,7 @@ def register(app: typer.Typer) -> None:
         replace: Annotated[bool, typer.Option(help="Change the role/password of an existing user.")] = False,
     ) -> None:
         """Add a user; the password is read from standard input (one line), never from the command line."""
-        from dashboards.users import UserError, UserStore
+        from dashboards.users import AccountError, UserStore
 
         if sys.stdin.isatty():
             import getpass
@@ -69,7 +69,7 @@ def register(app: typer.Typer) -> None:
             password = sys.stdin.readline().rstrip("\r\n")
         try:
             user = UserStore(workspace.expanduser().resolve()).add(name, role, password, replace=replace)
-        except UserError as exc:
+        except AccountError as exc:
             _fail(str(exc))
         console.print(f"user {user.name} ({user.role}) saved")
 

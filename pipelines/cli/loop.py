@@ -9,31 +9,8 @@ from typing import Annotated
 import typer
 from rich.table import Table
 
-from pipelines.cli.common import console, err
+from pipelines.cli.common import WorkspaceOpt, console, err
 from pipelines.cli.common import fail as _fail
-
-WorkspaceOpt = Annotated[Path, typer.Option("--workspace", "-w", help="Workspace folder (pool, index, badcases).")]
-
-
-def _user_errors() -> tuple[type[BaseException], ...]:
-    from flywheel.badcases import BadCaseError, FeedbackError
-    from flywheel.config import ConfigError
-    from flywheel.evaluation import EvaluationSchemaError
-    from flywheel.retrieval import IndexError_
-    from flywheel.routing import RouterTrainingError
-    from flywheel.workspace import WorkspaceError
-
-    return (
-        ConfigError,
-        WorkspaceError,
-        IndexError_,
-        BadCaseError,
-        FeedbackError,
-        EvaluationSchemaError,
-        RouterTrainingError,
-        FileNotFoundError,
-        ValueError,
-    )
 
 
 def register(app: typer.Typer) -> None:
@@ -52,12 +29,9 @@ def register(app: typer.Typer) -> None:
         from flywheel.workspace import Workspace
         from pipelines.steps.index import build_index
 
-        try:
-            report = build_index(
-                Workspace.at(workspace), IndexConfig.load(config), ray_address=ray_address, log=lambda m: err.print(m)
-            )
-        except _user_errors() as exc:
-            _fail(str(exc))
+        report = build_index(
+            Workspace.at(workspace), IndexConfig.load(config), ray_address=ray_address, log=lambda m: err.print(m)
+        )
         out = Table(title=f"index ({report.seconds:.1f}s)")
         for col in ("table", "space", "rows", "new", "already", "undecodable", "ANN"):
             out.add_column(col, overflow="fold")
@@ -89,10 +63,7 @@ def register(app: typer.Typer) -> None:
 
         if sum(x is not None for x in (text, image, id_)) != 1:
             _fail("give exactly one of --text, --image, --id")
-        try:
-            result = search_pool(Workspace.at(workspace), text=text, image=image, sample_id=id_, where=where, k=k)
-        except _user_errors() as exc:
-            _fail(str(exc))
+        result = search_pool(Workspace.at(workspace), text=text, image=image, sample_id=id_, where=where, k=k)
         meta = result.schema.metadata or {}
         space = meta.get(b"flywheel.space", b"?").decode()
         cols = ["similarity", "id", "caption", "curated", "reject_reason", "uri"]
@@ -123,5 +94,5 @@ def register(app: typer.Typer) -> None:
     from pipelines.cli.badcases import register_badcases
     from pipelines.cli.route import register_route
 
-    register_badcases(badcases, _fail, _user_errors, console)
-    register_route(app, _fail, _user_errors, console)
+    register_badcases(badcases)
+    register_route(app)

@@ -32,33 +32,25 @@ def register(app: typer.Typer) -> None:
         json_out: Annotated[bool, typer.Option("--json", help="Print the report as JSON.")] = False,
     ) -> None:
         """Mine bad cases: probes near each routed failure (generate + score) and poorly scored training samples."""
-        from flywheel.badcases import BadCaseError
-        from flywheel.config import ConfigError
         from flywheel.mining import MiningConfig
-        from flywheel.retrieval import IndexError_
-        from flywheel.workspace import Workspace, WorkspaceError
+        from flywheel.workspace import Workspace
         from pipelines.steps.mine import mine as run_mine
-        from trainer.checkpoint import CheckpointError
-        from trainer.generate import GenerateError
 
         try:
             seed_list = tuple(int(s) for s in seeds.split(",") if s.strip())
         except ValueError:
             _fail(f"--seeds must be comma-separated integers, got {seeds!r}")
-        try:
-            report = run_mine(
-                Workspace.at(workspace),
-                checkpoint=checkpoint,
-                seeds=seed_list,
-                steps=steps,
-                cfg=MiningConfig(k_bank=k_bank, k_pool=k_pool),
-                probes=not no_probes,
-                suspects=not no_suspects,
-                device=device,
-                log=lambda m: err.print(m),
-            )
-        except (ConfigError, CheckpointError, GenerateError, WorkspaceError, IndexError_, BadCaseError) as exc:
-            _fail(str(exc))
+        report = run_mine(
+            Workspace.at(workspace),
+            checkpoint=checkpoint,
+            seeds=seed_list,
+            steps=steps,
+            cfg=MiningConfig(k_bank=k_bank, k_pool=k_pool),
+            probes=not no_probes,
+            suspects=not no_suspects,
+            device=device,
+            log=lambda m: err.print(m),
+        )
         if json_out:
             typer.echo(json.dumps(report.__dict__, default=str))
             return

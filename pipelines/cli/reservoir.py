@@ -9,7 +9,6 @@ import typer
 from rich.table import Table
 
 from pipelines.cli.common import console, err
-from pipelines.cli.common import fail as _fail
 
 WorkspaceOpt = Annotated[Path, typer.Option("--workspace", "-w", help="Workspace folder.")]
 
@@ -29,25 +28,16 @@ def register(app: typer.Typer) -> None:
     ) -> None:
         """Score SOURCE into WORKSPACE/reservoirs/NAME (pool + index), without curating it."""
         from filters.config import ScoringConfig
-        from filters.registry import UnknownFilterError
-        from flywheel.config import ConfigError
-        from flywheel.ingest.base import SourceError
         from flywheel.reservoir import default_name, reservoir_workspace
-        from flywheel.workspace import Workspace, WorkspaceError
+        from flywheel.workspace import Workspace
         from pipelines.steps.reservoir import add_reservoir
-        from pipelines.steps.score import ScoreFailed
 
         ws = Workspace.at(workspace)
-        try:
-            label = name or default_name(source)
-            reservoir_workspace(ws, label)
-            got = add_reservoir(
-                ws, source, label, ScoringConfig.load(config), ray_address=ray_address, log=lambda m: err.print(m)
-            )
-        except (SourceError, ConfigError, UnknownFilterError, WorkspaceError, FileNotFoundError) as exc:
-            _fail(str(exc))
-        except ScoreFailed as exc:
-            _fail(str(exc), code=1)
+        label = name or default_name(source)
+        reservoir_workspace(ws, label)
+        got = add_reservoir(
+            ws, source, label, ScoringConfig.load(config), ray_address=ray_address, log=lambda m: err.print(m)
+        )
         console.print(
             f"reservoir {got.name}: {got.rows} scored rows from {got.source} -> {ws.root / 'reservoirs' / got.name}; "
             f"`flywheel tracks -w {ws.root} --track pretrain` now searches it"

@@ -3,23 +3,19 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Callable
 from pathlib import Path
 from typing import Annotated
 
 import typer
-from rich.console import Console
 from rich.table import Table
 
-WorkspaceOpt = Annotated[Path, typer.Option("--workspace", "-w", help="Workspace folder.")]
+from flywheel.errors import UserError
+from pipelines.cli.common import WorkspaceOpt, console
 
 
-def register_route(
-    app: typer.Typer,
-    fail: Callable[[str], None],
-    user_errors: Callable[[], tuple[type[BaseException], ...]],
-    console: Console,
-) -> None:
+def register_route(app: typer.Typer) -> None:
+    """Add `route`, `route-fit`, `tracks` and `cycle` to `app`; errors reach the one handler in pipelines.cli."""
+
     @app.command()
     def route(
         workspace: WorkspaceOpt,
@@ -34,12 +30,9 @@ def register_route(
         from flywheel.workspace import Workspace
         from pipelines.steps.loop import route as run_route
 
-        try:
-            s = run_route(
-                Workspace.at(workspace), policy_path=policy, mode=mode, min_confidence=min_confidence, reroute=reroute
-            )
-        except user_errors() as exc:
-            fail(str(exc))
+        s = run_route(
+            Workspace.at(workspace), policy_path=policy, mode=mode, min_confidence=min_confidence, reroute=reroute
+        )
         if not s.coverage_measured and s.routed:
             console.print("[yellow]no index: coverage evidence not measured (run `flywheel index` first)[/]")
         console.print(f"routed {s.routed} case(s); {s.kept_annotator} kept their annotator decision")
@@ -65,12 +58,9 @@ def register_route(
                 f"[yellow]{len(decided) - len(cases)} decided case(s) have no evidence yet: run "
                 "`flywheel route` first[/]"
             )
-        try:
-            router, confusion, order = fit_router(
-                [c["evidence"] for c in cases], [decided[c["case_id"]] for c in cases], min_cases=min_cases
-            )
-        except user_errors() as exc:
-            fail(str(exc))
+        router, confusion, order = fit_router(
+            [c["evidence"] for c in cases], [decided[c["case_id"]] for c in cases], min_cases=min_cases
+        )
         router.save(router_path(ws))
         out = Table(
             title=f"cross-validated agreement {router.cv_agreement:.3f} ({router.cv_folds} folds, "
@@ -103,8 +93,7 @@ def register_route(
         if ctx.invoked_subcommand is not None:
             return
         if workspace is None:
-            fail("give --workspace/-w (or a subcommand: export-prompt)")
-            return
+            raise UserError("give --workspace/-w (or a subcommand: export-prompt)")
         import os
 
         from flywheel.tracks.prompt import LlmEndpoint
@@ -112,12 +101,9 @@ def register_route(
         from pipelines.steps.loop import write_tracks
 
         llm = LlmEndpoint(llm_endpoint, llm_model, os.environ.get("OPENAI_API_KEY")) if llm_endpoint else None
-        try:
-            report = write_tracks(
-                Workspace.at(workspace), tuple(track or ("pretrain", "rl", "prompt")), llm=llm, min_margin=min_margin
-            )
-        except user_errors() as exc:
-            fail(str(exc))
+        report = write_tracks(
+            Workspace.at(workspace), tuple(track or ("pretrain", "rl", "prompt")), llm=llm, min_margin=min_margin
+        )
         for name in ("pretrain", "rl", "prompt"):
             got = getattr(report, name)
             if got is not None:
@@ -132,10 +118,7 @@ def register_route(
         from flywheel.tracks.prompt import export_chat
         from flywheel.workspace import Workspace
 
-        try:
-            n = export_chat(Workspace.at(workspace), out)
-        except user_errors() as exc:
-            fail(str(exc))
+        n = export_chat(Workspace.at(workspace), out)
         console.print(f"wrote {n} chat example(s) to {out}")
 
     @app.command()
@@ -147,10 +130,7 @@ def register_route(
         """Run the Prefect `cycle` flow: ingest -> route -> expand (tracks) -> export."""
         from pipelines.flows.cycle import cycle as cycle_flow
 
-        try:
-            report = cycle_flow(
-                workspace=str(workspace), inputs=[str(p) for p in inputs or []], export=str(export) if export else None
-            )
-        except user_errors() as exc:
-            fail(str(exc))
+        report = cycle_flow(
+            workspace=str(workspace), inputs=[str(p) for p in inputs or []], export=str(export) if export else None
+        )
         console.print_json(json.dumps(report, default=str))

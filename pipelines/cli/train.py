@@ -8,10 +8,9 @@ from typing import Annotated
 import typer
 from rich.table import Table
 
-from pipelines.cli.common import console, err
+from pipelines.cli.common import WorkspaceOpt, console, err
 from pipelines.cli.common import fail as _fail
 
-WorkspaceOpt = Annotated[Path, typer.Option("--workspace", "-w", help="Workspace folder (curated, checkpoints).")]
 CheckpointOpt = Annotated[
     str,
     typer.Option("--checkpoint", "-c", help="Checkpoint folder, a stage name (its latest step) or STAGE/step-NNNNNNN."),
@@ -74,39 +73,32 @@ def register(app: typer.Typer) -> None:
     ) -> None:
         """Train STAGE on WORKSPACE/curated/<recipe> shards (+ captioned and the recipe's mix: sources), or a
         preference stage (--stage rl_dpo) on WORKSPACE/tracks/rl; checkpoints go to WORKSPACE/checkpoints/<stage>/."""
-        from flywheel.config import ConfigError
-        from flywheel.workspace import Workspace, WorkspaceError
-        from trainer.checkpoint import CheckpointError
+        from flywheel.workspace import Workspace
         from trainer.config import load_stage
-        from trainer.loop import ResumeError, Trainer
+        from trainer.loop import Trainer
 
         _threads(threads)
-        try:
-            cfg = load_stage(stage)
-            if steps is not None:
-                cfg = cfg.replace(train={"steps": steps})
-            if device is not None:
-                cfg = cfg.replace(train={"device": device})
-            if init_from is not None:
-                cfg = cfg.replace(train={"init_from": init_from})
-            if ray_workers:
-                from pipelines.ray_runtime import init_ray
-                from pipelines.steps.train_ray import train_on_ray
+        cfg = load_stage(stage)
+        if steps is not None:
+            cfg = cfg.replace(train={"steps": steps})
+        if device is not None:
+            cfg = cfg.replace(train={"device": device})
+        if init_from is not None:
+            cfg = cfg.replace(train={"init_from": init_from})
+        if ray_workers:
+            from pipelines.ray_runtime import init_ray
+            from pipelines.steps.train_ray import train_on_ray
 
-                init_ray(ray_address)
-                metrics = train_on_ray(
-                    cfg.to_dict(), workspace, num_workers=ray_workers, use_gpu=ray_gpu, resume=resume, threads=threads
-                )
-                console.print(f"Ray Train finished stage {cfg.name}: {metrics}")
-                return
-            trainer = Trainer(cfg, Workspace.at(workspace), log=lambda m: err.print(m))
-            if resume:
-                trainer.resume("latest")
-            result = trainer.run()
-        except (ConfigError, WorkspaceError, ResumeError, CheckpointError, FileNotFoundError) as exc:
-            _fail(str(exc))
-        except RuntimeError as exc:
-            _fail(str(exc), code=1)
+            init_ray(ray_address)
+            metrics = train_on_ray(
+                cfg.to_dict(), workspace, num_workers=ray_workers, use_gpu=ray_gpu, resume=resume, threads=threads
+            )
+            console.print(f"Ray Train finished stage {cfg.name}: {metrics}")
+            return
+        trainer = Trainer(cfg, Workspace.at(workspace), log=lambda m: err.print(m))
+        if resume:
+            trainer.resume("latest")
+        result = trainer.run()
         if not result.steps_run:
             console.print(f"stage {cfg.name} is already at step {result.final_step} (train.steps={cfg.train.steps})")
             return
@@ -143,11 +135,10 @@ def register(app: typer.Typer) -> None:
         threads: ThreadsOpt = None,
     ) -> None:
         """Generate images from a checkpoint (T2I, or an edit with --source), optionally rewriting the prompt."""
-        from flywheel.config import ConfigError
-        from flywheel.enhancer import EnhancerError, load_enhancer
+        from flywheel.enhancer import load_enhancer
         from flywheel.imaging import decode
-        from trainer.checkpoint import CheckpointError, resolve_checkpoint
-        from trainer.generate import GenerateError, load_pipeline
+        from trainer.checkpoint import resolve_checkpoint
+        from trainer.generate import load_pipeline
 
         _threads(threads)
         try:
@@ -164,25 +155,22 @@ def register(app: typer.Typer) -> None:
             if not decoded.ok or decoded.rgb is None:
                 _fail(f"--source {source} cannot be decoded ({decoded.broken_reason}: {decoded.broken_detail})")
             src_image = Image.fromarray(decoded.rgb)
-        try:
-            given = prompt
-            if enhancer is not None:
-                given = load_enhancer(enhancer, workspace.expanduser().resolve(), model=enhancer_model).enhance(
-                    [prompt]
-                )[0]
-                console.print(f"enhanced prompt: {given}")
-            path = resolve_checkpoint(workspace.expanduser().resolve(), checkpoint)
-            pipe = load_pipeline(path, weights=weights, device=device)
-            images = pipe.generate(
-                [given] * len(seed_list),
-                seed_list,
-                size=_size(size),
-                steps=steps,
-                guidance=guidance,
-                sources=[src_image] * len(seed_list) if src_image else None,
-            )
-        except (ConfigError, CheckpointError, GenerateError, EnhancerError) as exc:
-            _fail(str(exc))
+        given = prompt
+        if enhancer is not None:
+            given = load_enhancer(enhancer, workspace.expanduser().resolve(), model=enhancer_model).enhance(
+                [prompt]
+            )[0]
+            console.print(f"enhanced prompt: {given}")
+        path = resolve_checkpoint(workspace.expanduser().resolve(), checkpoint)
+        pipe = load_pipeline(path, weights=weights, device=device)
+        images = pipe.generate(
+            [given] * len(seed_list),
+            seed_list,
+            size=_size(size),
+            steps=steps,
+            guidance=guidance,
+            sources=[src_image] * len(seed_list) if src_image else None,
+        )
         out.parent.mkdir(parents=True, exist_ok=True)
         for seed, image in zip(seed_list, images, strict=True):
             target = out if len(seed_list) == 1 else out.with_name(f"{out.stem}-seed{seed}{out.suffix or '.png'}")
@@ -205,15 +193,14 @@ def register(app: typer.Typer) -> None:
         threads: ThreadsOpt = None,
     ) -> None:
         """Render the evaluation prompts, score them (OCR, classifier, image stats), write results and bad cases."""
-        from flywheel.config import ConfigError
-        from flywheel.enhancer import EnhancerError, load_enhancer
+        from flywheel.enhancer import load_enhancer
         from flywheel.models.embedders import clip_from_config
         from flywheel.retrieval.config import IndexConfig
-        from trainer.checkpoint import CheckpointError, resolve_checkpoint
+        from trainer.checkpoint import resolve_checkpoint
         from trainer.evaluate.prompts import load_prompt_set
         from trainer.evaluate.run import EvalSettings
         from trainer.evaluate.run import evaluate as run_evaluate
-        from trainer.generate import GenerateError, load_pipeline
+        from trainer.generate import load_pipeline
 
         _threads(threads)
         try:
@@ -221,24 +208,19 @@ def register(app: typer.Typer) -> None:
         except ValueError:
             _fail(f"--seeds must be comma-separated integers, got {seeds!r}")
         root = workspace.expanduser().resolve()
-        try:
-            prompt_set = load_prompt_set(prompts)
-            enh = load_enhancer(enhancer, root, model=enhancer_model) if enhancer is not None else None
-            pipe = load_pipeline(resolve_checkpoint(root, checkpoint), device=device)
-            settings = EvalSettings(
-                seeds=seed_list,
-                steps=steps,
-                guidance=guidance,
-                size=_size(size),
-                batch_size=batch_size,
-                enhancer=enh,
-                clip=clip_from_config(IndexConfig.load()),
-            )
-            result = run_evaluate(pipe, prompt_set, root / "evaluations", settings, log=lambda m: err.print(m))
-        except (ConfigError, CheckpointError, GenerateError, EnhancerError) as exc:
-            _fail(str(exc))
-        except RuntimeError as exc:
-            _fail(str(exc), code=1)
+        prompt_set = load_prompt_set(prompts)
+        enh = load_enhancer(enhancer, root, model=enhancer_model) if enhancer is not None else None
+        pipe = load_pipeline(resolve_checkpoint(root, checkpoint), device=device)
+        settings = EvalSettings(
+            seeds=seed_list,
+            steps=steps,
+            guidance=guidance,
+            size=_size(size),
+            batch_size=batch_size,
+            enhancer=enh,
+            clip=clip_from_config(IndexConfig.load()),
+        )
+        result = run_evaluate(pipe, prompt_set, root / "evaluations", settings, log=lambda m: err.print(m))
         table = Table(title=f"evaluation of {result.summary['checkpoint']} ({result.rows} outputs)")
         for col in ("category", "outputs", "pass rate", "mean reward", "failure tags"):
             table.add_column(col)

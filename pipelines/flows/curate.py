@@ -21,10 +21,11 @@ from filters.registry import column_owners
 from flywheel.recipes import load_recipe
 from flywheel.select import select as run_select
 from flywheel.workspace import Workspace
+from pipelines.flows import retry_unless_user_error
 from pipelines.steps.score import score as run_score
 
 
-@task(name="score", retries=2, retry_delay_seconds=2)
+@task(name="score", retries=2, retry_delay_seconds=2, retry_condition_fn=retry_unless_user_error)
 def score_task(
     source: str,
     workspace: str,

@@ -21,6 +21,7 @@ from prefect import flow, get_run_logger, task
 from flywheel.badcases import BadCaseStore, ingest_file
 from flywheel.badcases.export import export_parquet
 from flywheel.workspace import Workspace
+from pipelines.flows import retry_unless_user_error
 
 
 @task(name="ingest")
@@ -29,7 +30,7 @@ def ingest_task(workspace: str, inputs: list[str]) -> dict[str, Any]:
     return {Path(p).name: asdict(ingest_file(store, Path(p)).result) for p in inputs}
 
 
-@task(name="index", retries=1, retry_delay_seconds=2)
+@task(name="index", retries=1, retry_delay_seconds=2, retry_condition_fn=retry_unless_user_error)
 def index_task(workspace: str, ray_address: str | None) -> list[dict[str, Any]]:
     from pipelines.steps.index import build_index
 

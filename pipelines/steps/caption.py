@@ -31,6 +31,7 @@ import pyarrow.parquet as pq
 from captioners.captioner import Captioner
 from captioners.columns import CAPTION_COLUMNS, CAPTION_TYPES, caption_schema
 from captioners.config import CaptionConfig
+from flywheel.errors import RunFailed, UserError
 from flywheel.store.shards import ShardStore, StaleShardError, write_json_atomic
 from flywheel.workspace import Workspace, WorkspaceError
 from pipelines.ray_runtime import init_ray
@@ -43,7 +44,7 @@ ProgressFn = Callable[[int, int], None]
 LogFn = Callable[[str], None]
 
 
-class CaptionFailed(RuntimeError):
+class CaptionFailed(RunFailed):
     """Some shards could not be captioned; completed ones are kept and a re-run redoes only the rest."""
 
 
@@ -107,7 +108,7 @@ def caption(
     started = time.perf_counter()
     unknown = [k for k in kinds if k not in CAPTION_TYPES]
     if unknown or not kinds:
-        raise ValueError(f"unknown caption type(s) {unknown}; known: {', '.join(CAPTION_TYPES)}")
+        raise UserError(f"unknown caption type(s) {unknown}; known: {', '.join(CAPTION_TYPES)}")
     curated = ws.curated_store(recipe)
     infos = list(curated.infos())
     if not infos:

@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from flywheel.badcases.store import BadCaseStore
+from flywheel.errors import UserError
 from flywheel.models.embedders import MiniLMTextEmbedder, clip_from_config
 from flywheel.reservoir import list_reservoirs, reservoir_workspace
 from flywheel.retrieval.config import IndexConfig
@@ -98,7 +99,7 @@ def write_tracks(
     """Write each requested track's data from the routed bad cases."""
     unknown = set(tracks) - set(TRACK_NAMES)
     if unknown:
-        raise ValueError(f"unknown track(s) {sorted(unknown)}; known: {TRACK_NAMES}")
+        raise UserError(f"unknown track(s) {sorted(unknown)}; known: {TRACK_NAMES}")
     store = BadCaseStore.for_workspace(ws.root)
     engine = engine_for(ws, index_cfg)
     text = text_embedder or MiniLMTextEmbedder()

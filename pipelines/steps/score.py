@@ -23,8 +23,9 @@ import pyarrow as pa
 from filters.base import Counters, ModelConfigError, ModelScorer, Scorer, ScorerUnavailable
 from filters.config import ScoringConfig
 from filters.registry import build, column_registry, is_model, resolve, scoring_fingerprint
+from flywheel.errors import RunFailed
 from flywheel.ingest import open_source
-from flywheel.ingest.base import PartitionSpec
+from flywheel.ingest.base import PartitionSpec, SourceError
 from flywheel.store.shards import write_json_atomic
 from flywheel.workspace import Workspace
 from pipelines.ray_runtime import init_ray
@@ -50,7 +51,7 @@ class ScoreResult:
         return not self.failed
 
 
-class ScoreFailed(RuntimeError):
+class ScoreFailed(RunFailed):
     """Some partitions did not complete; re-running scores only those."""
 
 
@@ -79,6 +80,8 @@ def plan(
     """
     source = open_source(source_path)
     specs = source.plan(rows_per_partition)
+    if not specs:  # a wrong folder must not "score 0 rows" with exit 0 (a scheduled job would look healthy)
+        raise SourceError(f"{source_path}: no samples found in this {source.kind} source; is it the right path?")
     rows = [spec.stop - spec.start for spec in specs]
     offset = workspace.source_offset(f"{source.kind}:{Path(source.root).resolve()}", len(specs), rows)
     pending, skipped = [], 0

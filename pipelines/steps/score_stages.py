@@ -23,6 +23,7 @@ import pyarrow as pa
 from filters.base import Counters, CpuScorer, ModelScorer, SampleBatch, Scorer
 from filters.config import ScoringConfig
 from filters.registry import build, decode_short_side
+from flywheel.errors import RunFailed
 from flywheel.ids import content_hash, content_sha256, sample_id
 from flywheel.imaging import READ_ERROR, SCORER_ERROR, Decoded, decode
 from flywheel.ingest import read_partition
@@ -179,7 +180,7 @@ def _mark_scorer_errors(columns: dict[str, pa.Array], failures: dict[int, list[s
     columns["broken_detail"] = pa.array(details, pa.string())
 
 
-class PartitionTimeout(RuntimeError):
+class PartitionTimeout(RunFailed):
     """A partition ran past limits.partition_timeout_s; it fails alone and is retried next run."""
 
 

@@ -6,6 +6,7 @@ from pathlib import Path
 
 import pyarrow as pa
 
+from flywheel.errors import MissingInput, UserError
 from flywheel.models.embedders import EfficientNetImageEmbedder, MiniLMTextEmbedder, clip_from_config
 from flywheel.retrieval.config import IndexConfig
 from flywheel.retrieval.engine import IndexError_, RetrievalEngine
@@ -56,13 +57,13 @@ def search_pool(
         return engine.search(table.name, embedder.embed_texts([text])[0], k=k, where=where, columns=COLUMNS)
     if image is not None:
         if not image.is_file():
-            raise FileNotFoundError(f"--image {image} is not a file")
+            raise MissingInput(f"--image {image} is not a file")
         img_embedder = (
             clip if clip_table is not None and clip is not None else EfficientNetImageEmbedder(cfg.image_size)
         )
         vectors, ok = img_embedder.embed_images([image.read_bytes()])
         if not ok[0]:
-            raise ValueError(f"--image {image} cannot be decoded as an image")
+            raise UserError(f"--image {image} cannot be decoded as an image")
         table = clip_table or engine.find("image", text_queries=False)
         return engine.search(table.name, vectors[0], k=k, where=where, columns=COLUMNS)
     assert sample_id is not None

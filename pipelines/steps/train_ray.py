@@ -12,6 +12,7 @@ import json
 from pathlib import Path
 from typing import Any
 
+from flywheel.errors import RunFailed
 from trainer.checkpoint import list_checkpoints
 
 
@@ -74,9 +75,9 @@ def train_on_ray(
     )
     result = runner.fit()
     if result.error is not None:
-        raise RuntimeError(f"Ray Train run failed: {result.error}") from result.error
+        raise RunFailed(f"Ray Train run failed: {result.error}") from result.error
     found = list_checkpoints(Path(workspace).resolve() / "checkpoints" / stage["name"])
     if not found:
-        raise RuntimeError(f"Ray Train finished but wrote no checkpoint for stage {stage['name']}")
+        raise RunFailed(f"Ray Train finished but wrote no checkpoint for stage {stage['name']}")
     state = json.loads((found[-1] / "state.json").read_text(encoding="utf-8"))
     return {"step": int(state["step"]), "checkpoint": str(found[-1]), "world": int(state["world"])}

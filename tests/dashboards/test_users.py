@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 from typer.testing import CliRunner
 
-from dashboards.users import User, UserError, UserStore
+from dashboards.users import AccountError, User, UserStore
 from pipelines.cli import app
 
 
@@ -16,7 +16,7 @@ def test_passwords_are_hashed_and_verified(tmp_path):
     assert b"s3cret-enough" not in raw and b"$argon2id$" in raw
     assert users.verify("ann", "s3cret-enough") == User("ann", "annotator")
     assert users.verify("ann", "wrong-password") is None and users.verify("nobody", "s3cret-enough") is None
-    with pytest.raises(UserError):
+    with pytest.raises(AccountError):
         users.add("ann", "admin", "another-password")
     users.add("ann", "admin", "another-password", replace=True)
     assert users.get("ann").may("engineer") and not User("x", "annotator").may("engineer")
@@ -27,7 +27,7 @@ def test_passwords_are_hashed_and_verified(tmp_path):
     [("a b", "annotator", "longpassword"), ("ok", "boss", "longpassword"), ("ok", "admin", "short")],
 )
 def test_bad_users_are_refused(tmp_path, name, role, password):
-    with pytest.raises(UserError):
+    with pytest.raises(AccountError):
         UserStore(tmp_path).add(name, role, password)
 
 

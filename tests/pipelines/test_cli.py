@@ -98,3 +98,53 @@ def test_select_on_a_corrupt_or_incomplete_pool_is_one_line_naming_the_problem(t
     result = runner.invoke(app, ["select", "--workspace", str(tmp_path)], env={"COLUMNS": "300"})
     assert result.exit_code == 1 and "part-00000.parquet" in result.output and "re-score" in result.output
     assert "Traceback" not in result.output
+
+
+def _one_error_line(result) -> str:
+    """The whole stderr of a failed command: exactly one `error:` line, no traceback."""
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error:"), result.stderr
+    return lines[0]
+
+
+def test_a_source_with_no_images_is_an_error_not_zero_rows(tmp_path):
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    (empty / "notes.txt").write_text("no images here")
+    result = runner.invoke(app, ["score", str(empty), "--workspace", str(tmp_path / "ws")])
+    assert result.exit_code == 2
+    assert "no samples found" in _one_error_line(result)
+
+
+def test_rejected_with_an_unknown_reason_lists_the_valid_ones(tmp_path):
+    _tiny_pool(Workspace.at(tmp_path))
+    assert runner.invoke(app, ["select", "--workspace", str(tmp_path)]).exit_code == 0
+    result = runner.invoke(app, ["rejected", "--workspace", str(tmp_path), "--reason", "neardup"])
+    assert result.exit_code == 2
+    line = _one_error_line(result)
+    assert "neardup" in line and "valid reasons" in line and "broken" in line and "nsfw" in line
+
+
+def test_a_non_numeric_override_is_one_line(tmp_path):
+    _tiny_pool(Workspace.at(tmp_path))
+    result = runner.invoke(app, ["select", "--workspace", str(tmp_path), "--set", "nsfw.max=abc"])
+    assert result.exit_code == 2
+    assert "max must be a number" in _one_error_line(result)
+
+
+def test_curate_on_a_wrong_path_is_one_line_before_prefect_starts(tmp_path):
+    result = runner.invoke(app, ["curate", str(tmp_path / "nowhere"), "--workspace", str(tmp_path / "ws")])
+    assert result.exit_code == 2
+    assert "nowhere" in _one_error_line(result)
+
+
+def test_a_failed_run_exits_1_with_its_cause(tmp_path, monkeypatch):
+    from pipelines.steps import score as score_step
+
+    def lost_workers(*args, **kwargs):
+        raise score_step.ScoreFailed("2 partition(s) failed: [0, 1]; re-run the same command to retry them")
+
+    monkeypatch.setattr(score_step, "score", lost_workers)
+    result = runner.invoke(app, ["score", str(tmp_path), "--workspace", str(tmp_path / "ws")])
+    assert result.exit_code == 1
+    assert "2 partition(s) failed" in _one_error_line(result)

@@ -39,3 +39,21 @@ def test_curate_flow_scores_selects_and_retries_a_failed_shard(tmp_path, source,
     assert report["pool_rows"] == 4 and report["funnel"]["rows_in"] == 4
     assert report["funnel"]["removed_by_rule"]["broken"] == 1 and report["funnel"]["kept"] == 3
     assert Workspace.at(ws).funnel_path("stage1_256p").is_file()
+
+
+def test_curate_flow_fails_at_once_on_a_user_error(tmp_path, monkeypatch):
+    from flywheel.ingest.base import SourceError
+
+    real_score = curate_module.run_score
+    calls = {"n": 0}
+
+    def counted(*args, **kwargs):
+        calls["n"] += 1
+        return real_score(*args, **kwargs)
+
+    monkeypatch.setattr(curate_module, "run_score", counted)
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    with pytest.raises(SourceError, match="no samples found"):
+        curate_module.curate(source=str(empty), workspace=str(tmp_path / "ws"))
+    assert calls["n"] == 1  # a scheduled run fails on wrong input; retries are for failed runs only

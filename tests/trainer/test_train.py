@@ -84,3 +84,30 @@ def test_schedule_warms_up_then_decays():
     assert max(lrs) == pytest.approx(cfg.optim.lr)
     assert lrs[-1] == pytest.approx(cfg.optim.lr * 0.1, rel=0.05)
     assert all(b <= a + 1e-12 for a, b in itertools.pairwise(lrs[10:]))
+
+
+def test_eval_loss_is_logged_at_intervals_and_leaves_training_unchanged(tmp_path, minilm):
+    write_curated(tmp_path / "a", rows=fixture_rows(4, 0, sizes=((32, 32),)))
+    write_curated(tmp_path / "b", rows=fixture_rows(4, 0, sizes=((32, 32),)))
+    evaluated = Trainer(
+        tiny_stage(data={"t2i_ratio": 1.0}, train={"steps": 10, "eval_every": 5}),
+        Workspace.at(tmp_path / "a"),
+        encoder=minilm,
+    )
+    plain = Trainer(
+        tiny_stage(data={"t2i_ratio": 1.0}, train={"steps": 10, "eval_every": 0}),
+        Workspace.at(tmp_path / "b"),
+        encoder=minilm,
+    )
+    messages: list[str] = []
+    evaluated.log = messages.append
+    plain.log = _quiet
+    with_eval, without = evaluated.run().losses, plain.run().losses
+    assert max(abs(a - b) for a, b in zip(with_eval, without, strict=True)) <= 1e-6
+    records = [json.loads(line) for line in evaluated.log_path.read_text().splitlines()]
+    evals = [r for r in records if "eval_loss" in r]
+    assert [r["step"] for r in evals] == [5, 10]
+    assert all(0.0 < r["eval_loss"] < 100.0 for r in evals)
+    assert evals[-1]["eval_loss"] == pytest.approx(evaluated.fixed_loss(evaluated.eval_batch()), rel=1e-6)
+    assert sum("eval loss" in m for m in messages) == 2
+    assert not any("eval_loss" in json.loads(line) for line in plain.log_path.read_text().splitlines())

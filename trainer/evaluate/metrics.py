@@ -21,6 +21,8 @@ import numpy as np
 import torch
 from PIL import Image
 
+from flywheel.errors import RunFailed
+
 # Thresholds, named so the docs and tests can cite them.
 OCR_PASS = 0.8  # character accuracy needed for a text prompt to pass
 OCR_MIN_CHARS = 1  # fewer alphanumerics read than this: text_unreadable
@@ -87,9 +89,9 @@ class Tesseract:
                     check=False,
                 )
             except subprocess.TimeoutExpired as exc:
-                raise RuntimeError(f"tesseract took longer than {self.timeout_s}s on one image") from exc
+                raise RunFailed(f"tesseract took longer than {self.timeout_s}s on one image") from exc
         if done.returncode != 0:
-            raise RuntimeError(f"tesseract failed ({done.returncode}): {done.stderr.strip()[:300]}")
+            raise RunFailed(f"tesseract failed ({done.returncode}): {done.stderr.strip()[:300]}")
         return done.stdout.strip()
 
 
