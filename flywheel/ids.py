@@ -50,3 +50,8 @@ def content_hash(image: bytes | None, caption: str | None, source_image: bytes |
     _feed(h, _text(caption))
     _feed(h, source_image)
     return h.hexdigest()
+
+
+def content_sha256(data: bytes | None) -> str | None:
+    """sha256 of the image bytes (the `image_sha256` column): a content address readers outside Flywheel know."""
+    return hashlib.sha256(data).hexdigest() if data is not None else None

@@ -8,8 +8,9 @@ import pytest
 from typer.testing import CliRunner
 
 from filters.base import ModelConfigError
-from filters.config import ClipConfig, DedupConfig, NsfwConfig, RotationConfig, ScoringConfig
+from filters.config import ClipConfig, NsfwConfig, RotationConfig, ScoringConfig
 from filters.registry import FILTERS, scoring_fingerprint
+from flywheel.imaging import DecodeLimits
 from flywheel.workspace import Workspace
 from pipelines.cli import app
 from pipelines.steps.score import score
@@ -81,7 +82,7 @@ def test_rerun_with_another_config_rescores_and_same_config_skips(tmp_path, ray_
     assert (first.written, first.skipped) == (2, 0)
     again = run(ScoringConfig())
     assert (again.written, again.skipped) == (0, 2)
-    changed = run(ScoringConfig(dedup=DedupConfig(hash_size=16)))
+    changed = run(ScoringConfig(limits=DecodeLimits(max_pixels=100_000_000)))  # decode limits decide scores
     assert (changed.written, changed.skipped) == (2, 0)  # scored again, not kept from the old config
     phash = pq.read_table(ws.pool.shard_paths(), columns=["dedup_phash"]).column("dedup_phash")
     assert phash.null_count == 0
