@@ -101,7 +101,7 @@ def rows_for(
                 cap = caption(shape, color)
                 rows.append(
                     {
-                        "id": sample_id(data, cap, None),
+                        "id": sample_id("bench", f"{source}#{shape}-{color}-{i}"),
                         "source": source,
                         "uri": f"{source}#{shape}-{color}-{i}",
                         "partition": 0,

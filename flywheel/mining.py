@@ -252,7 +252,7 @@ def _curated_scores(ws: Workspace) -> tuple[list[str], list[str], duckdb.DuckDBP
     """(score columns present, curated shard paths, a connection); shards are read per query, by projection."""
     import pyarrow.parquet as pq
 
-    files = [str(p) for r in ws.curated_recipes() for p in sorted(ws.curated_dir(r).glob("part-*.parquet"))]
+    files = [str(p) for r in ws.curated_recipes() for p in ws.curated_store(r).shard_paths()]
     con = duckdb.connect()
     if not files:
         return [], files, con

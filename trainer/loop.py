@@ -408,8 +408,8 @@ class Trainer:
             if self.step % self.cfg.train.log_every == 0 or self.step == target:
                 self._log_window(window)
                 window = []
-            every = self.cfg.train.eval_every
-            if every and (self.step % every == 0 or self.step == target):
+            every = self.cfg.train.eval_every  # a preference stage logs its implicit accuracy instead
+            if every and not self.pairs and (self.step % every == 0 or self.step == target):
                 self._log_eval(self.evaluate())
             if self.step % self.cfg.train.checkpoint_every == 0 or self.step == target:
                 path = self.save()

@@ -103,7 +103,9 @@ def select(
     """Apply `recipe` to the pool and write `curated/<name or recipe.name>/`.
 
     `known_columns` (column -> filter, from the filter registry) lets a rule whose filter was not run be
-    reported as not applied; any other rule on a missing column is a RecipeError. An existing selection
+    reported as not applied; any other rule on a missing column is a RecipeError. When not given, the map the
+    scoring run recorded in the pool manifest (`known_columns`) is used; a pool without one (built by hand,
+    not by `flywheel score`) judges every missing column as not applied. An existing selection
     folder is replaced only when it was written by the same recipe and overrides, or with `replace`.
     """
     started = time.perf_counter()
@@ -118,6 +120,8 @@ def select(
     schemas = [pq.read_schema(f) for f in files]
     pool_schema = pa.unify_schemas(schemas, promote_options="permissive")
     pool_columns = set(pool_schema.names)
+    if known_columns is None:
+        known_columns = _recorded_known_columns(workspace, pool_columns)
     checked = check_recipe(recipe, pool_schema, known_columns)
     _refuse_overwrite(meta_dir, recipe, replace)
 
@@ -204,6 +208,25 @@ def select(
     _swap_in(tmp_meta, meta_dir)
     con.close()
     return Selection(recipe=recipe, funnel=funnel, out_dir=out_dir, meta_dir=meta_dir, extra=extra)
+
+
+def _recorded_known_columns(workspace: Workspace, pool_columns: set[str]) -> Mapping[str, str]:
+    """The column -> filter map `flywheel score` wrote into the pool manifest (the core knows no filter)."""
+    path = workspace.pool.manifest_path
+    recorded = json.loads(path.read_text(encoding="utf-8")).get("known_columns") if path.is_file() else None
+    if recorded is None:  # a pool written without the scoring step: every missing column is "not run"
+        return _AnyColumn()
+    return dict(recorded)
+
+
+class _AnyColumn(dict):
+    """A `known_columns` map that knows every column (hand-built pools: missing columns are not applied)."""
+
+    def __contains__(self, key: object) -> bool:
+        return True
+
+    def __missing__(self, key: str) -> str:
+        return "unknown filter"
 
 
 def _require_unique_ids(con: duckdb.DuckDBPyConnection, workspace: Workspace) -> None:

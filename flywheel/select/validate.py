@@ -158,7 +158,7 @@ def check_recipe(recipe: Recipe, schema: pa.Schema, known_columns: Mapping[str, 
     column that the pool lacks is "not applied" (its filter was not run, e.g. `score --filters ...`) and
     reported in the funnel; a rule on any other missing column is an error (a typo, or another pool).
     """
-    known = dict(known_columns or {})
+    known: Mapping[str, str] = known_columns if known_columns is not None else {}
     pool = {f.name: f.type for f in schema}
     out = CheckedRecipe()
     for rule in recipe.rules:

@@ -20,6 +20,7 @@ from filters.base import CpuScorer, SampleBatch
 from filters.broken import BrokenScorer
 from filters.config import ScoringConfig
 from filters.registry import build, is_model, resolve
+from flywheel.errors import MissingInput
 from flywheel.imaging import decode
 from flywheel.workspace import Workspace
 
@@ -47,7 +48,7 @@ def add_missing_columns(
     store.clean_temporaries()
     infos = list(store.infos())
     if not infos:
-        raise FileNotFoundError(f"no scored pool in {workspace.pool_dir}: run `flywheel score` first")
+        raise MissingInput(f"no scored pool in {workspace.pool_dir}: run `flywheel score` first")
     columns: set[str] = set()
     for info in infos:
         result.shards += 1

@@ -22,7 +22,7 @@ import pyarrow as pa
 
 from filters.base import Counters, ModelConfigError, ModelScorer, Scorer, ScorerUnavailable
 from filters.config import ScoringConfig
-from filters.registry import build, column_registry, is_model, resolve, scoring_fingerprint
+from filters.registry import build, column_owners, column_registry, is_model, resolve, scoring_fingerprint
 from flywheel.errors import RunFailed
 from flywheel.ingest import open_source
 from flywheel.ingest.base import PartitionSpec, SourceError
@@ -115,12 +115,15 @@ def score(
     registry = column_registry(classes)
     pool_schema = registry.schema()
     workspace.check_schema()
-    model_classes, unavailable = check_models(classes, cfg, log)
+    notices: list[str] = []  # model warnings wait until the source is planned: a wrong path is the one line
+    model_classes, unavailable = check_models(classes, cfg, notices.append)
     cpu_classes = [c for c in classes if not is_model(c)]
     scoring = scoring_fingerprint(classes, cfg)
     workspace.pool_dir.mkdir(parents=True, exist_ok=True)
     workspace.pool.clean_temporaries()
     pending, skipped = plan(source_path, workspace, rows_per_partition, scoring, log)
+    for notice in notices:
+        log(notice)
     if not workspace.pool.manifest_path.is_file():  # stamp the schema version before the first shard
         workspace.pool.write_manifest({"columns": [c.name for c in registry], "source": source_path})
     total = len(pending) + skipped
@@ -151,6 +154,8 @@ def score(
         {
             "columns": [c.name for c in registry],
             "caption_columns": [c.name for c in registry if c.from_caption],
+            # every column a registered filter can write: select tells "filter not run" from a typo with it
+            "known_columns": column_owners(),
             "source": source_path,
         }
     )

@@ -98,15 +98,13 @@ def test_data_suspects_are_poorly_scored_matching_training_samples(tmp_path):
         [{"id": f"g{i}", "caption": f"a giraffe photo {i}", "curated": True, "img": [1, 0, 0, i]} for i in range(5)]
         + [{"id": f"c{i}", "caption": f"a cat photo {i}", "curated": True, "img": [0, 1, i, 0]} for i in range(15)],
     )
-    curated = ws.curated_dir("stage1_256p")
-    curated.mkdir(parents=True)
     pool = pq.read_table(ws.pool.shard_paths()[0])
     clip = [0.3] * pool.num_rows
     clip[2] = 0.05  # g2: a training giraffe whose caption does not describe its image
     pool = pool.append_column("clip_score", pa.array(clip, pa.float32()))
     pool = pool.set_column(pool.schema.get_field_index("image"), "image", pa.array([_png()] * pool.num_rows))
-    pq.write_table(pool, curated / "part-00000.parquet")
-    (curated / "funnel.json").write_text("{}")
+    ws.curated_store("stage1_256p").write(0, pool, fingerprint="test")  # as `flywheel select` writes them
+    ws.funnel_path("stage1_256p").write_text("{}")
     store = BadCaseStore.for_workspace(ws.root)
     failure = _failure(store)
     cases = data_suspects(ws, store, [failure], Words(), engine, MiningConfig(suspect_similarity=0.6))

@@ -132,8 +132,8 @@ def test_set_overrides_write_under_their_own_name_and_never_overwrite(ws):
     assert loose.name.startswith("stage1_256p+") and loose.overrides == {"min_side.min": "50"}
     exp = select(ws, loose, known_columns=column_owners())
     assert exp.out_dir != base.out_dir and base.out_dir.is_dir()
-    assert (base.out_dir / "recipe.json").read_text() != (exp.out_dir / "recipe.json").read_text()
-    assert '"min_side.min": "50"' in (exp.out_dir / "recipe.json").read_text()
+    assert (base.meta_dir / "recipe.json").read_text() != (exp.meta_dir / "recipe.json").read_text()
+    assert '"min_side.min": "50"' in (exp.meta_dir / "recipe.json").read_text()
     with pytest.raises(SelectionExistsError, match="--replace"):
         select(ws, loose, known_columns=column_owners(), name="stage1_256p")
     select(ws, loose, known_columns=column_owners(), name="stage1_256p", replace=True)

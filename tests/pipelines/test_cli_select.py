@@ -20,11 +20,11 @@ def _one_error_line(result) -> str:
 def test_set_writes_beside_the_recipe_selection_and_records_the_overrides(tmp_path):
     _tiny_pool(Workspace.at(tmp_path))
     assert runner.invoke(app, ["select", "-w", str(tmp_path)]).exit_code == 0
-    base = tmp_path / "curated" / "stage1_256p"
+    base = tmp_path / "selections" / "stage1_256p"
     before = (base / "funnel.json").read_text()
     loose = runner.invoke(app, ["select", "-w", str(tmp_path), "--set", "nsfw.max=1.0", "--json"])
     assert loose.exit_code == 0 and '"kept": 2' in loose.output
-    (exp,) = [p for p in (tmp_path / "curated").iterdir() if p.name.startswith("stage1_256p+")]
+    (exp,) = [p for p in (tmp_path / "selections").iterdir() if p.name.startswith("stage1_256p+")]
     assert json.loads((exp / "recipe.json").read_text())["overrides"] == {"nsfw.max": "1.0"}
     assert (base / "funnel.json").read_text() == before  # the recipe's own selection is untouched
     named = runner.invoke(app, ["select", "-w", str(tmp_path), "--set", "nsfw.max=1.0", "--name", "loose"])
