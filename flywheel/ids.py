@@ -50,3 +50,8 @@ def content_hash(image: bytes | None, caption: str | None, source_image: bytes |
     _feed(h, _text(caption))
     _feed(h, source_image)
     return h.hexdigest()
+
+
+def content_sha256(data: bytes | None) -> str | None:
+    """sha256 of a field's bytes (the `image_sha256` column), None for a missing field."""
+    return hashlib.sha256(data).hexdigest() if data is not None else None
