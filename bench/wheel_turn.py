@@ -338,13 +338,21 @@ def train(ws: Workspace, cfg: Any, encoder: Any) -> tuple[Path, dict[str, Any]]:
     }
 
 
-def evaluate(ckpt: Path, encoder: Any, prompts: list[tuple[str, str]], samples: int, args: argparse.Namespace):
-    """Detector results for `samples` sampling seeds of every (shape, colour) prompt."""
+def evaluate(
+    ckpt: Path,
+    encoder: Any,
+    prompts: list[tuple[str, str]],
+    samples: int,
+    args: argparse.Namespace,
+    asked: dict[tuple[str, str], str] | None = None,
+):
+    """Detector results for `samples` sampling seeds of every (shape, colour) prompt; `asked` replaces a
+    prompt's text (colloquial or rewritten prompts), the detector still checks the (shape, colour)."""
     from trainer.generate import load_pipeline
 
     pipe = load_pipeline(ckpt, encoder=encoder)
     out = []
-    texts = [caption(s, c) for s, c in prompts for _ in range(samples)]
+    texts = [(asked or {}).get((s, c), caption(s, c)) for s, c in prompts for _ in range(samples)]
     seeds = [1000 + k for _ in prompts for k in range(samples)]
     images = []
     for i in range(0, len(texts), 32):
@@ -379,6 +387,70 @@ def per_concept(results: list[dict[str, Any]]) -> dict[str, float]:
         sel = [r for r in results if r["color"] == color]
         if sel:
             out[f"color:{color}"] = float(np.mean([r["det"]["color"] == color for r in sel]))
+    return out
+
+
+COMPLAINT = "it did not follow what I asked for"
+
+
+def colloquial(shape: str, color: str) -> str:
+    """The casual request a user types instead of the training caption's form (the prompt track's case)."""
+    return f"{color} {shape}"
+
+
+def prompt_track(ws: Workspace, ckpt: Path, encoder: Any, text: Any, args: argparse.Namespace) -> dict[str, Any]:
+    """The prompt track on colloquial requests: evaluate them plainly, ingest the failures as feedback cases
+    with the user's complaint, route them, write the prompt track (`write_tracks(..., ("prompt",))`), and
+    re-evaluate the prompts routed there with the offline enhancer built from the track's pairs, same seeds."""
+    from flywheel.badcases import BadCase, BadCaseStore
+    from flywheel.enhancer import OfflineEnhancer
+    from flywheel.tracks.common import track_dir
+    from pipelines.steps.loop import route, write_tracks
+
+    prompts = [(s, c) for s in SHAPES for c in COLORS]
+    asked = {p: colloquial(*p) for p in prompts}
+    plain = evaluate(ckpt, encoder, prompts, args.samples, args, asked)
+    store = BadCaseStore.for_workspace(ws.root)
+    cases = [
+        BadCase(
+            content_key=hashlib.sha256(f"wheel-turn:prompt:{r['shape']}:{r['color']}:{r['seed']}".encode()).hexdigest(),
+            kind="bad",
+            source="feedback",
+            prompt=asked[(r["shape"], r["color"])],
+            origin="bench/wheel_turn.py:prompt",
+            prompt_id=f"colloquial-{r['shape']}-{r['color']}",
+            output_image=store.put_image(_png(r["image"]), "feedback"),
+            seed=r["seed"],
+            complaint=COMPLAINT,
+            checkpoint="retrain",
+        )
+        for r in plain
+        if not r["ok"]
+    ]
+    store.ingest(cases)
+    route(ws, text_embedder=text)
+    routed = [c for c in store.list(source="feedback") if c["prompt_id"].startswith("colloquial-")]
+    to_prompt = sorted({tuple(c["prompt_id"].split("-")[1:]) for c in routed if c["track"] == "prompt"})
+    out: dict[str, Any] = {
+        "feedback_cases": len(routed),
+        "routed_to_prompt": sum(c["track"] == "prompt" for c in routed),
+        "prompts": len(to_prompt),
+    }
+    if not to_prompt:
+        return out
+    written = write_tracks(ws, ("prompt",), text_embedder=text).prompt or {}
+    enhancer = OfflineEnhancer.from_track(track_dir(ws, "prompt"))
+    rewrites = dict(zip(to_prompt, enhancer.enhance([asked[p] for p in to_prompt]), strict=True))
+    rewritten = evaluate(ckpt, encoder, list(to_prompt), args.samples, args, rewrites)
+    before = [r for r in plain if (r["shape"], r["color"]) in rewrites]
+    out.update(
+        pairs=written.get("pairs", 0),
+        examples={asked[p]: rewrites[p] for p in to_prompt[:3]},
+        acc_before=float(np.mean([r["ok"] for r in before])),
+        acc_after=float(np.mean([r["ok"] for r in rewritten])),
+        reward_before=float(np.mean([r["reward"] for r in before])),
+        reward_after=float(np.mean([r["reward"] for r in rewritten])),
+    )
     return out
 
 
@@ -488,9 +560,11 @@ def run_seed(seed: int, args: argparse.Namespace, encoder: Any, text: Any, root:
             acc_before=float(np.mean([r["ok"] for r in dpo_before])),
             acc_after=float(np.mean([r["ok"] for r in dpo_after])),
         )
+    prompt = prompt_track(ws, re_ckpt, encoder, text, args)
     return {
         "seed": seed,
         "seconds": time.time() - t0,
+        "prompt_track": prompt,
         "base_train": {k: base_train[k] for k in ("steps", "loss_first", "loss_last")},
         "retrain": {k: re_train[k] for k in ("steps", "loss_first", "loss_last", "weights", "drawn", "provenance")},
         "cases": {t: sum(c["track"] == t for c in cases) for t in ("pretrain", "rl", "prompt")},
@@ -524,7 +598,17 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     p.add_argument(
         "--merge", type=Path, nargs="+", default=None, help="combine per-seed reports (run one process per seed)"
     )
+    p.add_argument(
+        "--prompt-track-from",
+        type=Path,
+        nargs="+",
+        default=None,
+        help="per-seed reports of a run made before the prompt-track step: measure it on their kept workspaces "
+        "(--work) and retrained checkpoints, writing the reports back with it",
+    )
     args = p.parse_args(argv)
+    if args.prompt_track_from:
+        return add_prompt_track(args)
     if args.merge:
         parts = [json.loads(path.read_text()) for path in args.merge]
         runs = [run for part in parts for run in part["runs"]]
@@ -557,6 +641,43 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     return finish(runs, settings, time.time() - started, command, args.out, args.fast)
 
 
+def add_prompt_track(args: argparse.Namespace) -> dict[str, Any]:
+    """The prompt-track step on the workspaces a per-seed run kept (its settings, its retrained checkpoint)."""
+    import torch
+
+    from flywheel.models.embedders import MiniLMTextEmbedder
+    from trainer.checkpoint import list_checkpoints
+    from trainer.encoders import MiniLMCondition
+
+    torch.set_num_threads(args.threads)
+    encoder, text = MiniLMCondition("cpu"), MiniLMTextEmbedder()
+    for path in args.prompt_track_from:
+        part = json.loads(path.read_text())
+        settings = argparse.Namespace(**part["settings"])
+        for run in part["runs"]:
+            ws = Workspace.at(Path(settings.work) / f"seed{run['seed']}")
+            ckpt = list_checkpoints(ws.root / "checkpoints" / "retrain")[-1]
+            run["prompt_track"] = prompt_track(ws, ckpt, encoder, text, settings)
+            print(f"seed {run['seed']}: {run['prompt_track']}")
+        path.write_text(json.dumps(part, indent=2))
+    return part
+
+
+def _before_after(parts: list[dict[str, Any]]) -> dict[str, Any]:
+    """Mean before/after of `reward` and `acc` over seeds, with the 95% interval of the per-seed change."""
+    out = {}
+    if parts:
+        for metric in ("reward", "acc"):
+            b = [d[f"{metric}_before"] for d in parts]
+            a = [d[f"{metric}_after"] for d in parts]
+            out[metric] = {
+                "before": float(np.mean(b)),
+                "after": float(np.mean(a)),
+                "change_95ci": interval([y - x for x, y in zip(b, a, strict=True)]),
+            }
+    return out
+
+
 def finish(
     runs: list[dict[str, Any]], settings: dict[str, Any], seconds: float, command: str, out: Path | None, fast: bool
 ) -> dict[str, Any]:
@@ -578,17 +699,9 @@ def finish(
             "per_seed_after": a,
             "change_95ci": interval([y - x for x, y in zip(b, a, strict=True)]),
         }
-    dpo_runs = [r["dpo"] for r in runs if "reward_after" in r["dpo"]]
-    dpo = {}
-    if dpo_runs:
-        for metric in ("reward", "acc"):
-            b = [d[f"{metric}_before"] for d in dpo_runs]
-            a = [d[f"{metric}_after"] for d in dpo_runs]
-            dpo[metric] = {
-                "before": float(np.mean(b)),
-                "after": float(np.mean(a)),
-                "change_95ci": interval([y - x for x, y in zip(b, a, strict=True)]),
-            }
+    dpo = _before_after([r["dpo"] for r in runs if "reward_after" in r["dpo"]])
+    prompt = _before_after([r["prompt_track"] for r in runs if "acc_after" in r.get("prompt_track", {})])
+    routing = [r["routing"]["accuracy"] for r in runs if r.get("routing", {}).get("accuracy") is not None]
     report = {
         "command": command,
         "machine": "2-core x86_64 CPU, no GPU (shared)",
@@ -598,7 +711,8 @@ def finish(
         "detector_accuracy_on_clean_renders": detector_acc,
         "concepts": concepts,
         "dpo": dpo,
-        "prompt_track": "not measured: the prompt enhancer and rewrite pairs are the data side's (issue 11 item 6)",
+        "routing_accuracy": float(np.mean(routing)) if routing else None,
+        "prompt_track": prompt or "not measured: no colloquial request was routed to the prompt track",
         "runs": runs,
     }
     if out:
@@ -614,6 +728,12 @@ def finish(
         ci = d["change_95ci"]
         print(
             f"dpo {metric:<10} before {d['before']:.3f} after {d['after']:.3f}  change {ci['mean']:+.3f} "
+            f"[{ci['lo']:+.3f}, {ci['hi']:+.3f}]"
+        )
+    for metric, d in prompt.items():
+        ci = d["change_95ci"]
+        print(
+            f"prompt {metric:<7} before {d['before']:.3f} after {d['after']:.3f}  change {ci['mean']:+.3f} "
             f"[{ci['lo']:+.3f}, {ci['hi']:+.3f}]"
         )
     print(f"{report['seconds']:.0f} s; detector accuracy on clean renders {detector_acc:.3f}")

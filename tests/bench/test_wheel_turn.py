@@ -40,6 +40,13 @@ def test_fast_turn_writes_a_report_with_the_mix_it_drew(tmp_path):
         assert set(run["expansion"]["by_provenance"]) == {"reservoir:shapes"}
         (mix,) = run["selection"]["mix"]["sources"]
         assert mix["from"] == "tracks/pretrain" and mix["kept"] == run["expansion_rows"]
+        # colloquial requests that failed, with the user's complaint, go to the prompt track; its pairs build the
+        # offline enhancer that rewrites those requests for the re-evaluation
+        pt = run["prompt_track"]
+        assert pt["routed_to_prompt"] >= 1 and pt["pairs"] >= 1
+        for asked, rewrite in pt["examples"].items():
+            assert rewrite != asked and all(word in rewrite for word in asked.split())
         assert set(run["retrain"]["weights"]) == {"curated", "tracks/pretrain"}
         assert sum(run["retrain"]["drawn"].values()) == 8 * 4  # 4 retrain steps x batch 8
         assert set(run["retrain"]["provenance"]) <= {"curated", "reservoir:shapes"}
+    assert set(report["prompt_track"]) == {"reward", "acc"} and report["routing_accuracy"] is not None
