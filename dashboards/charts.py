@@ -101,6 +101,40 @@ def stacked_bars(labels: Sequence[str], series: dict[str, Sequence[float]], *, l
     return _svg(body, "stacked", label=label)
 
 
+def grouped_bars(
+    labels: Sequence[str], series: dict[str, Sequence[float | None]], *, label: str = "", y_label: str = ""
+) -> Markup:
+    """Bars per label side by side, one per series (before/after per category); a missing value draws no bar.
+    Each bar is a `rect.bar` with `data-label` and `data-series` so tests and the browser can find it."""
+    n = max(1, len(labels))
+    k = max(1, len(series))
+    values = [float(v) for vals in series.values() for v in vals if v is not None]
+    top = max([*values, 1.0])
+    plot_w, plot_h = W - PAD_L - PAD_R, H - PAD_B - PAD_T
+    step = plot_w / n
+    width = step * 0.8 / k
+    body = _axes(top, y_label=y_label)
+    for i, name in enumerate(labels):
+        x0 = PAD_L + i * step + step * 0.1
+        for j, (sname, vals) in enumerate(series.items()):
+            v = vals[i]
+            if v is None:
+                continue
+            h = plot_h * float(v) / top
+            body.append(
+                f'<rect class="bar" data-label="{escape(str(name))}" data-series="{escape(sname)}" '
+                f'x="{x0 + j * width:.1f}" y="{H - PAD_B - h:.1f}" width="{width:.1f}" height="{h:.1f}" '
+                f'fill="{PALETTE[j % len(PALETTE)]}"><title>{escape(str(name))} {escape(sname)}: '
+                f"{_fmt(float(v))}</title></rect>"
+            )
+        body.append(
+            f'<text x="{x0 + step * 0.4:.1f}" y="{H - PAD_B + 14}" font-size="10" text-anchor="middle">'
+            f"{escape(str(name)[:14])}</text>"
+        )
+    body += _legend(list(series))
+    return _svg(body, "grouped", label=label)
+
+
 def _legend(names: Sequence[str]) -> list[str]:
     out = []
     for j, name in enumerate(names):

@@ -301,7 +301,7 @@ class Trainer:
         if self._eval_batch is None:
             planner = BatchPlanner(self.index, self.cfg.data, self.cfg.train.seed + 7919, self.rank, self.world)
             start = LoaderState(fingerprint=self.index.fingerprint())
-            self._eval_batch, _ = next(batch_iterator(planner, start, 0, self.cfg.data.row_group_cache))
+            self._eval_batch, _ = next(batch_iterator(planner, start, 0, self.cfg.data.row_group_cache, self.pairs))
         return self._eval_batch
 
     def evaluate(self) -> float:

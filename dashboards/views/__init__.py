@@ -24,6 +24,7 @@ _MODULES = (
     "badcases_over_time",
     "training",
     "evaluations",
+    "turns",
 )
 VIEWS: list[View] = [importlib.import_module(f"dashboards.views.{m}").VIEW for m in _MODULES]
 

@@ -2,7 +2,8 @@
 
     ingest new source data and bad cases -> score -> select (with mix) -> continue training from the latest
     checkpoint (pretrain and/or the DPO stage, as the routed cases call for) -> evaluate -> ingest the new
-    bad cases -> index -> route -> tracks -> report (this turn's evaluation against the last one)
+    bad cases -> index -> route -> tracks -> re-evaluate the prompt track's cases with the offline enhancer
+    (when the prompt track has pairs) -> report (this turn's evaluation against the last one)
 
 Every step is a Prefect task that first looks in the turn's ledger (`pipelines.steps.turn`): a step that
 finished in an earlier attempt returns its recorded result, so a retried, resumed or re-run turn adds nothing
@@ -201,6 +202,83 @@ def loop_step(workspace: str, turn_no: int, index: bool, mode: str, ray_address:
     return turn.record("route_tracks", out)
 
 
+def prompt_cases_in_set(ws: Workspace, prompts: str) -> tuple[Any, list[str]]:
+    """The evaluation prompts that cases routed to the prompt track are about (by prompt id, else by the
+    prompt's text), as a PromptSet, and those cases' ids."""
+    from flywheel.badcases import BadCaseStore
+    from trainer.evaluate.prompts import PromptSet, load_prompt_set
+
+    full = load_prompt_set(prompts)
+    cases = BadCaseStore.for_workspace(ws.root).list(track="prompt")
+    ids = {c["prompt_id"] for c in cases if c.get("prompt_id")}
+    texts = {" ".join(c["prompt"].split()).lower() for c in cases}
+    chosen = [p for p in full.prompts if p.id in ids or " ".join(p.prompt.split()).lower() in texts]
+    return PromptSet(f"{full.name}-prompt-track", chosen), [c["case_id"] for c in cases]
+
+
+def _rates(rows: list[dict[str, Any]]) -> dict[str, Any]:
+    return {
+        "outputs": len(rows),
+        "pass_rate": sum(bool(r["passed"]) for r in rows) / len(rows) if rows else None,
+        "mean_reward": sum(float(r["reward"]) for r in rows) / len(rows) if rows else None,
+    }
+
+
+@task(name="prompt-rewrite")
+def prompt_step(workspace: str, turn_no: int, prompts: str, seeds: list[int], eval_steps: int) -> dict[str, Any]:
+    """Re-evaluate the prompts of cases routed to the prompt track with the offline enhancer built from the
+    track's pairs, and compare with the same prompts and seeds evaluated plainly in this turn: the prompt
+    track's effect is a change in what the model is asked, so it is measured without retraining."""
+    import pyarrow.parquet as pq
+
+    from flywheel.enhancer import OfflineEnhancer
+    from flywheel.tracks.common import track_dir
+    from trainer.evaluate.run import EvalSettings
+    from trainer.evaluate.run import evaluate as run_evaluate
+    from trainer.generate import load_pipeline
+
+    ws = _ws(workspace)
+    turn = turns.Turn.load(ws, turn_no)
+    if (done := _once(turn, "prompt_rewrite")) is not None:
+        return done
+    pairs = turns.track_rows(ws, "prompt")
+    if not pairs:
+        return turn.record("prompt_rewrite", {"skipped": "the prompt track has no rewrite pairs"})
+    subset, case_ids = prompt_cases_in_set(ws, prompts)
+    if not subset.prompts:
+        return turn.record(
+            "prompt_rewrite",
+            {"skipped": f"none of the {len(case_ids)} prompt-track case(s) is a prompt of the evaluation set"},
+        )
+    enhancer = OfflineEnhancer.from_track(track_dir(ws, "prompt"))
+    pipe = load_pipeline(Path(turn.steps["train"]["checkpoint"]))
+    result = run_evaluate(
+        pipe,
+        subset,
+        ws.root / "evaluations" / "enhanced",
+        EvalSettings(seeds=tuple(seeds), steps=eval_steps, enhancer=enhancer),
+        log=get_run_logger().info,
+    )
+    wanted = {p.id for p in subset.prompts}
+    plain = pq.read_table(Path(turn.steps["evaluate"]["dir"]) / "results.parquet").to_pylist()
+    plain = [r for r in plain if r["prompt_id"] in wanted]
+    enhanced = pq.read_table(result.out_dir / "results.parquet").to_pylist()
+    rewrites = {r["prompt"]: r["enhanced_prompt"] for r in enhanced}
+    before, after = _rates(plain), _rates(enhanced)
+    out = {
+        "pairs": pairs,
+        "cases": len(case_ids),
+        "prompts": sorted(wanted),
+        "rewrites": rewrites,
+        "dir": str(result.out_dir),
+        "before": before,
+        "after": after,
+        "pass_rate_delta": (after["pass_rate"] - before["pass_rate"]) if before["outputs"] else None,
+        "mean_reward_delta": (after["mean_reward"] - before["mean_reward"]) if before["outputs"] else None,
+    }
+    return turn.record("prompt_rewrite", out)
+
+
 @task(name="report")
 def report_step(workspace: str, turn_no: int) -> dict[str, Any]:
     from flywheel.store.shards import write_json_atomic
@@ -210,6 +288,8 @@ def report_step(workspace: str, turn_no: int) -> dict[str, Any]:
     if (done := _once(turn, "report")) is not None:
         return done
     comparison = turns.compare(turn.steps["baseline"].get("summary"), turn.steps["evaluate"]["summary"])
+    if "prompt_rewrite" in turn.steps:
+        comparison["prompt_track"] = turn.steps["prompt_rewrite"]
     write_json_atomic(turn.dir / "report.json", comparison)
     (turn.dir / "report.md").write_text(turns.report_text(turn, comparison), encoding="utf-8")
     turn.record("report", comparison)
@@ -257,5 +337,6 @@ def retrain(
     evaluate_step(workspace, n, prompts, seed_list, eval_steps)
     ingest_eval_step(workspace, n)
     loop_step(workspace, n, index, mode, ray_address)
+    prompt_step(workspace, n, prompts, seed_list, eval_steps)
     report = report_step(workspace, n)
     return {"turn": current.id, "status": "done", "reason": why, "report": report, "dir": str(current.dir)}

@@ -347,4 +347,15 @@ def report_text(turn: Turn, comparison: dict[str, Any]) -> str:
         )
     if train.get("skipped"):
         lines += ["", f"no training: {train['skipped']}"]
+    rewrite = comparison.get("prompt_track")
+    if rewrite and "after" in rewrite:
+        b, a = rewrite["before"], rewrite["after"]
+        lines += [
+            "",
+            f"prompt track: {len(rewrite['prompts'])} routed prompt(s) re-evaluated with the offline enhancer "
+            f"({rewrite['pairs']} pairs): pass rate {f(b['pass_rate'])} -> {f(a['pass_rate'])}, "
+            f"mean reward {f(b['mean_reward'])} -> {f(a['mean_reward'])}",
+        ]
+    elif rewrite:
+        lines += ["", f"prompt track not re-evaluated: {rewrite['skipped']}"]
     return "\n".join(lines) + "\n"

@@ -93,6 +93,8 @@ def build_workspace(root: Path) -> Workspace:
                     "category": CATEGORIES[k % 3],
                     "width": 72,
                     "height": 64,
+                    "file_bytes": len(image),
+                    "resolution_megapixels": 72 * 64 / 1e6,
                     "broken_reason": None if k % 12 else "not_image",
                     "entropy_bits": float(k % 8),
                     "nsfw_score": (k % 10) / 10.0,

@@ -97,3 +97,61 @@ def test_training_loss_from_run_logs(eng):
 def test_evaluation_metrics_per_checkpoint(eng):
     page = eng.get("/data/evaluations").text
     assert "stage1-step-0000020" in page and "55.0%" in page and 'data-name="object"' in page
+
+
+def test_wheel_turns_chart_before_and_after_per_category(eng, ws):
+    assert "no turns yet" in eng.get("/data/turns").text
+
+    def report(n: int, before: float, after: float, prompt: dict | None = None) -> None:
+        folder = ws.root / "turns" / f"turn-{n:04d}"
+        folder.mkdir(parents=True)
+        cats = {
+            "scene": {
+                "outputs": 4,
+                "pass_rate_before": before,
+                "pass_rate_after": after,
+                "pass_rate_delta": after - before,
+                "mean_reward_before": 0.4,
+                "mean_reward_after": 0.6,
+                "mean_reward_delta": 0.2,
+            },
+            "text": {
+                "outputs": 4,
+                "pass_rate_before": None,
+                "pass_rate_after": 0.25,
+                "pass_rate_delta": None,
+                "mean_reward_before": None,
+                "mean_reward_after": 0.3,
+                "mean_reward_delta": None,
+            },
+        }
+        data = {
+            "before": "a",
+            "after": f"ckpt-{n}",
+            "pass_rate_before": before,
+            "pass_rate_after": after,
+            "categories": cats,
+        }
+        if prompt:
+            data["prompt_track"] = prompt
+        (folder / "report.json").write_text(json.dumps(data))
+
+    report(1, 0.25, 0.5)
+    rewrite = {
+        "pairs": 3,
+        "prompts": ["s"],
+        "before": {"outputs": 2, "pass_rate": 0.0, "mean_reward": 0.2},
+        "after": {"outputs": 2, "pass_rate": 0.5, "mean_reward": 0.4},
+        "pass_rate_delta": 0.5,
+    }
+    report(2, 0.5, 0.75, rewrite)
+    page = eng.get("/data/turns").text
+    # latest turn: per category a before and an after bar; "text" has no earlier figure, so only an after bar
+    bars = re.findall(r'<rect class="bar" data-label="([^"]+)" data-series="([^"]+)"', page)
+    assert ("scene", "before") in bars and ("scene", "after") in bars
+    assert ("text", "after") in bars and ("text", "before") not in bars
+    assert ("pass rate", "rewritten") in bars and "offline enhancer" in page
+    assert "scene after: 0.75" in page and "50.0% -&gt; 75.0%" in page
+    assert "+50.0 pt" in page  # turn 2's prompt-track change in the table
+    assert eng.get("/data/turns?turn=turn-0001").text.count("scene after: 0.5<") == 1
+    assert eng.get("/data/turns?turn=turn-0009").status_code == 404

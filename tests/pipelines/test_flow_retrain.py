@@ -208,3 +208,39 @@ def test_flywheel_schedule_deploys_to_a_work_pool_when_a_server_is_configured(tm
     assert dep.schedules[0].schedule.cron == "0 3 * * *"
     assert dep.parameters["stage"] == params["stage"] and dep.parameters["only_when_new"] is True
     assert dep.entrypoint == "pipelines/flows/retrain.py:retrain"
+
+
+def test_a_turn_re_evaluates_prompt_track_cases_with_the_offline_enhancer(tmp_path, harness):
+    """A case routed to the prompt track (here by an annotator) gets rewrite pairs in the turn's tracks step,
+    and the turn re-evaluates that case's prompt with the enhancer built from them, before vs after."""
+    from flywheel.badcases.schema import BadCase
+
+    params = _setup(tmp_path)
+    ws = Path(str(params["workspace"]))
+    store = BadCaseStore.for_workspace(ws)
+    store.ingest(
+        [
+            BadCase(
+                content_key="feedback:red-circle",
+                kind="bad",
+                source="feedback",
+                prompt="a red circle on a white background",
+                origin="test",
+                complaint="the circle is not red",
+            )
+        ]
+    )
+    case = store.list(track="unrouted")[0]
+    store.decide(case["case_id"], "prompt", by="tester")
+    out = retrain(**params)
+    assert out["status"] == "done", out
+    turn = list_turns(__import__("flywheel.workspace", fromlist=["Workspace"]).Workspace.at(ws))[0]
+    rewrite = turn.steps["prompt_rewrite"]
+    assert rewrite["pairs"] >= 1 and rewrite["prompts"] == ["s"], rewrite
+    assert rewrite["before"]["outputs"] == rewrite["after"]["outputs"] == 2  # prompt s x seeds 0, 1
+    asked = rewrite["rewrites"]["a red circle on a white background"]
+    assert asked and asked != "a red circle on a white background" and "red circle" in asked
+    assert rewrite["pass_rate_delta"] == rewrite["after"]["pass_rate"] - rewrite["before"]["pass_rate"]
+    report = json.loads((turn.dir / "report.json").read_text())
+    assert report["prompt_track"]["after"] == rewrite["after"]
+    assert "re-evaluated with the offline enhancer" in (turn.dir / "report.md").read_text()
