@@ -8,14 +8,15 @@ import pyarrow as pa
 
 from flywheel.errors import UserError
 from flywheel.store.shards import ShardStore
+from flywheel.tracks import registry
 from flywheel.workspace import Workspace
 
-TRACK_NAMES = ("pretrain", "rl", "prompt")
+TRACK_NAMES = registry.data_tracks()  # kept for importers; the registry is the declaration
 
 
 def track_dir(ws: Workspace, track: str) -> Path:
-    if track not in TRACK_NAMES:
-        raise UserError(f"unknown track {track!r}; known: {TRACK_NAMES}")
+    if track not in registry.data_tracks():
+        raise UserError(f"unknown track {track!r}; known: {registry.data_tracks()}")
     return ws.root / "tracks" / track
 
 

@@ -193,9 +193,9 @@ def loop_step(workspace: str, turn_no: int, index: bool, mode: str, ray_address:
     if engine_for(ws) is not None:
         out["tracks"] = expand_task.fn(workspace)
     else:  # expansion retrieves from the index; without one only the RL and prompt tracks can be written
-        from dataclasses import asdict
+        from flywheel.tracks import registry
 
-        out["tracks"] = asdict(write_tracks(ws, ("rl", "prompt")))
+        out["tracks"] = write_tracks(ws, tuple(t for t in registry.data_tracks() if t != "pretrain")).as_dict()
         out["note"] = "no retrieval index: the pretrain track was not written"
     out["track_rows"] = {t: turns.track_rows(ws, t) for t in turns.TRACK_NAMES}
     return turn.record("route_tracks", out)
