@@ -65,7 +65,9 @@ class BadCaseStore:
 
     @classmethod
     def for_workspace(cls, ws_root: Path) -> BadCaseStore:
-        return cls(ws_root / "badcases")
+        from flywheel.workspace import Workspace
+
+        return cls(Workspace(ws_root).badcases_dir)
 
     @contextmanager
     def _connect(self) -> Iterator[sqlite3.Connection]:

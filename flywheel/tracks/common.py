@@ -17,7 +17,7 @@ TRACK_NAMES = registry.data_tracks()  # kept for importers; the registry is the 
 def track_dir(ws: Workspace, track: str) -> Path:
     if track not in registry.data_tracks():
         raise UserError(f"unknown track {track!r}; known: {registry.data_tracks()}")
-    return ws.root / "tracks" / track
+    return ws.tracks_dir(track)
 
 
 def write_track(ws: Workspace, track: str, table: pa.Table, extra: dict[str, object]) -> Path:

@@ -119,7 +119,7 @@ def _evaluate(ws: Workspace, checkpoint: str, prompts: str, seeds: list[int], st
     from trainer.generate import load_pipeline
 
     pipe = load_pipeline(Path(checkpoint))
-    out = ws.root / "evaluations" / pipe.checkpoint.name
+    out = ws.evaluations_dir / pipe.checkpoint.name
     if (out / "summary.json").is_file() and (out / "results.parquet").is_file():
         import json
 
@@ -127,7 +127,7 @@ def _evaluate(ws: Workspace, checkpoint: str, prompts: str, seeds: list[int], st
         if summary.get("seeds") == list(seeds) and summary.get("steps") == steps:
             return {"dir": str(out), "summary": summary, "reused": True}
     result = run_evaluate(
-        pipe, load_prompt_set(prompts), ws.root / "evaluations", EvalSettings(seeds=tuple(seeds), steps=steps)
+        pipe, load_prompt_set(prompts), ws.evaluations_dir, EvalSettings(seeds=tuple(seeds), steps=steps)
     )
     return {"dir": str(result.out_dir), "summary": result.summary, "reused": False}
 

@@ -62,8 +62,7 @@ class CaptionResult:
 
 
 def captioned_dir(ws: Workspace, recipe: str) -> Path:
-    ws.curated_dir(recipe)  # validates the name
-    return ws.root / "captioned" / recipe
+    return ws.captioned_dir(recipe)
 
 
 def fingerprint(curated_sha256: str, kinds: tuple[str, ...], cfg: CaptionConfig) -> str:

@@ -28,15 +28,15 @@ from flywheel.workspace import Workspace
 
 
 def router_path(ws: Workspace) -> Path:
-    return ws.root / "badcases" / "learned_router.json"
+    return ws.badcases_dir / "learned_router.json"
 
 
 def engine_for(ws: Workspace, cfg: IndexConfig | None = None) -> RetrievalEngine | None:
     """The workspace's retrieval engine, or None when `flywheel index` has not run (routing then has no
     coverage evidence and says so)."""
-    if not (ws.root / "index").is_dir():
+    if not ws.index_dir.is_dir():
         return None
-    engine = RetrievalEngine(ws.root / "index", (cfg or IndexConfig.load()).ann)
+    engine = RetrievalEngine(ws.index_dir, (cfg or IndexConfig.for_workspace(ws)).ann)
     return engine if engine.table_names() else None
 
 
@@ -110,6 +110,7 @@ def write_tracks(
     unknown = set(tracks) - set(registry.data_tracks())
     if unknown:
         raise UserError(f"unknown track(s) {sorted(unknown)}; known: {registry.data_tracks()}")
+    index_cfg = index_cfg or IndexConfig.for_workspace(ws)
     inputs = TrackInputs(
         ws=ws,
         store=BadCaseStore.for_workspace(ws.root),

@@ -39,7 +39,7 @@ LogFn = Callable[[str], None]
 
 
 def turns_dir(ws: Workspace) -> Path:
-    return ws.root / "turns"
+    return ws.turns_dir
 
 
 def inbox_dir(ws: Workspace, kind: str) -> Path:
@@ -257,7 +257,7 @@ def latest_checkpoint(ws: Workspace, base_stage: str, turns: list[Turn]) -> str 
         ckpt = turn.steps.get("train", {}).get("checkpoint")
         if ckpt and Path(ckpt).is_dir():
             return str(ckpt)
-    found = list_checkpoints(ws.root / "checkpoints" / base_stage)
+    found = list_checkpoints(ws.checkpoints_dir(base_stage))
     return str(found[-1]) if found else None
 
 
