@@ -47,6 +47,7 @@ class Track:
     builder: str | None  # "module:function" writing the track's data; None: the track holds no data
     routable: bool = True  # a routing rule may send a case here (dismiss is an annotator's call only)
     trains: bool = False  # a wheel turn trains on its rows (the prompt track feeds the enhancer instead)
+    mixable: bool = False  # rows are curated-like, so a recipe's `mix:` may take them (`from: tracks/<name>`)
 
     def build(self, inputs: TrackInputs) -> Any:
         if self.builder is None:
@@ -89,7 +90,15 @@ def training_tracks() -> tuple[str, ...]:
     return tuple(t.name for t in _TRACKS.values() if t.trains)
 
 
+def mixable() -> tuple[str, ...]:
+    return tuple(t.name for t in _TRACKS.values() if t.mixable)
+
+
 register(Track("rl", "preference pairs of outputs of one prompt", "flywheel.tracks.rl:build", trains=True))
-register(Track("pretrain", "training rows retrieved like the case", "flywheel.tracks.pretrain:build", trains=True))
+register(
+    Track(
+        "pretrain", "training rows retrieved like the case", "flywheel.tracks.pretrain:build", trains=True, mixable=True
+    )
+)
 register(Track("prompt", "prompt rewrites for the enhancer", "flywheel.tracks.prompt:build"))
 register(Track("dismiss", "not a model error (an annotator's decision)", None, routable=False))

@@ -16,6 +16,9 @@ def test_registry_declares_the_tracks_everyone_reads() -> None:
     assert ROUTABLE_TRACKS == ("rl", "pretrain", "prompt")
     assert set(TRACK_NAMES) == {"pretrain", "rl", "prompt"} == set(registry.data_tracks())
     assert set(registry.training_tracks()) == {"pretrain", "rl"}
+    from flywheel.recipes import MIX_SOURCES
+
+    assert registry.mixable() == ("pretrain",) and MIX_SOURCES == ("tracks/pretrain",)
 
 
 def test_every_data_track_resolves_its_builder() -> None:
