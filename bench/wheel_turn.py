@@ -280,7 +280,7 @@ def expand(ws: Workspace, cases: list[dict[str, Any]], reservoir: list[dict[str,
         return 0
     schema = core_schema().append(pa.field("badcase_id", pa.string())).append(pa.field("provenance", pa.string()))
     table = pa.Table.from_pylist(rows, schema=schema)
-    for folder in (ws.root / "tracks" / "pretrain", ws.root / "mix" / RECIPE / "tracks-pretrain"):
+    for folder in (ws.tracks_dir("pretrain"), ws.root / "mix" / RECIPE / "tracks-pretrain"):
         store = ShardStore(folder)
         store.write(0, table, fingerprint="bench:expansion", row_group_size=16)
         store.write_manifest({"track": "pretrain"})
@@ -330,7 +330,7 @@ def rl_pairs(ws: Workspace, results: list[dict[str, Any]], prompts: set[tuple[st
                 }
             )
     if rows:
-        store = ShardStore(ws.root / "tracks" / "rl")
+        store = ShardStore(ws.tracks_dir("rl"))
         store.write(0, pa.Table.from_pylist(rows), fingerprint="bench:rl", row_group_size=16)
         store.write_manifest({"track": "rl"})
     return len(rows)
