@@ -145,7 +145,7 @@ def build_index(ws: Workspace, rows: int, rng: np.random.Generator) -> None:
 
     sample = pool_metadata(ws).slice(0, rows)
     vectors = l2_normalise(rng.normal(size=(sample.num_rows, SPACE.dim)).astype(np.float32))
-    RetrievalEngine(ws.root / "index").add("caption", SPACE, sample.append_column("vector", vectors_to_arrow(vectors)))
+    RetrievalEngine(ws.index_dir).add("caption", SPACE, sample.append_column("vector", vectors_to_arrow(vectors)))
 
 
 def build_runs(ws: Workspace) -> None:
@@ -154,7 +154,7 @@ def build_runs(ws: Workspace) -> None:
         for step in range(10, 20_010, 10):
             fh.write(json.dumps({"step": step, "loss": 2.0 / (1 + step / 500), "samples_per_s": 40.0}) + "\n")
     for k in range(1, 11):
-        d = ws.root / "evaluations" / f"stage1-step-{1000 * k:07d}"
+        d = ws.evaluations_dir / f"stage1-step-{1000 * k:07d}"
         d.mkdir(parents=True, exist_ok=True)
         (d / "summary.json").write_text(json.dumps({"pass_rate": 0.3 + 0.04 * k, "outputs": 64, "categories": {}}))
 

@@ -39,7 +39,7 @@ def main() -> None:
     for name, spec in PHOTOS.items():
         for caption in spec.captions:
             label_of[caption] = name
-    engine = RetrievalEngine(ws.root / "index")
+    engine = RetrievalEngine(ws.index_dir)
     text = MiniLMTextEmbedder()
     present = set()
     for shard in ws.require_pool():

@@ -481,7 +481,7 @@ def rl_pairs(ws: Workspace, results: list[dict[str, Any]], prompts: set[tuple[st
                 }
             )
     if rows:
-        store = ShardStore(ws.root / "tracks" / "rl")
+        store = ShardStore(ws.tracks_dir("rl"))
         store.write(0, pa.Table.from_pylist(rows), fingerprint="bench:rl", row_group_size=16)
         store.write_manifest({"track": "rl"})
     return len(rows)

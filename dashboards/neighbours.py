@@ -28,7 +28,7 @@ class NeighbourFinder:
         self._memo: OrderedDict[str, dict[str, Any]] = OrderedDict()
 
     def _engine(self) -> RetrievalEngine | None:
-        root = self.ws.root / "index"
+        root = self.ws.index_dir
         return RetrievalEngine(root) if root.is_dir() else None
 
     def embedder(self) -> TextEmbedder:

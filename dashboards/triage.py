@@ -23,7 +23,7 @@ from flywheel.evaluation import FAILURE_TAGS
 PAGE = 50
 # Queue totals are cached this long (counting 100k cases costs tens of ms); this app's own writes clear them.
 COUNT_TTL_S = 5.0
-KEYS = dict(zip(("1", "2", "3", "4"), TRACKS, strict=True))  # 1 rl, 2 pretrain, 3 prompt, 4 dismiss
+KEYS = {str(i): t for i, t in enumerate(TRACKS, 1)}  # registry order: 1 rl, 2 pretrain, 3 prompt, 4 dismiss
 
 
 def _filter(request: Request, user: User) -> tuple[QueueFilter, dict[str, str]]:

@@ -20,6 +20,7 @@ from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
 
 from flywheel.errors import UserError
+from flywheel.workspace import Workspace
 
 ROLES = ("annotator", "engineer", "admin")  # each role may do everything the ones before it may
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
@@ -50,7 +51,7 @@ class User:
 
 
 def dashboards_dir(ws_root: Path) -> Path:
-    return ws_root / "dashboards"
+    return Workspace(ws_root).dashboards_dir
 
 
 class UserStore:

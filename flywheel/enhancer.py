@@ -28,6 +28,7 @@ from flywheel.config import ConfigError
 from flywheel.errors import UserError
 from flywheel.store.shards import ShardStore
 from flywheel.tracks.rewrite import content_words, core_of, detail_phrases, expand_prompt, intent_violations
+from flywheel.workspace import Workspace
 
 SYSTEM_PROMPT = (
     "You are a prompt enhancer for a text-to-image model. Rewrite the user's request as one detailed, "
@@ -142,7 +143,7 @@ def load_enhancer(spec: str, workspace: str | Path, *, model: str | None = None)
     """`offline` (the workspace's prompt track) or an endpoint URL (`http(s)://host/v1`; model from `model`
     or FLYWHEEL_ENHANCER_MODEL)."""
     if spec == "offline":
-        return OfflineEnhancer.from_track(Path(workspace) / "tracks" / "prompt")
+        return OfflineEnhancer.from_track(Workspace.at(workspace).tracks_dir("prompt"))
     if spec.startswith(("http://", "https://")):
         name = model or os.environ.get("FLYWHEEL_ENHANCER_MODEL")
         if not name:

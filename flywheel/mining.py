@@ -31,6 +31,7 @@ from flywheel.badcases.schema import BadCase
 from flywheel.badcases.store import BadCaseStore
 from flywheel.retrieval.engine import IndexError_, RetrievalEngine
 from flywheel.retrieval.space import TextEmbedder
+from flywheel.tracks import registry
 from flywheel.workspace import Workspace
 
 # Scores where higher is better that a data suspect is compared on (the curated set's 10th percentile).
@@ -78,7 +79,7 @@ class Reach:
 
 def confirmed_failures(store: BadCaseStore) -> list[dict[str, Any]]:
     """Bad cases with a track other than dismiss, not themselves mined (mining does not recurse)."""
-    return [c for c in store.list(kind="bad") if c["track"] not in (None, "dismiss") and c["source"] != "mining"]
+    return [c for c in store.list(kind="bad") if c["track"] in registry.routable() and c["source"] != "mining"]
 
 
 def prompt_bank(store: BadCaseStore, extra: Sequence[dict[str, Any]] = ()) -> list[dict[str, Any]]:

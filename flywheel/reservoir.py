@@ -33,7 +33,7 @@ class Reservoir:
 
 
 def reservoirs_dir(ws: Workspace) -> Path:
-    return ws.root / "reservoirs"
+    return ws.reservoirs_dir
 
 
 def reservoir_workspace(ws: Workspace, name: str) -> Workspace:

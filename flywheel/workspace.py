@@ -75,6 +75,53 @@ class Workspace:
         self.curated_dir(recipe)  # validates the name
         return self.root / "selections" / recipe
 
+    def captioned_dir(self, recipe: str) -> Path:
+        """The captioned version of a selection (its curated columns plus caption columns)."""
+        self.curated_dir(recipe)  # validates the name
+        return self.root / "captioned" / recipe
+
+    def tracks_dir(self, track: str) -> Path:
+        """A track's data (flywheel.tracks.registry names the tracks; the caller checks the name)."""
+        if not _NAME.match(track):
+            raise WorkspaceError(f"invalid track name {track!r}")
+        return self.root / "tracks" / track
+
+    @property
+    def index_dir(self) -> Path:
+        """The retrieval index (LanceDB tables) and, beside it, the config it was built with."""
+        return self.root / "index"
+
+    @property
+    def index_config_path(self) -> Path:
+        """The `flywheel index --config` of the last build, so search, route and tracks use the same one."""
+        return self.index_dir / "index_config.yaml"
+
+    @property
+    def badcases_dir(self) -> Path:
+        return self.root / "badcases"
+
+    @property
+    def reservoirs_dir(self) -> Path:
+        return self.root / "reservoirs"
+
+    @property
+    def turns_dir(self) -> Path:
+        return self.root / "turns"
+
+    @property
+    def evaluations_dir(self) -> Path:
+        return self.root / "evaluations"
+
+    def checkpoints_dir(self, stage: str | None = None) -> Path:
+        """All trainer checkpoints, or one stage's."""
+        base = self.root / "checkpoints"
+        return base if stage is None else base / stage
+
+    @property
+    def dashboards_dir(self) -> Path:
+        """Dashboard state: users, thumbnails, caches."""
+        return self.root / "dashboards"
+
     def mix_dir(self, recipe: str) -> Path:
         """Track rows a selection mixes in (`mix:`), one store per source under it."""
         self.curated_dir(recipe)  # validates the name

@@ -27,6 +27,7 @@ from safetensors.torch import load_file, save_file
 
 from flywheel.errors import UserError
 from flywheel.store.shards import write_json_atomic
+from flywheel.workspace import Workspace
 
 STEP_DIR = re.compile(r"^step-(\d{7,})$")
 CHECKPOINT_VERSION = 1
@@ -37,7 +38,7 @@ class CheckpointError(UserError):
 
 
 def step_dir(root: Path, stage: str, step: int) -> Path:
-    return root / "checkpoints" / stage / f"step-{step:07d}"
+    return Workspace(root).checkpoints_dir(stage) / f"step-{step:07d}"
 
 
 def flatten_optimizer(state: dict[str, Any]) -> tuple[dict[str, torch.Tensor], list[dict[str, Any]]]:
@@ -142,7 +143,7 @@ def resolve_checkpoint(workspace_root: Path, spec: str) -> Path:
     path = Path(spec)
     if (path / "state.json").is_file():
         return path
-    base = workspace_root / "checkpoints"
+    base = Workspace(workspace_root).checkpoints_dir()
     candidate = base / spec
     if (candidate / "state.json").is_file():
         return candidate

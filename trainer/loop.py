@@ -164,7 +164,7 @@ class Trainer:
     # ---- checkpoints -------------------------------------------------------------------------------------
     @property
     def stage_dir(self) -> Path:
-        return self.workspace.root / "checkpoints" / self.cfg.name
+        return self.workspace.checkpoints_dir(self.cfg.name)
 
     def state_json(self) -> dict[str, Any]:
         return {

@@ -30,7 +30,7 @@ def project(vectors: np.ndarray) -> np.ndarray:
 
 
 def _points(app: FastAPI, table: str) -> dict[str, Any]:
-    engine = RetrievalEngine(app.state.ws.root / "index")
+    engine = RetrievalEngine(app.state.ws.index_dir)
     info = engine.info(table)
     key = f"map:{table}:{info.rows}"
     hit = app.state.memo.get(key)
@@ -71,7 +71,7 @@ def _points(app: FastAPI, table: str) -> dict[str, Any]:
 
 
 def build(app: FastAPI, request: Request) -> dict[str, Any]:
-    root = app.state.ws.root / "index"
+    root = app.state.ws.index_dir
     if not root.is_dir():
         return {"sections": [], "empty": "no index in this workspace: run `flywheel index`"}
     engine = RetrievalEngine(root)

@@ -16,7 +16,7 @@ _STEP = re.compile(r"step-(\d+)")
 
 
 def build(app: FastAPI, request: Request) -> dict[str, Any]:
-    base = app.state.ws.root / "evaluations"
+    base = app.state.ws.evaluations_dir
     summaries = []
     for path in sorted(base.glob("*/summary.json")) if base.is_dir() else []:
         try:

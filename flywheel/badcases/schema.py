@@ -11,11 +11,18 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from flywheel.errors import UserError
+from flywheel.tracks import registry
 
 SOURCES = ("evaluation", "mining", "feedback")
 KINDS = ("bad", "reference")
-TRACKS = ("rl", "pretrain", "prompt", "dismiss")  # dismiss: an annotator says it is not a model error
-ROUTABLE_TRACKS = ("rl", "pretrain", "prompt")
+# Track names come from flywheel.tracks.registry and are validated in Python, never in SQL: a new track needs
+# no migration. These two names stay for importers; they are read from the registry, not spelled here.
+TRACKS = registry.names()  # every track a case can be in (dismiss: an annotator says it is not a model error)
+ROUTABLE_TRACKS = registry.routable()
+
+# PRAGMA user_version of a store with SCHEMA_SQL. Version 0 (stores before it) had the track names in CHECK
+# constraints on cases.track and decisions.track; flywheel.badcases.store.migrate rebuilds those tables.
+SCHEMA_VERSION = 1
 
 SCHEMA_SQL = """
 CREATE TABLE IF NOT EXISTS cases (
@@ -43,7 +50,7 @@ CREATE TABLE IF NOT EXISTS cases (
     created_at   TEXT,
     ingested_at  TEXT NOT NULL,
     evidence     TEXT,                    -- JSON: attribution evidence of the last routing
-    track        TEXT CHECK (track IS NULL OR track IN ('rl', 'pretrain', 'prompt', 'dismiss')),
+    track        TEXT,                    -- a name of flywheel.tracks.registry (checked in Python)
     track_by     TEXT,                    -- 'rule:<name>', 'learned', 'blend:<...>' or 'annotator:<name>'
     routed_at    TEXT
 );
@@ -52,7 +59,7 @@ CREATE INDEX IF NOT EXISTS cases_prompt_id ON cases (prompt_id);
 CREATE TABLE IF NOT EXISTS decisions (
     decision_id INTEGER PRIMARY KEY AUTOINCREMENT,
     case_id     TEXT NOT NULL REFERENCES cases (case_id),
-    track       TEXT NOT NULL CHECK (track IN ('rl', 'pretrain', 'prompt', 'dismiss')),
+    track       TEXT NOT NULL,
     by          TEXT NOT NULL,
     note        TEXT,
     at          TEXT NOT NULL

@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from flywheel.badcases.images import image_path, store_image
-from flywheel.badcases.schema import JSON_FIELDS, SCHEMA_SQL, SOURCES, TRACKS, BadCase
+from flywheel.badcases.schema import JSON_FIELDS, SCHEMA_SQL, SCHEMA_VERSION, SOURCES, TRACKS, BadCase
 from flywheel.errors import UserError
 
 BUSY_TIMEOUT_S = 60.0
@@ -59,11 +59,15 @@ class BadCaseStore:
         self.path = self.root / "badcases.sqlite"
         self._local = threading.local()
         with self._connect() as con:
+            migrate(con)
             con.executescript(SCHEMA_SQL)
+            con.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
 
     @classmethod
     def for_workspace(cls, ws_root: Path) -> BadCaseStore:
-        return cls(ws_root / "badcases")
+        from flywheel.workspace import Workspace
+
+        return cls(Workspace(ws_root).badcases_dir)
 
     @contextmanager
     def _connect(self) -> Iterator[sqlite3.Connection]:
@@ -145,6 +149,10 @@ class BadCaseStore:
     def record_routes(self, routes: Iterable[Route], *, override_annotators: bool = False) -> int:
         """Store evidence for every route; set the track unless an annotator already decided the case."""
         at, n = now(), 0
+        routes = list(routes)
+        for r in routes:  # names are checked here, not by SQL, so a new track needs no migration
+            if r.track not in TRACKS:
+                raise BadCaseError(f"case {r.case_id}: unknown track {r.track!r}; choose one of {TRACKS}")
         with self.transaction() as con:
             for r in routes:
                 con.execute(
@@ -220,6 +228,56 @@ class BadCaseStore:
                 "SELECT kind, coalesce(track, 'unrouted') AS t, count(*) AS n FROM cases GROUP BY 1, 2"
             ).fetchall()
         return {f"{r['kind']}:{r['t']}": r["n"] for r in rows}
+
+
+# Tables whose version-0 definition spelled the track names in a CHECK constraint (SQLite cannot drop one).
+_REBUILT = ("cases", "decisions")
+
+
+def migrate(con: sqlite3.Connection) -> None:
+    """Bring a store of an older schema to SCHEMA_VERSION, all or nothing.
+
+    Version 0 had `CHECK (track IN (...))` on cases and decisions, so a new track could not be stored. SQLite
+    cannot alter a constraint, so each table is rebuilt the documented way: create the new definition under
+    a temporary name, copy the rows, drop the old table, rename, recreate the indexes - in one BEGIN
+    IMMEDIATE transaction (a concurrent opener waits, then sees version 1 and does nothing), with foreign
+    keys off for the swap and checked before the commit."""
+    if con.execute("PRAGMA user_version").fetchone()[0] >= SCHEMA_VERSION:
+        return
+    con.execute("PRAGMA foreign_keys=OFF")  # a no-op inside a transaction, so set before BEGIN
+    con.execute("BEGIN IMMEDIATE")
+    try:
+        if con.execute("PRAGMA user_version").fetchone()[0] < SCHEMA_VERSION:
+            target = _target_tables()
+            for name in _REBUILT:
+                row = con.execute("SELECT sql FROM sqlite_master WHERE type = 'table' AND name = ?", (name,)).fetchone()
+                if row is None or "CHECK (track" not in row[0]:
+                    continue  # a fresh store, or this table already has the new definition
+                cols = ", ".join(r[1] for r in con.execute(f"PRAGMA table_info({name})"))
+                con.execute(target[name].replace(f"CREATE TABLE {name} (", f"CREATE TABLE {name}__new (", 1))
+                con.execute(f"INSERT INTO {name}__new ({cols}) SELECT {cols} FROM {name}")
+                con.execute(f"DROP TABLE {name}")  # drops its indexes too; SCHEMA_SQL recreates them
+                con.execute(f"ALTER TABLE {name}__new RENAME TO {name}")
+            if con.execute("PRAGMA foreign_key_check").fetchall():
+                raise BadCaseError("bad-case store migration: foreign keys do not hold; the store was not changed")
+            con.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
+    except BaseException:
+        con.execute("ROLLBACK")
+        raise
+    else:
+        con.execute("COMMIT")
+    finally:
+        con.execute("PRAGMA foreign_keys=ON")
+
+
+def _target_tables() -> dict[str, str]:
+    """CREATE TABLE statements of the current schema, as SQLite itself splits SCHEMA_SQL."""
+    mem = sqlite3.connect(":memory:")
+    try:
+        mem.executescript(SCHEMA_SQL)
+        return {r[0]: r[1] for r in mem.execute("SELECT name, sql FROM sqlite_master WHERE type = 'table'")}
+    finally:
+        mem.close()
 
 
 def decide_in(con: sqlite3.Connection, case_id: str, track: str, by: str, note: str | None) -> int:

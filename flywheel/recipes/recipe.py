@@ -18,6 +18,7 @@ from typing import Any, Literal
 
 from flywheel.config import ConfigError, build, load_yaml
 from flywheel.schema import TASKS
+from flywheel.tracks import registry as track_registry
 
 OnNull = Literal["keep", "reject"]
 # A quality rule rejects data that is bad for any stage (broken, NSFW, tiny, caption missing); a distribution
@@ -27,7 +28,7 @@ RuleRole = Literal["quality", "distribution"]
 MixRules = Literal["quality", "all", "none"]
 # Workspace folders a `mix:` entry may name: track shards whose rows are curated-like samples (every pool
 # column). tracks/rl holds preference pairs (the rl_dpo stage reads them) and tracks/prompt rewrite pairs.
-MIX_SOURCES = ("tracks/pretrain",)
+MIX_SOURCES = tuple(f"tracks/{name}" for name in track_registry.mixable())  # from flywheel.tracks.registry
 
 
 @dataclass(frozen=True)

@@ -4,8 +4,12 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from flywheel.config import ConfigError, build, load_yaml
+
+if TYPE_CHECKING:
+    from flywheel.workspace import Workspace
 
 ANN_TYPES = ("IVF_PQ", "IVF_HNSW_SQ", "IVF_HNSW_PQ", "IVF_FLAT")
 
@@ -49,6 +53,28 @@ class IndexConfig:
         cfg = build(cls, load_yaml(path) if path else {}, "index")
         cfg.check()
         return cfg
+
+    @classmethod
+    def for_workspace(cls, ws: Workspace) -> IndexConfig:
+        """The config the workspace's index was last built with (stored beside it by `flywheel index`), so
+        search, route and tracks embed queries the way the index was embedded; defaults when none is stored."""
+        path = ws.index_config_path
+        return cls.load(path if path.is_file() else None)
+
+    def store(self, ws: Workspace) -> Path:
+        """Write this config (every key, defaults included) beside the index, atomically."""
+        import dataclasses
+
+        import yaml
+
+        from flywheel.store.shards import write_bytes_atomic
+
+        path = ws.index_config_path
+        path.parent.mkdir(parents=True, exist_ok=True)
+        text = "# written by `flywheel index`: the config this index was built with\n"
+        text += yaml.safe_dump(dataclasses.asdict(self), sort_keys=False)
+        write_bytes_atomic(path, text.encode("utf-8"))
+        return path
 
     def check(self) -> None:
         if self.batch_size < 1:

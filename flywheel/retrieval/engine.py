@@ -131,6 +131,7 @@ class RetrievalEngine:
         with self.write_lock():
             if name in self.table_names():
                 table = self.db.open_table(name)
+                rows = _conform(rows, table.schema)
                 table.merge_insert("id").when_matched_update_all().when_not_matched_insert_all().execute(rows)
             else:
                 self.db.create_table(name, rows)
@@ -222,3 +223,14 @@ def table_vectors(
     dim = engine.info(name).space.dim
     flat = got.column("vector").combine_chunks().flatten().to_numpy(zero_copy_only=False) if got.num_rows else []
     return got.column("id").to_pylist(), np.asarray(flat, dtype=np.float32).reshape(-1, dim)
+
+
+def _conform(rows: pa.Table, schema: pa.Schema) -> pa.Table:
+    """`rows` in an existing table's column set: the index's score columns follow the pool's schema, so a
+    column the pool gained after the table was made is left out (rebuild the index to add it) and one it
+    lost is null."""
+    cols = [
+        rows.column(f.name).cast(f.type) if f.name in rows.column_names else pa.nulls(rows.num_rows, f.type)
+        for f in schema
+    ]
+    return pa.Table.from_arrays(cols, schema=schema).replace_schema_metadata(rows.schema.metadata)

@@ -13,25 +13,35 @@ from pathlib import Path
 
 import duckdb
 import pyarrow as pa
+import pyarrow.parquet as pq
 
+from flywheel.schema import CORE_COLUMNS
 from flywheel.workspace import Workspace
 
-# Score columns copied into the index (users filter on these); null where the pool lacks the column, so every
-# index table has the same schema and filters never fail on a missing name.
-SCORE_TYPES = {
-    "width": "INTEGER",
-    "height": "INTEGER",
-    "task": "VARCHAR",
-    "nsfw_score": "FLOAT",
-    "entropy_bits": "FLOAT",
-    "clip_score": "FLOAT",
-    "resolution_min_side": "INTEGER",
-    "rotation_upright_prob": "FLOAT",
-    "caption_issue": "VARCHAR",
-    "broken_reason": "VARCHAR",
-    "dedup_phash": "BIGINT",
-}
-SCORE_COLUMNS = tuple(SCORE_TYPES)
+# Always in the index, null where the pool lacks them: the core's own prefilters name them (the image table
+# skips broken rows, expansion searches reservoirs with `broken_reason IS NULL`).
+FIXED_TYPES = {"width": "INTEGER", "height": "INTEGER", "task": "VARCHAR", "broken_reason": "VARCHAR"}
+# Columns this module derives (recipe membership); a pool column of the same name is not copied.
+DERIVED = {"kept_in", "reject_reasons", "reject_reason", "curated", "n_rows"}
+
+
+def _scalar(t: pa.DataType) -> bool:
+    return pa.types.is_integer(t) or pa.types.is_floating(t) or pa.types.is_string(t) or pa.types.is_boolean(t)
+
+
+def score_columns(schema: pa.Schema) -> list[str]:
+    """The pool's score columns as its Parquet schema declares them, in schema order: every scalar field that
+    is not a core column and whose metadata (flywheel.schema.Column.field writes description, unit and owner
+    into each field) names an owner other than the core. The index copies these so users can filter
+    neighbours on any score a filter declared, without the core naming filters' columns: a new filter's
+    scores reach the index on their own."""
+    skip = {c.name for c in CORE_COLUMNS} | set(FIXED_TYPES) | DERIVED
+    out = []
+    for f in schema:
+        owner = (f.metadata or {}).get(b"owner", b"").decode()  # no metadata: a hand-made pool; judge by name
+        if owner != "core" and f.name not in skip and _scalar(f.type):
+            out.append(f.name)
+    return out
 
 
 def _glob(paths: list[Path]) -> list[str]:
@@ -47,9 +57,10 @@ def pool_metadata(ws: Workspace, ids: list[str] | None = None) -> pa.Table:
     shards = ws.require_pool()
     con = duckdb.connect()
     con.execute("SET threads TO 2")
-    present = {r[0] for r in con.execute("DESCRIBE SELECT * FROM read_parquet(?)", [_glob(shards)]).fetchall()}
-    score_sql = "".join(f', any_value("{c}" ORDER BY uri) AS "{c}"' for c in SCORE_COLUMNS)
-    select_scores = "".join(f', "{c}"' if c in present else f', NULL::{t} AS "{c}"' for c, t in SCORE_TYPES.items())
+    schema = pa.unify_schemas([pq.read_schema(s) for s in shards])
+    scores = [*FIXED_TYPES, *score_columns(schema)]
+    score_sql = "".join(f', any_value("{c}" ORDER BY uri) AS "{c}"' for c in scores)
+    select_scores = "".join(f', "{c}"' if c in schema.names else f', NULL::{FIXED_TYPES[c]} AS "{c}"' for c in scores)
     con.execute(f"CREATE TEMP TABLE p AS SELECT id, uri, caption{select_scores} FROM read_parquet(?)", [_glob(shards)])
     if ids is not None:
         con.register("wanted", pa.table({"id": pa.array(ids, pa.string())}))

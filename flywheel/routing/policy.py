@@ -7,9 +7,9 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
-from flywheel.badcases.schema import ROUTABLE_TRACKS
 from flywheel.config import ConfigError, build, load_yaml
 from flywheel.routing.evidence import COMPLAINT_FEATURES, FEATURES
+from flywheel.tracks import registry
 
 DEFAULT_POLICY = "default_policy.yaml"  # package data of flywheel.routing
 
@@ -66,8 +66,8 @@ class Policy:
         if unknown_lex:
             raise ConfigError(f"{where}: unknown lexicon(s) {sorted(unknown_lex)}; known: {list(COMPLAINT_FEATURES)}")
         for rule in self.rules:
-            if rule.track not in ROUTABLE_TRACKS:
-                raise ConfigError(f"{where}: rule {rule.name}: track {rule.track!r} not in {ROUTABLE_TRACKS}")
+            if rule.track not in registry.routable():
+                raise ConfigError(f"{where}: rule {rule.name}: track {rule.track!r} not in {registry.routable()}")
             for feature, bound in rule.when.items():
                 if feature not in FEATURES:
                     raise ConfigError(

@@ -8,15 +8,16 @@ import pyarrow as pa
 
 from flywheel.errors import UserError
 from flywheel.store.shards import ShardStore
+from flywheel.tracks import registry
 from flywheel.workspace import Workspace
 
-TRACK_NAMES = ("pretrain", "rl", "prompt")
+TRACK_NAMES = registry.data_tracks()  # kept for importers; the registry is the declaration
 
 
 def track_dir(ws: Workspace, track: str) -> Path:
-    if track not in TRACK_NAMES:
-        raise UserError(f"unknown track {track!r}; known: {TRACK_NAMES}")
-    return ws.root / "tracks" / track
+    if track not in registry.data_tracks():
+        raise UserError(f"unknown track {track!r}; known: {registry.data_tracks()}")
+    return ws.tracks_dir(track)
 
 
 def write_track(ws: Workspace, track: str, table: pa.Table, extra: dict[str, object]) -> Path:

@@ -30,6 +30,7 @@ from flywheel.retrieval.space import TextEmbedder
 from flywheel.routing.evidence import concepts_of
 from flywheel.select.engine import keep_expression
 from flywheel.tracks.common import write_track
+from flywheel.tracks.registry import TrackInputs
 from flywheel.workspace import Workspace
 
 
@@ -244,3 +245,21 @@ def _pool_rows(ws: Workspace, ids: list[str]) -> pa.Table:
                 FROM read_parquet(?, union_by_name=true) p WHERE p.id IN (SELECT id FROM wanted)) WHERE rn = 1""",
         params=[shards],
     ).to_arrow_table()
+
+
+def build(inputs: TrackInputs) -> ExpansionResult:
+    """The pretrain track's builder (flywheel.tracks.registry): MiniLM, plus CLIP's text tower when the index
+    config names CLIP, searched in the pool's index and every reservoir's."""
+    from flywheel.models.embedders import clip_from_config
+    from flywheel.retrieval.config import IndexConfig
+
+    cases = inputs.store.list(track="pretrain")
+    if inputs.engine is None:
+        raise IndexError_(
+            f"the pretrain track retrieves from the index: run `flywheel index -w {inputs.ws.root}` first"
+        )
+    embedders: list[Any] = [inputs.text_embedder]
+    clip = clip_from_config(inputs.index_cfg or IndexConfig.load())
+    if clip is not None:
+        embedders.append(clip)
+    return expand(inputs.ws, inputs.engine, embedders, cases, inputs.expansion, reservoirs=inputs.reservoirs())

@@ -28,6 +28,7 @@ from flywheel.retrieval.space import TextEmbedder
 from flywheel.store.shards import ShardStore, write_bytes_atomic
 from flywheel.tracks.common import track_dir, write_track
 from flywheel.tracks.degrade import Degraded, degrade
+from flywheel.tracks.registry import TrackInputs
 from flywheel.tracks.rewrite import core_of, detail_phrases, expand_prompt
 from flywheel.workspace import Workspace
 
@@ -237,3 +238,9 @@ def export_chat(ws: Workspace, out: Path) -> int:
     out.parent.mkdir(parents=True, exist_ok=True)
     write_bytes_atomic(out, ("\n".join(lines) + "\n").encode("utf-8") if lines else b"")
     return len(lines)
+
+
+def build(inputs: TrackInputs) -> RewriteResult:
+    """The prompt track's builder (flywheel.tracks.registry)."""
+    cases = inputs.store.list(track="prompt")
+    return rewrite_pairs(inputs.ws, cases, engine=inputs.engine, embedder=inputs.text_embedder, llm=inputs.llm)

@@ -24,6 +24,7 @@ from PIL import Image
 
 from flywheel.badcases.store import BadCaseStore
 from flywheel.tracks.common import write_track
+from flywheel.tracks.registry import TrackInputs
 from flywheel.workspace import Workspace
 
 PAIR_SCHEMA = pa.schema(
@@ -150,3 +151,8 @@ def write_rl_track(ws: Workspace, store: BadCaseStore, *, min_margin: float = 0.
     table = pa.Table.from_pylist(rows, schema=PAIR_SCHEMA)
     path = write_track(ws, "rl", table, {"min_margin": min_margin, "unpaired_cases": unpaired, **stats})
     return PairsResult(len({r["prompt_id"] for r in rows}), len(rows), unpaired, str(path), stats["size_mismatches"])
+
+
+def build(inputs: TrackInputs) -> PairsResult:
+    """The rl track's builder (flywheel.tracks.registry)."""
+    return write_rl_track(inputs.ws, inputs.store, min_margin=inputs.min_margin)

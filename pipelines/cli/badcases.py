@@ -9,6 +9,7 @@ from typing import Annotated
 import typer
 from rich.table import Table
 
+from flywheel.tracks import registry as track_registry
 from pipelines.cli.common import WorkspaceOpt, console
 
 
@@ -47,7 +48,7 @@ def register_badcases(group: typer.Typer) -> None:
     @group.command("list")
     def list_(
         workspace: WorkspaceOpt,
-        track: Annotated[str | None, typer.Option(help="rl | pretrain | prompt | dismiss | unrouted")] = None,
+        track: Annotated[str | None, typer.Option(help=" | ".join((*track_registry.names(), "unrouted")))] = None,
         source: Annotated[str | None, typer.Option(help="evaluation | mining | feedback")] = None,
         references: Annotated[bool, typer.Option(help="List passing reference outputs instead.")] = False,
         limit: Annotated[int, typer.Option(min=1)] = 50,
@@ -97,7 +98,7 @@ def register_badcases(group: typer.Typer) -> None:
     def decide(
         workspace: WorkspaceOpt,
         case_id: Annotated[str, typer.Argument(help="Case id.")],
-        track: Annotated[str, typer.Option(help="rl | pretrain | prompt | dismiss")],
+        track: Annotated[str, typer.Option(help=" | ".join(track_registry.names()))],
         by: Annotated[str, typer.Option(help="Annotator name.")],
         note: Annotated[str | None, typer.Option(help="Why.")] = None,
     ) -> None:

@@ -39,7 +39,9 @@ def register(app: typer.Typer) -> None:
         app_ = create_app(ws_path)
         cursor = app_.state.cache.cursor()  # build the aggregate cache now rather than on the first page
         err.print(f"aggregates {'ready' if cursor is not None else 'skipped (no pool yet)'}")
-        if (ws_path / "index").is_dir():  # load the text embedder now, so the first case page shows neighbours
+        from flywheel.workspace import Workspace
+
+        if Workspace(ws_path).index_dir.is_dir():  # load the text embedder now: the first case page shows neighbours
             import threading
 
             threading.Thread(target=app_.state.neighbours.embedder, daemon=True).start()

@@ -81,7 +81,9 @@ def register_route(app: typer.Typer) -> None:
     def tracks(
         ctx: typer.Context,
         workspace: Annotated[Path | None, typer.Option("--workspace", "-w", help="Workspace folder.")] = None,
-        track: Annotated[list[str] | None, typer.Option(help="pretrain | rl | prompt (default: all).")] = None,
+        track: Annotated[
+            list[str] | None, typer.Option(help="A data track of flywheel.tracks.registry (default: all).")
+        ] = None,
         llm_endpoint: Annotated[
             str | None,
             typer.Option(help="OpenAI-compatible base URL (…/v1) for prompt rewriting; key from OPENAI_API_KEY."),
@@ -101,13 +103,9 @@ def register_route(app: typer.Typer) -> None:
         from pipelines.steps.loop import write_tracks
 
         llm = LlmEndpoint(llm_endpoint, llm_model, os.environ.get("OPENAI_API_KEY")) if llm_endpoint else None
-        report = write_tracks(
-            Workspace.at(workspace), tuple(track or ("pretrain", "rl", "prompt")), llm=llm, min_margin=min_margin
-        )
-        for name in ("pretrain", "rl", "prompt"):
-            got = getattr(report, name)
-            if got is not None:
-                console.print(f"{name}: {json.dumps(got)}")
+        report = write_tracks(Workspace.at(workspace), tuple(track) if track else None, llm=llm, min_margin=min_margin)
+        for name, got in report.written.items():
+            console.print(f"{name}: {json.dumps(got)}")
 
     @tracks_app.command("export-prompt")
     def export_prompt(

@@ -196,6 +196,7 @@ def register(app: typer.Typer) -> None:
         from flywheel.enhancer import load_enhancer
         from flywheel.models.embedders import clip_from_config
         from flywheel.retrieval.config import IndexConfig
+        from flywheel.workspace import Workspace
         from trainer.checkpoint import resolve_checkpoint
         from trainer.evaluate.prompts import load_prompt_set
         from trainer.evaluate.run import EvalSettings
@@ -218,9 +219,9 @@ def register(app: typer.Typer) -> None:
             size=_size(size),
             batch_size=batch_size,
             enhancer=enh,
-            clip=clip_from_config(IndexConfig.load()),
+            clip=clip_from_config(IndexConfig.for_workspace(Workspace(root))),
         )
-        result = run_evaluate(pipe, prompt_set, root / "evaluations", settings, log=lambda m: err.print(m))
+        result = run_evaluate(pipe, prompt_set, Workspace(root).evaluations_dir, settings, log=lambda m: err.print(m))
         table = Table(title=f"evaluation of {result.summary['checkpoint']} ({result.rows} outputs)")
         for col in ("category", "outputs", "pass rate", "mean reward", "failure tags"):
             table.add_column(col)

@@ -7,6 +7,7 @@ from rich.console import Console
 from rich.table import Table
 
 from captioners.config import CaptionConfig
+from captioners.types import CAPTION_TYPES
 from flywheel.workspace import Workspace
 from pipelines.steps.caption import caption
 
@@ -19,7 +20,7 @@ def caption_demo(ws: Workspace, console: Console, recipe: str = "stage1_256p") -
     result = caption(
         ws,
         recipe,
-        ("general", "text", "knowledge", "structured"),
+        CAPTION_TYPES,
         CaptionConfig.load(),
         log=lambda m: console.print(f"[yellow]{m}[/]"),
     )

@@ -49,7 +49,7 @@ def route_task(workspace: str, mode: str) -> dict[str, Any]:
 def expand_task(workspace: str) -> dict[str, Any]:
     from pipelines.steps.loop import write_tracks
 
-    return asdict(write_tracks(Workspace.at(workspace)))
+    return write_tracks(Workspace.at(workspace)).as_dict()
 
 
 @task(name="export")

@@ -120,7 +120,7 @@ def _evaluate(ws: Workspace, checkpoint: str, prompts: str, seeds: list[int], st
     from trainer.generate import load_pipeline
 
     pipe = load_pipeline(Path(checkpoint))
-    out = ws.root / "evaluations" / pipe.checkpoint.name
+    out = ws.evaluations_dir / pipe.checkpoint.name
     if (out / "summary.json").is_file() and (out / "results.parquet").is_file():
         import json
 
@@ -128,7 +128,7 @@ def _evaluate(ws: Workspace, checkpoint: str, prompts: str, seeds: list[int], st
         if summary.get("seeds") == list(seeds) and summary.get("steps") == steps:
             return {"dir": str(out), "summary": summary, "reused": True}
     result = run_evaluate(
-        pipe, load_prompt_set(prompts), ws.root / "evaluations", EvalSettings(seeds=tuple(seeds), steps=steps)
+        pipe, load_prompt_set(prompts), ws.evaluations_dir, EvalSettings(seeds=tuple(seeds), steps=steps)
     )
     return {"dir": str(result.out_dir), "summary": result.summary, "reused": False}
 
@@ -194,9 +194,9 @@ def loop_step(workspace: str, turn_no: int, index: bool, mode: str, ray_address:
     if engine_for(ws) is not None:
         out["tracks"] = expand_task.fn(workspace)
     else:  # expansion retrieves from the index; without one only the RL and prompt tracks can be written
-        from dataclasses import asdict
+        from flywheel.tracks import registry
 
-        out["tracks"] = asdict(write_tracks(ws, ("rl", "prompt")))
+        out["tracks"] = write_tracks(ws, tuple(t for t in registry.data_tracks() if t != "pretrain")).as_dict()
         out["note"] = "no retrieval index: the pretrain track was not written"
     out["track_rows"] = {t: turns.track_rows(ws, t) for t in turns.TRACK_NAMES}
     return turn.record("route_tracks", out)

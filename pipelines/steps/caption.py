@@ -31,6 +31,7 @@ import pyarrow.parquet as pq
 from captioners.captioner import Captioner
 from captioners.columns import CAPTION_COLUMNS, CAPTION_TYPES, caption_schema
 from captioners.config import CaptionConfig
+from captioners.types import needs_ocr
 from flywheel.errors import RunFailed, UserError
 from flywheel.store.shards import ShardStore, StaleShardError, write_json_atomic
 from flywheel.workspace import Workspace, WorkspaceError
@@ -61,8 +62,7 @@ class CaptionResult:
 
 
 def captioned_dir(ws: Workspace, recipe: str) -> Path:
-    ws.curated_dir(recipe)  # validates the name
-    return ws.root / "captioned" / recipe
+    return ws.captioned_dir(recipe)
 
 
 def fingerprint(curated_sha256: str, kinds: tuple[str, ...], cfg: CaptionConfig) -> str:
@@ -176,7 +176,7 @@ def _actors(cfg: CaptionConfig, kinds: tuple[str, ...]) -> tuple[int, float]:
     if "transformers" in backends:
         gpu = 1.0 if _cuda_available() else 0.0
         return max(1, cfg.transformers.actors), gpu
-    if "ocr" in backends or {"text", "structured"} & set(kinds):
+    if "ocr" in backends or needs_ocr(kinds):
         return max(1, cpus // max(1, cfg.ocr.threads)), 0.0  # each actor runs ocr.threads tesseracts
     return 1, 0.0
 

@@ -89,8 +89,9 @@ def build_index(
     start = time.perf_counter()
     shards = [str(p) for p in ws.require_pool()]
     meta = pool_metadata(ws)
+    cfg.store(ws)  # beside the index: search, route and tracks read it (IndexConfig.for_workspace)
     init_ray(ray_address)  # before LanceDB opens: Ray forks workers, and LanceDB's runtime dislikes forks
-    engine = RetrievalEngine(ws.root / "index", cfg.ann)
+    engine = RetrievalEngine(ws.index_dir, cfg.ann)
     embedders: list[tuple[str, Any]] = [
         ("image", EfficientNetImageEmbedder(cfg.image_size)),
         ("caption", MiniLMTextEmbedder(cfg.text_max_length)),

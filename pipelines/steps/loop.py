@@ -6,37 +6,37 @@ feeds coverage evidence, expansion and rewrite-target lookup.
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
 from flywheel.badcases.store import BadCaseStore
 from flywheel.errors import UserError
-from flywheel.models.embedders import MiniLMTextEmbedder, clip_from_config
+from flywheel.models.embedders import MiniLMTextEmbedder
 from flywheel.reservoir import list_reservoirs, reservoir_workspace
 from flywheel.retrieval.config import IndexConfig
-from flywheel.retrieval.engine import IndexError_, RetrievalEngine
+from flywheel.retrieval.engine import RetrievalEngine
 from flywheel.routing.evidence import IndexCoverage
 from flywheel.routing.learned import LearnedRouter
 from flywheel.routing.policy import Policy
 from flywheel.routing.router import RouteSummary, route_store
-from flywheel.tracks.common import TRACK_NAMES
-from flywheel.tracks.pretrain import ExpansionConfig, SearchSource, expand
-from flywheel.tracks.prompt import LlmEndpoint, rewrite_pairs
-from flywheel.tracks.rl import write_rl_track
+from flywheel.tracks import registry
+from flywheel.tracks.pretrain import ExpansionConfig, SearchSource
+from flywheel.tracks.prompt import LlmEndpoint
+from flywheel.tracks.registry import TrackInputs
 from flywheel.workspace import Workspace
 
 
 def router_path(ws: Workspace) -> Path:
-    return ws.root / "badcases" / "learned_router.json"
+    return ws.badcases_dir / "learned_router.json"
 
 
 def engine_for(ws: Workspace, cfg: IndexConfig | None = None) -> RetrievalEngine | None:
     """The workspace's retrieval engine, or None when `flywheel index` has not run (routing then has no
     coverage evidence and says so)."""
-    if not (ws.root / "index").is_dir():
+    if not ws.index_dir.is_dir():
         return None
-    engine = RetrievalEngine(ws.root / "index", (cfg or IndexConfig.load()).ann)
+    engine = RetrievalEngine(ws.index_dir, (cfg or IndexConfig.for_workspace(ws)).ann)
     return engine if engine.table_names() else None
 
 
@@ -81,14 +81,22 @@ def reservoir_sources(ws: Workspace) -> list[SearchSource]:
 
 @dataclass
 class TracksReport:
-    pretrain: dict[str, Any] | None = None
-    rl: dict[str, Any] | None = None
-    prompt: dict[str, Any] | None = None
+    """Each written track's result by name (`report.rl`, `report["rl"]`); None for a track not requested."""
+
+    written: dict[str, dict[str, Any]] = field(default_factory=dict)
+
+    def __getattr__(self, name: str) -> dict[str, Any] | None:
+        if name in registry.data_tracks():
+            return self.written.get(name)
+        raise AttributeError(name)
+
+    def as_dict(self) -> dict[str, dict[str, Any] | None]:
+        return {name: self.written.get(name) for name in registry.data_tracks()}
 
 
 def write_tracks(
     ws: Workspace,
-    tracks: tuple[str, ...] = TRACK_NAMES,
+    tracks: tuple[str, ...] | None = None,
     *,
     expansion: ExpansionConfig | None = None,
     llm: LlmEndpoint | None = None,
@@ -96,26 +104,26 @@ def write_tracks(
     index_cfg: IndexConfig | None = None,
     text_embedder: MiniLMTextEmbedder | None = None,
 ) -> TracksReport:
-    """Write each requested track's data from the routed bad cases."""
-    unknown = set(tracks) - set(TRACK_NAMES)
+    """Write each requested track's data (all data tracks by default) from the routed bad cases, in the
+    registry's order."""
+    tracks = registry.data_tracks() if tracks is None else tracks
+    unknown = set(tracks) - set(registry.data_tracks())
     if unknown:
-        raise UserError(f"unknown track(s) {sorted(unknown)}; known: {TRACK_NAMES}")
-    store = BadCaseStore.for_workspace(ws.root)
-    engine = engine_for(ws, index_cfg)
-    text = text_embedder or MiniLMTextEmbedder()
+        raise UserError(f"unknown track(s) {sorted(unknown)}; known: {registry.data_tracks()}")
+    index_cfg = index_cfg or IndexConfig.for_workspace(ws)
+    inputs = TrackInputs(
+        ws=ws,
+        store=BadCaseStore.for_workspace(ws.root),
+        engine=engine_for(ws, index_cfg),
+        text_embedder=text_embedder or MiniLMTextEmbedder(),
+        index_cfg=index_cfg,
+        expansion=expansion,
+        llm=llm,
+        min_margin=min_margin,
+        reservoirs=lambda: reservoir_sources(ws),
+    )
     report = TracksReport()
-    if "pretrain" in tracks:
-        cases = store.list(track="pretrain")
-        if engine is None:
-            raise IndexError_(f"the pretrain track retrieves from the index: run `flywheel index -w {ws.root}` first")
-        embedders: list[Any] = [text]
-        clip = clip_from_config(index_cfg or IndexConfig.load())
-        if clip is not None:
-            embedders.append(clip)
-        report.pretrain = asdict(expand(ws, engine, embedders, cases, expansion, reservoirs=reservoir_sources(ws)))
-    if "rl" in tracks:
-        report.rl = asdict(write_rl_track(ws, store, min_margin=min_margin))
-    if "prompt" in tracks:
-        cases = store.list(track="prompt")
-        report.prompt = asdict(rewrite_pairs(ws, cases, engine=engine, embedder=text, llm=llm))
+    for name in registry.data_tracks():
+        if name in tracks:
+            report.written[name] = asdict(registry.get(name).build(inputs))
     return report

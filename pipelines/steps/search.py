@@ -42,10 +42,10 @@ def search_pool(
     Text queries use CLIP image search when CLIP weights are configured and indexed, else caption search
     (MiniLM). Image queries and id queries search the EfficientNet image table (or CLIP's when configured).
     """
-    cfg = cfg or IndexConfig.load()
-    if not (ws.root / "index").is_dir():
+    cfg = cfg or IndexConfig.for_workspace(ws)
+    if not ws.index_dir.is_dir():
         raise IndexError_(f"no index in {ws.root}: run `flywheel index --workspace {ws.root}` first")
-    engine = RetrievalEngine(ws.root / "index", cfg.ann)
+    engine = RetrievalEngine(ws.index_dir, cfg.ann)
     clip = clip_from_config(cfg)
     names = set(engine.table_names())
     clip_table = next((t for t in engine.tables() if clip is not None and t.space == clip.space), None)

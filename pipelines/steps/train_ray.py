@@ -60,6 +60,8 @@ def train_on_ray(
     from ray.train import RunConfig, ScalingConfig
     from ray.train.torch import TorchTrainer
 
+    from flywheel.workspace import Workspace
+
     runner = TorchTrainer(
         _loop,
         train_loop_config={
@@ -70,13 +72,13 @@ def train_on_ray(
         },
         scaling_config=ScalingConfig(num_workers=num_workers, use_gpu=use_gpu),
         run_config=RunConfig(
-            name=f"flywheel-train-{stage['name']}", storage_path=str(Path(workspace).resolve() / "runs" / "ray_train")
+            name=f"flywheel-train-{stage['name']}", storage_path=str(Workspace.at(workspace).runs_dir / "ray_train")
         ),
     )
     result = runner.fit()
     if result.error is not None:
         raise RunFailed(f"Ray Train run failed: {result.error}") from result.error
-    found = list_checkpoints(Path(workspace).resolve() / "checkpoints" / stage["name"])
+    found = list_checkpoints(Workspace.at(workspace).checkpoints_dir(stage["name"]))
     if not found:
         raise RunFailed(f"Ray Train finished but wrote no checkpoint for stage {stage['name']}")
     state = json.loads((found[-1] / "state.json").read_text(encoding="utf-8"))

@@ -29,6 +29,7 @@ from typing import Any
 
 from flywheel.badcases import BadCaseStore
 from flywheel.store.shards import ShardStore, write_json_atomic
+from flywheel.tracks import registry
 from flywheel.tracks.common import TRACK_NAMES, track_dir
 from flywheel.workspace import Workspace
 
@@ -38,7 +39,7 @@ LogFn = Callable[[str], None]
 
 
 def turns_dir(ws: Workspace) -> Path:
-    return ws.root / "turns"
+    return ws.turns_dir
 
 
 def inbox_dir(ws: Workspace, kind: str) -> Path:
@@ -183,7 +184,7 @@ def new_inputs(ws: Workspace, sources: list[str], badcases: list[str], turns: li
 
 def anything_new(inputs: dict[str, Any]) -> bool:
     """New inputs, unrouted cases, or changed tracks that hold training data (expansion rows or pairs)."""
-    trainable = any(inputs["track_rows"].get(t) for t in ("pretrain", "rl"))
+    trainable = any(inputs["track_rows"].get(t) for t in registry.training_tracks())
     return bool(
         inputs["sources"] or inputs["badcases"] or inputs["unrouted"] or (inputs["tracks_changed"] and trainable)
     )
@@ -256,7 +257,7 @@ def latest_checkpoint(ws: Workspace, base_stage: str, turns: list[Turn]) -> str 
         ckpt = turn.steps.get("train", {}).get("checkpoint")
         if ckpt and Path(ckpt).is_dir():
             return str(ckpt)
-    found = list_checkpoints(ws.root / "checkpoints" / base_stage)
+    found = list_checkpoints(ws.checkpoints_dir(base_stage))
     return str(found[-1]) if found else None
 
 

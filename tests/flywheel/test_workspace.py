@@ -23,3 +23,24 @@ def test_concurrent_source_registration_gets_distinct_offsets(tmp_path):
     assert sorted(got.values()) == [0, 3, 6, 9]  # disjoint partition ranges, one per source
     ws = Workspace.at(tmp_path)
     assert {k: ws.source_offset(k, 3) for k in got} == got  # and every source is on record
+
+
+def test_workspace_names_every_folder(tmp_path) -> None:
+    """The one map of the workspace: every folder other modules use comes from a Workspace method."""
+    import pytest
+
+    from flywheel.workspace import Workspace, WorkspaceError
+
+    ws = Workspace.at(tmp_path)
+    assert ws.captioned_dir("stage1") == tmp_path / "captioned" / "stage1"
+    assert ws.tracks_dir("rl") == tmp_path / "tracks" / "rl"
+    assert ws.index_dir == tmp_path / "index" and ws.index_config_path.parent == ws.index_dir
+    assert ws.badcases_dir == tmp_path / "badcases" and ws.reservoirs_dir == tmp_path / "reservoirs"
+    assert ws.turns_dir == tmp_path / "turns" and ws.evaluations_dir == tmp_path / "evaluations"
+    assert ws.checkpoints_dir() == tmp_path / "checkpoints"
+    assert ws.checkpoints_dir("s1") == tmp_path / "checkpoints" / "s1"
+    assert ws.dashboards_dir == tmp_path / "dashboards"
+    with pytest.raises(WorkspaceError):
+        ws.captioned_dir("../x")
+    with pytest.raises(WorkspaceError):
+        ws.tracks_dir("a/b")

@@ -64,6 +64,7 @@ def ws(tmp_path_factory, ray_session):
 def test_index_is_incremental_and_search_says_its_space(ws):
     again = runner.invoke(app, ["index", "-w", str(ws.root)], env={"COLUMNS": "200"})
     assert again.exit_code == 0 and "all-MiniLM" in again.output
+    assert ws.index_config_path.is_file()  # `flywheel index` stores its config; search below reads it
     result = runner.invoke(app, ["search", "-w", str(ws.root), "--text", "a kitten", "-k", "1", "--json"])
     assert result.exit_code == 0, result.output
     out = _json(result.output)

@@ -154,7 +154,7 @@ def resolve_data(workspace: Workspace, cfg: DataConfig) -> DataPlan:
                 f"no complete curated shards in {curated.root}: run `flywheel select --workspace "
                 f"{workspace.root} --recipe {recipe}` first (or change data.recipes in the stage YAML)"
             )
-        cap_store = ShardStore(workspace.root / "captioned" / recipe)
+        cap_store = ShardStore(workspace.captioned_dir(recipe))
         cap = {} if cfg.captions == "curated" else {i.index: i for i in cap_store.infos()}
         cur_rows = {i.index: i.rows for i in curated.infos()}
         for index, path in cur:
