@@ -290,13 +290,12 @@ def route_cases(ws: Workspace, text: Any) -> tuple[list[dict[str, Any]], dict[st
 def expand(ws: Workspace, recipe_path: Path, text: Any) -> dict[str, Any]:
     """`flywheel tracks --track pretrain`: expansion over the pool and the registered reservoir, quality
     thresholds from the bench recipe, deduplicated against the curated set."""
-    from dataclasses import asdict
 
     from flywheel.tracks.pretrain import ExpansionConfig
     from pipelines.steps.loop import write_tracks
 
     report = write_tracks(ws, ("pretrain",), expansion=ExpansionConfig(recipe=str(recipe_path)), text_embedder=text)
-    return asdict(report)["pretrain"]
+    return report.as_dict()["pretrain"]
 
 
 def stage_cfg(name: str, args: argparse.Namespace, seed: int, **extra: Any) -> Any:

@@ -51,5 +51,5 @@ def loop_demo(ws: flywheel.workspace.Workspace, console: Console) -> dict:
         "index": [asdict(t) for t in index.tables],
         "ingested": ingested,
         "route": asdict(summary),
-        "tracks": asdict(tracks),
+        "tracks": tracks.as_dict(),
     }
