@@ -26,6 +26,7 @@ import pyarrow.parquet as pq
 
 from flywheel.config import ConfigError
 from flywheel.errors import UserError
+from flywheel.llm import chat_completion
 from flywheel.store.shards import ShardStore
 from flywheel.tracks.rewrite import content_words, core_of, detail_phrases, expand_prompt, intent_violations
 from flywheel.workspace import Workspace
@@ -103,19 +104,9 @@ class EndpointEnhancer:
     client: httpx.Client | None = None
 
     def _ask(self, client: httpx.Client, prompt: str) -> str:
-        headers = {"Authorization": f"Bearer {self.api_key}"} if self.api_key else {}
-        resp = client.post(
-            f"{self.base_url.rstrip('/')}/chat/completions",
-            headers=headers,
-            timeout=self.timeout_s,
-            json={
-                "model": self.model,
-                "temperature": 0.2,
-                "messages": [{"role": "system", "content": SYSTEM_PROMPT}, {"role": "user", "content": prompt}],
-            },
+        content = chat_completion(
+            client, self.base_url, self.model, SYSTEM_PROMPT, prompt, api_key=self.api_key, timeout_s=self.timeout_s
         )
-        resp.raise_for_status()
-        content = resp.json()["choices"][0]["message"]["content"]
         if not isinstance(content, str) or not content.strip():
             raise EnhancerError("the endpoint answered with an empty message")
         return " ".join(content.strip().strip('"').split())

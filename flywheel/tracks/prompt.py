@@ -23,6 +23,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from flywheel.enhancer import SYSTEM_PROMPT, EndpointEnhancer, EnhancerError
+from flywheel.llm import chat_completion
 from flywheel.retrieval.engine import IndexError_, RetrievalEngine
 from flywheel.retrieval.space import TextEmbedder
 from flywheel.store.shards import ShardStore, write_bytes_atomic
@@ -63,19 +64,16 @@ class LlmEndpoint:
     timeout_s: float = 60.0
 
     def degrade(self, caption: str, client: httpx.Client) -> Degraded:
-        headers = {"Authorization": f"Bearer {self.api_key}"} if self.api_key else {}
-        resp = client.post(
-            f"{self.base_url.rstrip('/')}/chat/completions",
-            headers=headers,
-            timeout=self.timeout_s,
-            json={
-                "model": self.model,
-                "temperature": 0.7,
-                "messages": [{"role": "system", "content": LLM_INSTRUCTION}, {"role": "user", "content": caption}],
-            },
+        content = chat_completion(
+            client,
+            self.base_url,
+            self.model,
+            LLM_INSTRUCTION,
+            caption,
+            api_key=self.api_key,
+            temperature=0.7,
+            timeout_s=self.timeout_s,
         )
-        resp.raise_for_status()
-        content = resp.json()["choices"][0]["message"]["content"]
         data = json.loads(content.strip().removeprefix("```json").removesuffix("```"))
         if not isinstance(data.get("user_prompt"), str) or not isinstance(data.get("trace"), list):
             raise ValueError(f"endpoint answer lacks user_prompt/trace: {content[:200]}")
