@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 
 import numpy as np
+from PIL import Image
 
 from bench import wheel_turn
 
@@ -19,7 +20,7 @@ def test_detector_reads_every_clean_render():
                 det = wheel_turn.detect(wheel_turn.render(shape, color, 32, rng))
                 assert (det["shape"], det["color"]) == (shape, color)
                 assert wheel_turn.reward(det, shape, color) > 0.6
-    blank = wheel_turn.Image.new("RGB", (32, 32), wheel_turn.BACKGROUND)
+    blank = Image.new("RGB", (32, 32), wheel_turn.BACKGROUND)
     assert wheel_turn.detect(blank)["shape"] is None
 
 
