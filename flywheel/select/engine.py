@@ -121,7 +121,7 @@ def select(
     pool_schema = pa.unify_schemas(schemas, promote_options="permissive")
     pool_columns = set(pool_schema.names)
     if known_columns is None:
-        known_columns = _recorded_known_columns(workspace, pool_columns)
+        known_columns = _recorded_known_columns(workspace)
     checked = check_recipe(recipe, pool_schema, known_columns)
     _refuse_overwrite(meta_dir, recipe, replace)
 
@@ -210,23 +210,11 @@ def select(
     return Selection(recipe=recipe, funnel=funnel, out_dir=out_dir, meta_dir=meta_dir, extra=extra)
 
 
-def _recorded_known_columns(workspace: Workspace, pool_columns: set[str]) -> Mapping[str, str]:
-    """The column -> filter map `flywheel score` wrote into the pool manifest (the core knows no filter)."""
+def _recorded_known_columns(workspace: Workspace) -> Mapping[str, str] | None:
+    """The column -> filter map `flywheel score` wrote into the pool manifest (the core knows no filter);
+    None for a pool written without the scoring step."""
     path = workspace.pool.manifest_path
-    recorded = json.loads(path.read_text(encoding="utf-8")).get("known_columns") if path.is_file() else None
-    if recorded is None:  # a pool written without the scoring step: every missing column is "not run"
-        return _AnyColumn()
-    return dict(recorded)
-
-
-class _AnyColumn(dict):
-    """A `known_columns` map that knows every column (hand-built pools: missing columns are not applied)."""
-
-    def __contains__(self, key: object) -> bool:
-        return True
-
-    def __missing__(self, key: str) -> str:
-        return "unknown filter"
+    return json.loads(path.read_text(encoding="utf-8")).get("known_columns") if path.is_file() else None
 
 
 def _require_unique_ids(con: duckdb.DuckDBPyConnection, workspace: Workspace) -> None:

@@ -157,8 +157,10 @@ def check_recipe(recipe: Recipe, schema: pa.Schema, known_columns: Mapping[str, 
     `known_columns` maps every column some registered filter can write to that filter. A rule on such a
     column that the pool lacks is "not applied" (its filter was not run, e.g. `score --filters ...`) and
     reported in the funnel; a rule on any other missing column is an error (a typo, or another pool).
+    `None` (a pool built by hand, without the scoring run's record) judges every missing column as not run.
     """
-    known: Mapping[str, str] = known_columns if known_columns is not None else {}
+    strict = known_columns is not None
+    known: Mapping[str, str] = known_columns or {}
     pool = {f.name: f.type for f in schema}
     out = CheckedRecipe()
     for rule in recipe.rules:
@@ -172,13 +174,13 @@ def check_recipe(recipe: Recipe, schema: pa.Schema, known_columns: Mapping[str, 
             reads |= keep_columns(rule.keep, where)
         missing = sorted(reads - set(pool))
         if missing:
-            unknown = [c for c in missing if c not in known]
+            unknown = [c for c in missing if strict and c not in known]
             if unknown:
                 raise RecipeError(
                     f"{where} reads column(s) {unknown} that the pool lacks (and no registered filter writes); "
                     f"pool columns: {sorted(pool)}"
                 )
-            filters = sorted({known[c] for c in missing})
+            filters = sorted({known.get(c, "unrecorded") for c in missing})
             out.not_applied.append(
                 {"rule": rule.name, "why": f"column(s) {missing} not in the pool: filter(s) {filters} were not run"}
             )
@@ -190,7 +192,7 @@ def check_recipe(recipe: Recipe, schema: pa.Schema, known_columns: Mapping[str, 
     for term in recipe.keep_best_by:
         words = term.split()
         column = words[0] if words else ""
-        if column not in pool and column not in known:
+        if strict and column not in pool and column not in known:
             raise RecipeError(f"recipe {recipe.name}: keep_best_by term {term!r} names no pool column")
         if not _ORDER_MODIFIERS.match(" ".join(words[1:])):
             raise RecipeError(
