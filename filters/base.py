@@ -169,3 +169,38 @@ def _as_list(values: Any) -> list[Any]:
     if isinstance(values, np.ndarray):
         return values.tolist()
     return list(values)
+
+
+class EmbeddingScorer(Scorer):
+    """A scorer over the shared image embedding: one network pass per batch serves all of them.
+
+    Rotation, aesthetics, category and semantic dedup all need an image embedding; running one network
+    per filter multiplied the model cost. The pipeline computes the shared embedding once per batch (the
+    `embedding` filter, EfficientNet-Lite0 pooled features, 1280-d, L2-normalised, stored in the pool as
+    `image_embedding`) and hands every `EmbeddingScorer` the stacked result. Subclasses implement
+    `score_embeddings`; `load` loads their small head once per actor.
+    """
+
+    wants_captions: ClassVar[bool] = False
+
+    def load(self) -> None:  # noqa: B027 - most heads are small JSON/safetensors files loaded lazily
+        """Load the scorer's head (once per actor). Raise ScorerUnavailable with the config key to set."""
+
+    def available(self) -> str | None:
+        """None when the scorer can run; otherwise a message saying which config key to set."""
+        return None
+
+    def not_configured(self) -> bool:
+        """True when no head is configured and the filter documents its columns as null then."""
+        return False
+
+    @abstractmethod
+    def score_embeddings(
+        self, embeddings: np.ndarray, ok: np.ndarray, captions: list[str | None]
+    ) -> dict[str, Sequence[Any]]:
+        """Score `embeddings` (n x d float32, L2-normalised); rows with `ok` false were not decodable
+        and must get None. Captions are given when `wants_captions`."""
+
+    def __call__(self, embeddings: np.ndarray, ok: np.ndarray, captions: list[str | None]) -> dict[str, Sequence[Any]]:
+        started = time.perf_counter()
+        return self._account(dict(self.score_embeddings(embeddings, ok, captions)), len(embeddings), started)
