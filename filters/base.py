@@ -183,7 +183,7 @@ class EmbeddingScorer(Scorer):
 
     wants_captions: ClassVar[bool] = False
 
-    def load(self) -> None:  # noqa: B027 - most heads are small JSON/safetensors files loaded lazily
+    def load(self) -> None:
         """Load the scorer's head (once per actor). Raise ScorerUnavailable with the config key to set."""
 
     def available(self) -> str | None:
