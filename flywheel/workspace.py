@@ -6,6 +6,7 @@ DIR/curated/<recipe>/             ONLY the kept shards part-NNNNN.parquet: Huggi
                                   Polars, DuckDB `*.parquet` and `pyarrow.dataset` read exactly the kept rows
 DIR/selections/<recipe>/          the selection's bookkeeping, where data readers never look:
                                   funnel.json, funnel.txt, rejected.parquet, recipe.json, _manifest.json, _markers/
+DIR/exports/<recipe>/<format>/    `flywheel export`: self-contained Parquet or WebDataset shards of a selection
 DIR/runs/                         one JSON log per run (counters, timings)
 
 This module is the one place these names are declared; everything else asks a Workspace.
@@ -126,6 +127,11 @@ class Workspace:
         """Track rows a selection mixes in (`mix:`), one store per source under it."""
         self.curated_dir(recipe)  # validates the name
         return self.root / "mix" / recipe
+
+    def export_dir(self, recipe: str, fmt: str) -> Path:
+        """Self-contained training shards of a selection (`flywheel export`), one folder per format."""
+        self.curated_dir(recipe)  # validates the name
+        return self.root / "exports" / recipe / fmt
 
     def curated_store(self, recipe: str) -> ShardStore:
         """The kept shards of `recipe` as a store whose markers and manifest live in selection_dir."""

@@ -252,13 +252,14 @@ def _register_parts() -> None:
     """Each part (trainer, captioners, flywheel loop) owns its commands in its own module."""
     from pipelines.cli import caption as cli_caption
     from pipelines.cli import dashboard as cli_dashboard
+    from pipelines.cli import export as cli_export
     from pipelines.cli import loop as cli_loop
     from pipelines.cli import mine as cli_mine
     from pipelines.cli import reservoir as cli_reservoir
     from pipelines.cli import retrain as cli_retrain
     from pipelines.cli import train as cli_train
 
-    for part in (cli_train, cli_caption, cli_loop, cli_reservoir, cli_mine, cli_retrain, cli_dashboard):
+    for part in (cli_train, cli_caption, cli_loop, cli_reservoir, cli_mine, cli_retrain, cli_dashboard, cli_export):
         part.register(app)
 
 

@@ -3,13 +3,12 @@
 from __future__ import annotations
 
 import json
-from pathlib import Path
 from typing import Annotated
 
 import typer
 from rich.table import Table
 
-from pipelines.cli.common import console, err
+from pipelines.cli.common import WorkspaceOpt, console, err
 from pipelines.cli.common import fail as _fail
 
 
@@ -18,7 +17,7 @@ def register(app: typer.Typer) -> None:
 
     @app.command()
     def mine(
-        workspace: Annotated[Path, typer.Option("--workspace", "-w", help="Workspace folder.")],
+        workspace: WorkspaceOpt,
         checkpoint: Annotated[
             str, typer.Option("--checkpoint", "-c", help="Checkpoint (STAGE, STAGE/step-N or path) to probe.")
         ] = "stage1_tiny_cpu",

@@ -8,9 +8,7 @@ from typing import Annotated
 import typer
 from rich.table import Table
 
-from pipelines.cli.common import console, err
-
-WorkspaceOpt = Annotated[Path, typer.Option("--workspace", "-w", help="Workspace folder.")]
+from pipelines.cli.common import WorkspaceOpt, console, err
 
 
 def register(app: typer.Typer) -> None:

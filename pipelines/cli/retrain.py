@@ -10,10 +10,8 @@ from typing import Annotated, Any
 
 import typer
 
-from pipelines.cli.common import console, err
+from pipelines.cli.common import WorkspaceOpt, console, err
 from pipelines.cli.common import fail as _fail
-
-WorkspaceOpt = Annotated[Path, typer.Option("--workspace", "-w", help="Workspace folder (pool, curated, turns).")]
 
 
 def _seeds(seeds: str) -> list[int]:

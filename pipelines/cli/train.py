@@ -157,9 +157,7 @@ def register(app: typer.Typer) -> None:
             src_image = Image.fromarray(decoded.rgb)
         given = prompt
         if enhancer is not None:
-            given = load_enhancer(enhancer, workspace.expanduser().resolve(), model=enhancer_model).enhance(
-                [prompt]
-            )[0]
+            given = load_enhancer(enhancer, workspace.expanduser().resolve(), model=enhancer_model).enhance([prompt])[0]
             console.print(f"enhanced prompt: {given}")
         path = resolve_checkpoint(workspace.expanduser().resolve(), checkpoint)
         pipe = load_pipeline(path, weights=weights, device=device)

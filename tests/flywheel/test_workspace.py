@@ -40,6 +40,7 @@ def test_workspace_names_every_folder(tmp_path) -> None:
     assert ws.checkpoints_dir() == tmp_path / "checkpoints"
     assert ws.checkpoints_dir("s1") == tmp_path / "checkpoints" / "s1"
     assert ws.dashboards_dir == tmp_path / "dashboards"
+    assert ws.export_dir("stage1", "webdataset") == tmp_path / "exports" / "stage1" / "webdataset"
     with pytest.raises(WorkspaceError):
         ws.captioned_dir("../x")
     with pytest.raises(WorkspaceError):
