@@ -30,6 +30,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from flywheel.errors import UserError
+from flywheel.store.images import POOL_ROW, attach_bytes
 from flywheel.store.shards import ShardStore, file_sha256, write_json_atomic
 from flywheel.workspace import Workspace
 
@@ -75,7 +76,8 @@ def export(
     fingerprint = f"{recipe}:" + hashlib.sha256(",".join(i.sha256 for i in infos).encode()).hexdigest()[:16]
     written = skipped = rows = 0
     for done, info in enumerate(infos, start=1):
-        table = pq.read_table(source.root / info.shard)
+        shard = source.root / info.shard
+        table = attach_bytes(pq.read_table(shard), shard).drop_columns([POOL_ROW.name])  # exports hold the bytes
         rows += table.num_rows
         if fmt == "parquet":
             store = ShardStore(out, meta_root=out / "_meta")

@@ -26,6 +26,7 @@ from pathlib import Path
 from typing import Any
 
 import duckdb
+import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
@@ -36,6 +37,7 @@ from flywheel.select.dedup_groups import groups_from_edges, multiview_edges, nea
 from flywheel.select.funnel import Funnel, RuleOutcome
 from flywheel.select.mix import MIX_MANIFEST, curated_keys, select_mix
 from flywheel.select.validate import RecipeError, check_recipe
+from flywheel.store.images import BYTE_COLUMNS, reference_form
 from flywheel.store.shards import ShardStore, write_json_atomic
 from flywheel.workspace import FUNNEL_JSON, FUNNEL_TXT, RECIPE_JSON, REJECTED, Workspace, WorkspaceError
 
@@ -314,9 +316,13 @@ def _write_outputs(
         keep = con.sql(f"SELECT {KEY} FROM s WHERE alive AND partition = ?", params=[index]).to_arrow_table()
         if not keep.num_rows:
             continue
-        # pyarrow rather than DuckDB for the copy: it keeps the pool's schema and its field metadata.
-        table = pq.read_table(shard)
-        kept = table.filter(pc.is_in(table.column(KEY), value_set=keep.column(KEY)))
+        # pyarrow rather than DuckDB for the copy: it keeps the pool's schema and its field metadata. The byte
+        # columns are never read: the selection references the pool rows that hold them (flywheel.store.images).
+        names = [n for n in pq.read_schema(shard).names if n not in BYTE_COLUMNS]
+        table = pq.read_table(shard, columns=names)
+        mask = pc.is_in(table.column(KEY), value_set=keep.column(KEY))
+        rows = np.flatnonzero(mask.to_numpy(zero_copy_only=False))
+        kept = reference_form(table.filter(mask), rows, shard, out_dir)
         store.write(index, kept, fingerprint=f"{recipe.name}:{shard.name}")
     whys = [(r.name, r.why or r.describe()) for r in recipe.rules]
     whys.append(("task", f"task is not one of the recipe's tasks {list(recipe.tasks)}"))

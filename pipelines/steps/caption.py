@@ -25,6 +25,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
@@ -33,6 +34,7 @@ from captioners.columns import CAPTION_COLUMNS, CAPTION_TYPES, caption_schema
 from captioners.config import CaptionConfig
 from captioners.types import needs_ocr
 from flywheel.errors import RunFailed, UserError
+from flywheel.store.images import attach_bytes, bytes_source, reference_form
 from flywheel.store.shards import ShardStore, StaleShardError, write_json_atomic
 from flywheel.workspace import Workspace, WorkspaceError
 from pipelines.ray_runtime import init_ray
@@ -89,7 +91,7 @@ class CaptionStage:
 def read_shard(row: dict[str, Any]) -> pa.Table:
     """Ray Data task: one curated shard as a table, tagged with its index and expected row count."""
     path, index = str(row["path"][0]), int(row["index"][0])
-    table = pq.read_table(path)
+    table = attach_bytes(pq.read_table(path), Path(path))  # the captioners need the pixels the pool holds
     table = table.append_column(SHARD, pa.array([index] * table.num_rows, pa.int32()))
     return table.append_column(EXPECTED, pa.array([table.num_rows] * table.num_rows, pa.int64()))
 
@@ -219,6 +221,7 @@ def _run(
             max_restarts=0,
         )
     parts: dict[int, list[pa.Table]] = {p["index"]: [] for p in pending}
+    sources = {p["index"]: bytes_source(Path(p["path"])) for p in pending}
     counts = dict.fromkeys(parts, 0)
     for block in ds.iter_batches(batch_format="pyarrow", batch_size=None, prefetch_batches=1):
         for index in sorted(set(block.column(SHARD).to_pylist())):
@@ -228,6 +231,8 @@ def _run(
             if counts[index] == part.column(EXPECTED)[0].as_py():
                 table = pa.concat_tables(parts.pop(index)).drop_columns([SHARD, EXPECTED])
                 table = table.select(_out_schema(table.schema).names).cast(_out_schema(table.schema))
+                if sources[index] is not None:  # captioned rows reference the pool's bytes, as curated ones do
+                    table = reference_form(table, np.zeros(0), sources[index], out.root)
                 out.write(index, table, prints[index])
                 result.written += 1
                 result.rows_written += table.num_rows

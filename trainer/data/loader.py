@@ -24,6 +24,7 @@ import zlib
 from collections import OrderedDict
 from collections.abc import Iterator
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import numpy as np
 import pyarrow.parquet as pq
@@ -33,6 +34,7 @@ from PIL import Image
 from flywheel.config import ConfigError
 from flywheel.imaging import decode
 from flywheel.schema import TASKS
+from flywheel.store.images import BYTE_COLUMNS, POOL_ROW, BytesReader, bytes_source
 from trainer.config import DataConfig
 from trainer.data.buckets import Bucket, fit_to_bucket
 from trainer.data.index import CURATED, RowIndex, split_group_key
@@ -191,6 +193,8 @@ class RowReader:
         self.columns = columns or self.COLUMNS
         self._cache: OrderedDict[tuple[int, int], dict[str, list[object]]] = OrderedDict()
         self._files: dict[int, tuple[pq.ParquetFile, np.ndarray, list[str]]] = {}
+        self._bytes_of: dict[int, Path | None] = {}  # shard -> pool shard holding its image bytes (None: itself)
+        self._bytes = BytesReader(cache_size)
 
     def _file(self, shard: int) -> tuple[pq.ParquetFile, np.ndarray, list[str]]:
         if shard not in self._files:
@@ -201,6 +205,9 @@ class RowReader:
             if "caption" in wanted and caption != "caption":
                 wanted.append(caption)  # the fused caption, falling back to the raw one where it is null
             cols = [c for c in dict.fromkeys(wanted) if c in pf.schema_arrow.names]
+            self._bytes_of[shard] = bytes_source(self.index.shards[shard], pf.schema_arrow)
+            if self._bytes_of[shard] is not None:
+                cols = [c for c in dict.fromkeys(["id", *cols, POOL_ROW.name]) if c in pf.schema_arrow.names]
             self._files[shard] = (pf, starts, cols)
         return self._files[shard]
 
@@ -216,6 +223,12 @@ class RowReader:
         self._cache.move_to_end(key)
         data = self._cache[key]
         out = {c: data[c][row - int(starts[group])] for c in cols}
+        source = self._bytes_of[shard]
+        if source is not None:
+            wanted = [c for c in BYTE_COLUMNS if c in self.columns]
+            if wanted:
+                fetched = self._bytes.row(source, int(out.pop(POOL_ROW.name)), str(out["id"]))  # type: ignore[arg-type]
+                out.update({c: fetched.get(c) for c in wanted})
         fused = self.index.caption_columns[shard]
         if fused != "caption" and out.get(fused):
             out["caption"] = out[fused]
