@@ -51,6 +51,49 @@ def per_kind(scores: np.ndarray, good: np.ndarray, bad: np.ndarray, kinds: np.nd
     return out
 
 
+def brisque_baseline(views: list[np.ndarray], good: np.ndarray, bad: np.ndarray, kinds: np.ndarray) -> dict:
+    """The same held-out pairs ordered by BRISQUE (lower is better) of the 256 px view: a no-training reference."""
+    from filters.image_quality import at_scale, brisque_score
+
+    cache: dict[int, float] = {}
+
+    def q(i: int) -> float:
+        if i not in cache:
+            v = brisque_score(at_scale(views[i]))
+            cache[i] = float("inf") if v is None else v
+        return cache[i]
+
+    neg = np.zeros(len(views))
+    for i in set(good.tolist()) | set(bad.tolist()):
+        neg[i] = -q(i)
+    return per_kind(neg, good, bad, kinds)
+
+
+def zoom_controls(views: list[np.ndarray], x: np.ndarray, head: object, clean: np.ndarray, seed: int) -> dict:
+    """P(score(clean) > score(central zoom of it)): no framing or tilt error, only the upscaling softness that
+    bad_crop (strong zoom) and tilt (mild zoom) also carry. High values mean part of what those two pairs
+    measure is softness, not composition."""
+    from PIL import Image
+
+    from flywheel.aesthetics.degrade import _resize_short, finish
+
+    rng = np.random.default_rng(seed)
+    out: dict[str, float] = {}
+    for name, lo, hi in (("zoom_mild_75_90pct", 0.75, 0.9), ("zoom_strong_30_45pct", 0.30, 0.45)):
+        zoomed = []
+        for i in clean.tolist():
+            img = Image.fromarray(views[i])
+            f = float(rng.uniform(lo, hi))
+            w, h = img.size
+            cw, ch = max(8, round(w * f)), max(8, round(h * f))
+            left, top = (w - cw) // 2, (h - ch) // 2
+            zoomed.append(finish(_resize_short(img.crop((left, top, left + cw, top + ch)), min(w, h))))
+        s_zoom = head(LiteEmbedder().embed(zoomed))  # type: ignore[operator]
+        s_clean = head(x[clean])  # type: ignore[operator]
+        out[name] = round(float((s_clean > s_zoom).mean()), 4)
+    return out
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--deb-root", type=Path, default=None, help="root where the Debian packages were extracted")
@@ -108,6 +151,8 @@ def main(argv: list[str] | None = None) -> int:
         sel = k_te == name
         lodo[name] = round(pairwise_accuracy(head(x), g_te[sel], b_te[sel]), 4)  # type: ignore[operator]
     report["leave_one_degradation_out_mlp"] = lodo
+    report["brisque_baseline_held_out"] = brisque_baseline(pairs.views, g_te, b_te, k_te)
+    report["zoom_controls_held_out"] = zoom_controls(pairs.views, x, mlp, clean[test_view[clean]], args.seed)
     # Scale facts: where clean and degraded held-out views fall on the shipped head's scale.
     s = mlp(x)  # type: ignore[operator]
     report["held_out_score_clean_mean"] = round(float(s[clean[test_view[clean]]].mean()), 3)
