@@ -49,11 +49,30 @@ class RotationConfig:
     net_head: str | None = None
 
 
+@dataclass(frozen=True)
+class AestheticsConfig:
+    """The aesthetic score's model. Default: the head shipped in filters/data over the shared embedding.
+
+    `head`: a head file written by `flywheel aesthetics fit` (None: the shipped one). The LAION path is used
+    instead when both `checkpoint` (local open_clip CLIP weights, ViT-L/14 for the real predictor) and
+    `predictor` (the LAION aesthetic predictor's linear/MLP weights over CLIP image embeddings, safetensors or
+    a weights-only .pth) are set; `model_config` names an open_clip JSON for architectures open_clip lacks.
+    """
+
+    head: str | None = None
+    clip_model: str = "ViT-L-14"
+    checkpoint: str | None = None
+    model_config: str | None = None
+    predictor: str | None = None
+    device: str = "auto"
+    batch_size: int = 32
+
+
 # Keys that choose where a model runs, not what it computes: left out of the shard fingerprint.
 RUNTIME_ONLY_KEYS = frozenset({"device", "batch_size"})
 # Keys naming model files: the fingerprint also records each file's size and mtime, so replacing the
 # weights behind an unchanged path re-scores too.
-MODEL_FILE_KEYS = frozenset({"checkpoint", "model_config", "model_path", "weights", "net_head"})
+MODEL_FILE_KEYS = frozenset({"checkpoint", "model_config", "model_path", "weights", "net_head", "head", "predictor"})
 
 
 def section_identity(section: object) -> dict[str, object]:
@@ -78,6 +97,7 @@ class ScoringConfig:
     nsfw: NsfwConfig = field(default_factory=NsfwConfig)
     tokens: TokenConfig = field(default_factory=TokenConfig)
     rotation: RotationConfig = field(default_factory=RotationConfig)
+    aesthetics: AestheticsConfig = field(default_factory=AestheticsConfig)
 
     @classmethod
     def load(cls, path: str | Path | None = None) -> ScoringConfig:

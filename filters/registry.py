@@ -6,7 +6,8 @@ import hashlib
 import json
 from collections.abc import Iterable
 
-from filters.base import ModelScorer, Scorer
+from filters.aesthetics import AestheticsScorer
+from filters.base import EmbeddingScorer, ModelScorer, Scorer
 from filters.broken import BrokenScorer
 from filters.clip_score import ClipScorer
 from filters.config import ScoringConfig, section_identity
@@ -39,6 +40,7 @@ FILTERS: tuple[type[Scorer], ...] = (
     JpegQualityScorer,
     ImageQualityScorer,
     QualityV1Scorer,
+    AestheticsScorer,
 )
 _BY_NAME = {cls.name: cls for cls in FILTERS}
 
@@ -113,4 +115,5 @@ def column_owners(classes: Iterable[type[Scorer]] = FILTERS) -> dict[str, str]:
 
 
 def is_model(cls: type[Scorer]) -> bool:
-    return issubclass(cls, ModelScorer)
+    # An EmbeddingScorer holds a model head too: never run it as a CPU scorer inside the decode task.
+    return issubclass(cls, ModelScorer | EmbeddingScorer)

@@ -250,6 +250,7 @@ def curate(
 
 def _register_parts() -> None:
     """Each part (trainer, captioners, flywheel loop) owns its commands in its own module."""
+    from pipelines.cli import aesthetics as cli_aesthetics
     from pipelines.cli import caption as cli_caption
     from pipelines.cli import dashboard as cli_dashboard
     from pipelines.cli import export as cli_export
@@ -261,6 +262,7 @@ def _register_parts() -> None:
 
     for part in (cli_train, cli_caption, cli_loop, cli_reservoir, cli_mine, cli_retrain, cli_dashboard, cli_export):
         part.register(app)
+    cli_aesthetics.register(app)
 
 
 _register_parts()
