@@ -15,6 +15,9 @@ import zlib
 import numpy as np
 from PIL import Image, ImageEnhance, ImageFilter, ImageOps
 
+from flywheel.phash import phash64
+from flywheel.select.dedup_groups import hamming64
+
 # Clockwise rotation -> the Pillow transpose that performs it (Pillow's ROTATE_* are counter-clockwise).
 _CLOCKWISE = {90: Image.Transpose.ROTATE_270, 180: Image.Transpose.ROTATE_180, 270: Image.Transpose.ROTATE_90}
 
@@ -43,32 +46,16 @@ def encode(img: Image.Image, fmt: str, quality: int = 90, progressive: bool = Fa
     return buf.getvalue()
 
 
-def _dct_matrix(n: int = 32) -> np.ndarray:
-    k = np.arange(n)
-    m = np.sqrt(2.0 / n) * np.cos(np.pi * (2 * k[None, :] + 1) * k[:, None] / (2 * n))
-    m[0] /= np.sqrt(2.0)
-    return m
-
-
-_DCT32 = _dct_matrix()
-
-
 def phash(img: Image.Image) -> int:
-    """64-bit DCT perceptual hash, the same construction as filters.dedup.phash64 (unsigned here).
+    """64-bit DCT perceptual hash, flywheel.phash.phash64 (the filter's hash) read unsigned.
 
     The generator uses it to keep unrelated samples far apart and to measure how far each
     labeled near-duplicate really is from its original.
     """
-    small = np.asarray(img.convert("L").resize((32, 32), Image.Resampling.LANCZOS), dtype=np.float64)
-    coeffs = (_DCT32 @ small @ _DCT32.T)[:8, :8]
-    value = 0
-    for bit in (coeffs > np.median(coeffs)).ravel():
-        value = (value << 1) | int(bit)
-    return value
+    return phash64(np.asarray(img.convert("L"))) & 0xFFFFFFFFFFFFFFFF
 
 
-def hamming(a: int, b: int) -> int:
-    return ((a ^ b) & 0xFFFFFFFFFFFFFFFF).bit_count()
+hamming = hamming64  # the filter's distance, defined once in the core
 
 
 def rotate_clockwise(img: Image.Image, degrees: int) -> Image.Image:

@@ -27,24 +27,14 @@ from typing import Any
 
 import numpy as np
 import pyarrow as pa
-from PIL import Image
-from scipy.fft import dctn
 
 from filters.base import CpuScorer, SampleBatch
+from flywheel.phash import phash64
 from flywheel.schema import Column
 from flywheel.select.dedup_groups import hamming64  # noqa: F401 - the filter's distance, defined once in the core
 
 HASH_VIEW = 128  # luma view side the hashes are computed from
 CENTRE_CROPS = (0.92, 0.84)  # fractions of each side kept by the centre-crop hashes
-
-
-def phash64(gray: np.ndarray) -> int:
-    """64-bit perceptual hash of a luma array, returned as a signed int64 (Parquet has no uint64 in DuckDB joins)."""
-    small = Image.fromarray(gray).resize((32, 32), Image.Resampling.LANCZOS)
-    coeffs = dctn(np.asarray(small, dtype=np.float64), type=2, norm="ortho")[:8, :8]
-    bits = (coeffs > np.median(coeffs)).ravel()
-    value = int.from_bytes(np.packbits(bits).tobytes(), "big")
-    return value - (1 << 64) if value >= (1 << 63) else value
 
 
 def centre_crop(gray: np.ndarray, fraction: float) -> np.ndarray:
