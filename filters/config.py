@@ -68,6 +68,14 @@ class AestheticsConfig:
     batch_size: int = 32
 
 
+@dataclass(frozen=True)
+class EmbeddingConfig:
+    """Where the shared image embedding (`filters/embedding.py`) runs; the weights ship with the package."""
+
+    device: str = "auto"
+    batch_size: int = 32
+
+
 # Keys that choose where a model runs, not what it computes: left out of the shard fingerprint.
 RUNTIME_ONLY_KEYS = frozenset({"device", "batch_size"})
 # Keys naming model files: the fingerprint also records each file's size and mtime, so replacing the
@@ -98,6 +106,7 @@ class ScoringConfig:
     tokens: TokenConfig = field(default_factory=TokenConfig)
     rotation: RotationConfig = field(default_factory=RotationConfig)
     aesthetics: AestheticsConfig = field(default_factory=AestheticsConfig)
+    embedding: EmbeddingConfig = field(default_factory=EmbeddingConfig)
 
     @classmethod
     def load(cls, path: str | Path | None = None) -> ScoringConfig:

@@ -12,6 +12,7 @@ from filters.broken import BrokenScorer
 from filters.clip_score import ClipScorer
 from filters.config import ScoringConfig, section_identity
 from filters.dedup import DedupScorer
+from filters.embedding import ImageEmbeddingScorer
 from filters.entropy import EntropyScorer
 from filters.image_quality import ImageQualityScorer
 from filters.jpeg_quality import JpegQualityScorer
@@ -40,6 +41,7 @@ FILTERS: tuple[type[Scorer], ...] = (
     JpegQualityScorer,
     ImageQualityScorer,
     QualityV1Scorer,
+    ImageEmbeddingScorer,
     AestheticsScorer,
 )
 _BY_NAME = {cls.name: cls for cls in FILTERS}
@@ -65,6 +67,8 @@ def resolve(names: Iterable[str] | None, include_optional: bool = False) -> list
     if unknown:
         raise UnknownFilterError(f"unknown filter(s) {sorted(unknown)}; known: {filter_names()}")
     wanted.add(BrokenScorer.name)
+    if any(issubclass(_BY_NAME[n], EmbeddingScorer) for n in wanted):
+        wanted.add(ImageEmbeddingScorer.name)  # embedding filters read the shared pass: it runs with them
     return [cls for cls in FILTERS if cls.name in wanted]
 
 

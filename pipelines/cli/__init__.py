@@ -84,7 +84,11 @@ def score_missing(
     filters: Annotated[str | None, typer.Option(help="Comma-separated filter names (default: all).")] = None,
     config: Annotated[Path | None, typer.Option(help="Scoring config YAML (model paths, limits).")] = None,
 ) -> None:
-    """Add the columns of CPU filters the existing pool lacks, rewriting its shards in place (no re-ingest)."""
+    """Add the columns of filters the existing pool lacks, rewriting its shards in place (no re-ingest).
+
+    Model filters (aesthetics, the shared embedding, NSFW, ...) run in this process; embedding filters reuse
+    a stored image_embedding.
+    """
     from filters.config import ScoringConfig
     from flywheel.workspace import Workspace
     from pipelines.steps.add_columns import add_missing_columns
@@ -99,8 +103,8 @@ def score_missing(
         f"added columns on {result.rewritten} of {result.shards} shard(s) ({result.rows} rows): "
         f"{result.added or 'nothing missing'}"
     )
-    if result.skipped_models:
-        console.print(f"[yellow]model filters need `flywheel score`: {result.skipped_models}[/]")
+    for name, message in result.unavailable.items():
+        console.print(f"[yellow]{name}: {message}[/]")
 
 
 @app.command()

@@ -20,8 +20,9 @@ from typing import Any
 
 import pyarrow as pa
 
-from filters.base import Counters, ModelConfigError, ModelScorer, Scorer, ScorerUnavailable
+from filters.base import Counters, EmbeddingScorer, ModelConfigError, ModelScorer, Scorer, ScorerUnavailable
 from filters.config import ScoringConfig
+from filters.embedding import ImageEmbeddingScorer
 from filters.registry import build, column_owners, column_registry, is_model, resolve, scoring_fingerprint
 from flywheel.errors import RunFailed
 from flywheel.ingest import open_source
@@ -116,7 +117,7 @@ def score(
     pool_schema = registry.schema()
     workspace.check_schema()
     notices: list[str] = []  # model warnings wait until the source is planned: a wrong path is the one line
-    model_classes, unavailable = check_models(classes, cfg, notices.append)
+    model_classes, followers, unavailable = check_models(classes, cfg, notices.append)
     cpu_classes = [c for c in classes if not is_model(c)]
     scoring = scoring_fingerprint(classes, cfg)
     workspace.pool_dir.mkdir(parents=True, exist_ok=True)
@@ -139,6 +140,7 @@ def score(
             workspace,
             cpu_classes,
             model_classes,
+            followers,
             cfg,
             pool_schema,
             ray_address,
@@ -170,21 +172,38 @@ def score(
 
 def check_models(
     classes: Sequence[type[Scorer]], cfg: ScoringConfig, log: Callable[[str], None]
-) -> tuple[list[type[ModelScorer]], dict[str, str]]:
+) -> tuple[list[type[ModelScorer]], list[type[EmbeddingScorer]], dict[str, str]]:
     """Build every enabled scorer once on the driver, before anything is planned or written.
 
     A configured (or shipped) model that cannot load is a ModelConfigError, not null columns: shards
     written without it would be skipped on every re-run. Only a model that is not configured at all
     (CLIP without weights) is the documented null, reported as a warning.
-    Returns the model scorers that run and the messages of those that do not.
+    Returns the model scorers that run, the embedding scorers that run on the shared embedding pass (in the
+    `embedding` filter's actors), and the messages of those that do not run.
     """
     model_classes: list[type[ModelScorer]] = []
+    followers: list[type[EmbeddingScorer]] = []
     unavailable: dict[str, str] = {}
     for cls in classes:
         try:
             scorer = build(cls, cfg)
         except ScorerUnavailable as exc:
             raise ModelConfigError(f"filter {cls.name} cannot run: {exc}") from None
+        if isinstance(scorer, EmbeddingScorer):
+            if getattr(scorer, "needs_pixels", False):
+                # Said out loud, not a silent null: a pixel path (LAION over CLIP) has no pipeline stage yet.
+                unavailable[cls.name] = (
+                    f"filter {cls.name} is configured to embed pixels with its own CLIP model, which "
+                    "`flywheel score` does not run yet: its columns stay null (unset the CLIP keys to use the "
+                    "shared embedding)"
+                )
+                log(f"[warning] {unavailable[cls.name]}")
+                continue
+            message = scorer.available()
+            if message is not None:
+                raise ModelConfigError(f"filter {cls.name} cannot run: {message}")
+            followers.append(cls)  # type: ignore[arg-type]
+            continue
         if not isinstance(scorer, ModelScorer):
             continue
         message = scorer.available()
@@ -198,7 +217,12 @@ def check_models(
                 f"filter {cls.name} cannot run: {message} (fix the scoring config, or leave the filter out "
                 "with --filters)"
             )
-    return model_classes, unavailable
+    if followers and ImageEmbeddingScorer not in model_classes:
+        raise ModelConfigError(
+            f"filter(s) {[c.name for c in followers]} read the shared image embedding: enable the "
+            f"{ImageEmbeddingScorer.name!r} filter too"
+        )
+    return model_classes, followers, unavailable
 
 
 def _run(
@@ -206,6 +230,7 @@ def _run(
     workspace: Workspace,
     cpu_classes: list[type[Scorer]],
     model_classes: list[type[ModelScorer]],
+    followers: list[type[EmbeddingScorer]],
     cfg: ScoringConfig,
     pool_schema: pa.Schema,
     ray_address: str | None,
@@ -226,7 +251,7 @@ def _run(
     # (it is Ray's API churn, not something a user can act on). Revisit when Ray 2.64 removes them.
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", category=DeprecationWarning)
-        ds = _stages(ds, cpu_classes, model_classes, cfg, model_actors)
+        ds = _stages(ds, cpu_classes, model_classes, followers, cfg, model_actors)
     counters: dict[str, Counters] = defaultdict(Counters)
     for block in ds.iter_batches(batch_format="pyarrow", batch_size=None, prefetch_batches=1):
         for index in sorted(set(block.column("partition").to_pylist())):
@@ -267,10 +292,15 @@ def _stages(
     ds: Any,
     cpu_classes: list[type[Scorer]],
     model_classes: list[type[ModelScorer]],
+    followers: list[type[EmbeddingScorer]],
     cfg: ScoringConfig,
     model_actors: int,
 ) -> Any:
-    """The decode task stage, then one actor-pool stage per model scorer."""
+    """The decode task stage, then one actor-pool stage per model scorer.
+
+    The embedding scorers (`followers`) run inside the `embedding` filter's actors on the batch it just
+    embedded: one network pass serves them all, and no embedding travels between stages.
+    """
     import ray
 
     # ray_remote_args_fn keeps Ray Data from fusing the decode tasks into the (few) model actors:
@@ -290,7 +320,7 @@ def _stages(
         gpu = 1 if (cls.uses_gpu and _cuda_available()) else 0
         ds = ds.map_batches(
             ModelStage,
-            fn_constructor_args=(cls, cfg),
+            fn_constructor_args=(cls, cfg, 1, followers if cls is ImageEmbeddingScorer else ()),
             batch_format="pyarrow",
             # One call per decoded partition (the actor batches its model calls itself): a fixed row count
             # here made Ray Data hold partitions until that many rows had arrived, so no shard completed

@@ -20,7 +20,7 @@ from typing import Any
 import numpy as np
 import pyarrow as pa
 
-from filters.base import Counters, CpuScorer, ModelScorer, SampleBatch, Scorer
+from filters.base import Counters, CpuScorer, EmbeddingScorer, ModelScorer, SampleBatch, Scorer
 from filters.config import ScoringConfig
 from filters.registry import build, decode_short_side
 from flywheel.errors import RunFailed
@@ -242,21 +242,34 @@ def _empty_partition_row(index: int, schema: pa.Schema) -> pa.Table:
 
 
 class ModelStage:
-    """Actor for `map_batches(compute=ActorPoolStrategy)`: one loaded model scorer per actor."""
+    """Actor for `map_batches(compute=ActorPoolStrategy)`: one loaded model scorer per actor.
 
-    def __init__(self, scorer_cls: type[ModelScorer], cfg: ScoringConfig, cpu_threads: int = 1) -> None:
+    `followers` are embedding scorers: when this actor's scorer is the shared `embedding` filter, each of
+    them scores the batch's embeddings right after they are computed (one network pass for all).
+    """
+
+    def __init__(
+        self,
+        scorer_cls: type[ModelScorer],
+        cfg: ScoringConfig,
+        cpu_threads: int = 1,
+        followers: Sequence[type[EmbeddingScorer]] = (),
+    ) -> None:
         self.scorer: ModelScorer = build(scorer_cls, cfg)  # type: ignore[assignment]
         if self.scorer.threads is None:
             self.scorer.threads = cpu_threads
         self.scorer.load()
+        self.followers: list[EmbeddingScorer] = [build(c, cfg) for c in followers]  # type: ignore[misc]
+        for follower in self.followers:
+            follower.load()
         self.batch_size = int(getattr(getattr(cfg, scorer_cls.name, None), "batch_size", 32))
-        self._reported: dict[str, float] = {}  # counters already sent to the driver
+        self._reported: dict[str, dict[str, float]] = {}  # counters already sent to the driver, per scorer
 
     def __call__(self, table: pa.Table) -> pa.Table:
         scorer = self.scorer
         col = input_column(scorer.name)
         raw = table.column(col).to_pylist()
-        captions = table.column("caption").to_pylist() if scorer.wants_captions else [None] * len(raw)
+        captions = table.column("caption").to_pylist()
         valid = [i for i, r in enumerate(raw) if r is not None]
         results: dict[str, list[Any]] = {c.name: [None] * len(raw) for c in scorer.columns}
         for start in range(0, len(valid), self.batch_size):
@@ -264,13 +277,16 @@ class ModelStage:
             inputs = np.stack(
                 [np.frombuffer(raw[i], dtype=scorer.input_dtype).reshape(scorer.input_shape) for i in chunk]
             )
-            out = scorer(inputs, [captions[i] for i in chunk])
+            out = scorer(inputs, [captions[i] if scorer.wants_captions else None for i in chunk])
             for name, values in out.items():
                 for i, v in zip(chunk, list(values), strict=True):
                     results[name][i] = v
         table = table.drop_columns([col])
         for name, arr in scorer.to_arrays(results).items():
             table = table.append_column(name, arr)
+        if self.followers:
+            for name, arr in score_embeddings(self.followers, results["image_embedding"], captions).items():
+                table = table.append_column(name, arr)
         return self._with_counters(table)
 
     def _with_counters(self, table: pa.Table) -> pa.Table:
@@ -279,16 +295,43 @@ class ModelStage:
         The driver sums every row's counters when a partition completes; the delta since the last call goes on
         the first real row (an empty partition's marker row is dropped by the driver, so it cannot carry it).
         """
-        now = asdict(self.scorer.counters)
-        delta = {k: now[k] - self._reported.get(k, 0) for k in now}
-        self._reported = now
         expected = table.column(EXPECTED).to_pylist()
         target = next((i for i, e in enumerate(expected) if e), None)
-        if target is None or not delta["calls"]:
+        if target is None:
             return table
         values = table.column(COUNTERS).to_pylist()
         merged = json.loads(values[target]) if values[target] else {}
-        merged[self.scorer.name] = delta
+        for scorer in [self.scorer, *self.followers]:
+            now = asdict(scorer.counters)
+            before = self._reported.get(scorer.name, {})
+            delta = {k: now[k] - before.get(k, 0) for k in now}
+            self._reported[scorer.name] = now
+            if delta["calls"]:
+                merged[scorer.name] = delta
+        if not merged:
+            return table
         values[target] = json.dumps(merged)
         index = table.column_names.index(COUNTERS)
         return table.set_column(index, COUNTERS, pa.array(values, pa.string()))
+
+
+def score_embeddings(
+    scorers: Sequence[EmbeddingScorer], embeddings: Sequence[Any], captions: Sequence[str | None]
+) -> dict[str, pa.Array]:
+    """Run embedding scorers over one batch's embeddings (None where the image did not decode).
+
+    Shared by the score actors and `score-missing` (which reads a stored `image_embedding` column instead of
+    running the network again).
+    """
+    from filters.embedding import FEATURE_DIM
+
+    n = len(embeddings)
+    ok = np.array([e is not None for e in embeddings], dtype=bool)
+    matrix = np.zeros((n, FEATURE_DIM), dtype=np.float32)
+    for i in np.flatnonzero(ok):
+        matrix[i] = np.asarray(embeddings[i], dtype=np.float32)
+    columns: dict[str, pa.Array] = {}
+    for scorer in scorers:
+        texts = list(captions) if scorer.wants_captions else [None] * n
+        columns.update(scorer.to_arrays(scorer(matrix, ok, texts)))
+    return columns

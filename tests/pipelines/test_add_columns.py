@@ -52,3 +52,33 @@ def test_only_missing_columns_are_scored_and_select_then_applies_the_new_rules(t
 def test_empty_workspace_is_a_clear_error(tmp_path) -> None:
     res = CliRunner().invoke(app, ["score-missing", "-w", str(tmp_path / "none")])
     assert res.exit_code == 2 and "flywheel score" in res.output
+
+
+def test_score_missing_runs_model_filters_and_reuses_a_stored_embedding(tmp_path) -> None:
+    """Adding aesthetics to a scored pool embeds where the embedding is missing and reads it where stored."""
+    import numpy as np
+
+    from filters.aesthetics import AestheticsScorer
+
+    ws = Workspace.at(tmp_path / "ws")
+    _old_pool(ws)
+    runner = CliRunner()
+    res = runner.invoke(app, ["score-missing", "-w", str(ws.root), "--filters", "embedding"])
+    assert res.exit_code == 0, res.output
+    table = pq.read_table(ws.pool.shard_path(0))
+    emb = np.array(table.column("image_embedding").to_pylist(), dtype=np.float32)
+    assert emb.shape == (2, 1280) and "aesthetic_score" not in table.column_names
+    # a planted embedding proves the stored column is read, not recomputed from the pixels
+    planted = np.zeros((2, 1280), np.float32)
+    planted[:, 0] = 1.0
+    column = pa.FixedSizeListArray.from_arrays(pa.array(planted.ravel()), 1280)
+    table = table.set_column(table.column_names.index("image_embedding"), "image_embedding", column)
+    ws.pool.write(0, table, "fp0")
+    res = runner.invoke(app, ["score-missing", "-w", str(ws.root), "--filters", "aesthetics"])
+    assert res.exit_code == 0, res.output
+    assert "'aesthetics': 2" in res.output and "'embedding'" not in res.output  # both shards, no new pass
+    got = pq.read_table(ws.pool.shard_path(0)).column("aesthetic_score").to_pylist()
+    expected = AestheticsScorer()(planted, np.ones(2, bool), [None, None])["aesthetic_score"]
+    assert np.allclose(got, expected, atol=1e-5)
+    other = pq.read_table(ws.pool.shard_path(1)).column("aesthetic_score").to_pylist()
+    assert all(v is not None for v in other)

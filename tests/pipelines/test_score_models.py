@@ -105,3 +105,23 @@ def test_progress_advances_as_partitions_complete(tmp_path, ray_session):
     # One call per completed shard, in order (the bar moves 1/8, 2/8, ...). Whether they also arrive spread out
     # in time depends on the machine's speed; the fixed model-stage batching that held them back is gone.
     assert [done for _, done in calls] == list(range(9))
+
+
+def test_embedding_filters_run_on_one_shared_pass(tmp_path, ray_session):
+    """`--filters aesthetics` computes image_embedding once and the head scores it in the same actor."""
+    import json
+
+    import numpy as np
+
+    src = _folder(tmp_path / "src")
+    ws = Workspace.at(tmp_path / "ws")
+    result = score(str(src), ws, filters=["aesthetics"], rows_per_partition=2, log=lambda m: None)
+    assert result.rows_written == 4 and not result.unavailable
+    table = pq.read_table(ws.pool.shard_paths(), columns=["image_embedding", "aesthetic_score"])
+    emb = np.array(table.column("image_embedding").to_pylist(), dtype=np.float32)
+    assert emb.shape == (4, 1280) and np.allclose(np.linalg.norm(emb, axis=1), 1.0, atol=1e-4)
+    assert table.column("aesthetic_score").null_count == 0
+    assert {"embedding", "aesthetics"} <= set(result.counters)  # the run log lists both scorers' time
+    assert result.counters["aesthetics"]["rows"] == 4
+    log = json.loads(next(ws.runs_dir.glob("*-score.json")).read_text())
+    assert log["counters"]["embedding"]["seconds"] > 0
