@@ -76,6 +76,18 @@ class EmbeddingConfig:
     batch_size: int = 32
 
 
+@dataclass(frozen=True)
+class RuntimeConfig:
+    """Where model scorers run; never part of what they compute (not in the shard fingerprint).
+
+    `gpu_share`: the fraction of one GPU each GPU model scorer's actor reserves. None shares one device among
+    all enabled GPU model scorers (1/n each), so NSFW, CLIP and the embedding pass load side by side on one
+    GPU instead of waiting for a whole device each; 1.0 gives each its own GPU.
+    """
+
+    gpu_share: float | None = None
+
+
 # Keys that choose where a model runs, not what it computes: left out of the shard fingerprint.
 RUNTIME_ONLY_KEYS = frozenset({"device", "batch_size"})
 # Keys naming model files: the fingerprint also records each file's size and mtime, so replacing the
@@ -107,6 +119,7 @@ class ScoringConfig:
     rotation: RotationConfig = field(default_factory=RotationConfig)
     aesthetics: AestheticsConfig = field(default_factory=AestheticsConfig)
     embedding: EmbeddingConfig = field(default_factory=EmbeddingConfig)
+    runtime: RuntimeConfig = field(default_factory=RuntimeConfig)
 
     @classmethod
     def load(cls, path: str | Path | None = None) -> ScoringConfig:

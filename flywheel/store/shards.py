@@ -137,6 +137,23 @@ class ShardStore:
         write_json_atomic(self.marker_path(index), asdict(info))
         return info
 
+    @property
+    def pieces_dir(self) -> Path:
+        """Parts of a shard written by different workers, waiting to be merged (see `write_piece`)."""
+        return self.root / "_pieces"
+
+    def write_piece(self, index: int, table: pa.Table) -> Path:
+        """Write part of shard `index` atomically under `_pieces/`; it is not a shard until merged and written.
+
+        A crash leaves only pieces, which `clean_temporaries` removes: the partition is then redone whole.
+        """
+        self.pieces_dir.mkdir(parents=True, exist_ok=True)
+        final = self.pieces_dir / f"part-{index:05d}.{uuid.uuid4().hex}.parquet"
+        tmp = final.with_name(f"{final.name}.tmp")
+        pq.write_table(table, tmp, compression="zstd")
+        os.replace(tmp, final)
+        return final
+
     def completed(self, index: int, fingerprint: str | None = None, scoring: str | None = None) -> ShardInfo | None:
         """The shard's info if it is complete (marker present, size and sha256 agree, fingerprint matches).
 
@@ -198,7 +215,8 @@ class ShardStore:
         """Remove half-written files left by a crash."""
         removed = 0
         metas = list(self.meta_root.glob("*.tmp-*")) if self.meta_root != self.root else []
-        for tmp in list(self.root.glob("*.tmp-*")) + list(self.markers.glob("*.tmp-*")) + metas:
+        pieces = list(self.pieces_dir.glob("*")) if self.pieces_dir.is_dir() else []
+        for tmp in list(self.root.glob("*.tmp-*")) + list(self.markers.glob("*.tmp-*")) + metas + pieces:
             tmp.unlink(missing_ok=True)
             removed += 1
         return removed

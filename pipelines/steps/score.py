@@ -24,13 +24,19 @@ from filters.base import Counters, EmbeddingScorer, ModelConfigError, ModelScore
 from filters.config import ScoringConfig
 from filters.embedding import ImageEmbeddingScorer
 from filters.registry import build, column_owners, column_registry, is_model, resolve, scoring_fingerprint
-from flywheel.errors import RunFailed
+from flywheel.errors import RunFailed, UserError
 from flywheel.ingest import open_source
 from flywheel.ingest.base import PartitionSpec, SourceError
 from flywheel.store.shards import write_json_atomic
 from flywheel.workspace import Workspace
 from pipelines.ray_runtime import init_ray
-from pipelines.steps.score_stages import COUNTERS, EXPECTED, ModelStage, score_partitions, spec_to_row
+from pipelines.steps.score_stages import (
+    ModelStage,
+    merge_pieces,
+    score_partitions,
+    spec_to_row,
+    write_partitions,
+)
 
 ProgressFn = Callable[[int, int], None]  # (shards complete, shards in the plan)
 
@@ -46,6 +52,10 @@ class ScoreResult:
     unavailable: dict[str, str] = field(default_factory=dict)
     counters: dict[str, dict[str, float]] = field(default_factory=dict)
     captions_missing: int = 0  # rows written in this run whose caption is null
+    # Bytes of the summaries the driver received from the writer tasks (the shards are written by workers):
+    # flat in the input size, which bench/score_memory.py measures.
+    driver_bytes: int = 0
+    merged_pieces: int = 0  # partitions Ray split across blocks, merged from piece files by a task
 
     @property
     def ok(self) -> bool:
@@ -60,8 +70,6 @@ class ScoreFailed(RunFailed):
 class _Pending:
     spec: PartitionSpec
     index: int
-    tables: list[pa.Table] = field(default_factory=list)
-    rows: int = 0
 
 
 def plan(
@@ -244,6 +252,9 @@ def _run(
     init_ray(ray_address)
     ctx = ray.data.DataContext.get_current()
     ctx.max_errored_blocks = -1  # a failing partition must not stop the others; it is retried next run
+    # A partition stays one block from its decode task to its writer (no splitting of large blocks), so the
+    # worker holding it can write it whole; a split one still completes, through piece files (write_partitions).
+    ctx.target_max_block_size = None
     by_index = {p.index: p for p in pending}
     ds = ray.data.from_items([spec_to_row(p.spec, p.index) for p in pending], override_num_blocks=len(pending))
     # Ray 2.60 deprecates `ray_remote_args_fn` and remote args such as `max_restarts` passed to map_batches,
@@ -252,31 +263,68 @@ def _run(
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", category=DeprecationWarning)
         ds = _stages(ds, cpu_classes, model_classes, followers, cfg, model_actors)
+        fingerprints = {p.index: p.spec.fingerprint for p in pending}
+        ds = ds.map_batches(
+            write_partitions,
+            fn_args=(str(workspace.pool_dir), fingerprints, pool_schema, scoring),
+            batch_size=None,
+            batch_format="pyarrow",
+            compute=ray.data.TaskPoolStrategy(),
+            ray_remote_args_fn=_one_cpu,  # the same resources as the decode task: Ray fuses the two when it can
+        )
     counters: dict[str, Counters] = defaultdict(Counters)
+    pieces: dict[int, list[tuple[str, int]]] = defaultdict(list)  # partition -> (piece file, rows): rare
+    # Only WRITTEN_SCHEMA summaries reach the driver: the workers wrote the shards (no image byte comes here).
     for block in ds.iter_batches(batch_format="pyarrow", batch_size=None, prefetch_batches=1):
-        for index in sorted(set(block.column("partition").to_pylist())):
-            part = block.filter(pa.compute.equal(block.column("partition"), index))
-            entry = by_index[index]
-            expected = part.column(EXPECTED)[0].as_py()
-            if expected == 0:
-                part = part.slice(0, 0)
-            entry.tables.append(part)
-            entry.rows += part.num_rows
-            if entry.rows == expected:
-                table = pa.concat_tables(entry.tables)
-                for raw in table.column(COUNTERS).drop_null().to_pylist():
-                    for name, values in json.loads(raw).items():
-                        counters[name].merge(Counters(**values))
-                workspace.pool.write(index, _conform(table, pool_schema), entry.spec.fingerprint, scoring=scoring)
-                result.written += 1
-                result.rows_written += table.num_rows
-                result.captions_missing += table.column("caption").null_count
-                entry.tables = []
-                del by_index[index]
-                if progress:
-                    progress(result.written + result.skipped, result.partitions)
+        result.driver_bytes += block.nbytes
+        for row in block.to_pylist():
+            index = row["partition"]
+            for name, values in json.loads(row["counters"] or "{}").items():
+                counters[name].merge(Counters(**values))
+            missing = row["captions_missing"]
+            if not row["written"]:
+                pieces[index].append((row["piece"], row["rows"]))
+                if sum(r for _, r in pieces[index]) < row["expected"]:
+                    continue
+                missing = ray.get(
+                    _merge_task.remote(
+                        str(workspace.pool_dir),
+                        index,
+                        [p for p, _ in pieces.pop(index)],
+                        by_index[index].spec.fingerprint,
+                        scoring,
+                    )
+                )
+                result.merged_pieces += 1
+            result.written += 1
+            result.rows_written += row["expected"]
+            result.captions_missing += missing
+            del by_index[index]
+            if progress:
+                progress(result.written + result.skipped, result.partitions)
     result.failed = sorted(by_index)
     result.counters = {k: vars(v) for k, v in counters.items()}
+
+
+def _merge_task_fn(pool_root: str, index: int, pieces: list[str], fingerprint: str, scoring: str) -> int:
+    return merge_pieces(pool_root, index, pieces, fingerprint, scoring)
+
+
+class _LazyRemote:
+    """`ray.remote` applied on first use, so importing this module does not import Ray."""
+
+    def __init__(self) -> None:
+        self._fn: Any = None
+
+    def remote(self, *args: Any) -> Any:
+        if self._fn is None:
+            import ray
+
+            self._fn = ray.remote(num_cpus=1)(_merge_task_fn)
+        return self._fn.remote(*args)
+
+
+_merge_task = _LazyRemote()
 
 
 def no_captions_message(source: str, rows: int) -> str:
@@ -313,11 +361,9 @@ def _stages(
         compute=ray.data.TaskPoolStrategy(),
         ray_remote_args_fn=_one_cpu,
     )
-    # The model actors together reserve one CPU: with one whole CPU each, two model scorers on a 2-core
-    # machine would hold every CPU and leave the decode tasks none (a deadlock, seen with nsfw + rotation_net).
-    model_cpus = 1.0 / max(1, len(model_classes))
+    resources = model_resources(model_classes, cfg, _cuda_available())
     for cls in model_classes:
-        gpu = 1 if (cls.uses_gpu and _cuda_available()) else 0
+        cpus, gpus = resources[cls.name]
         ds = ds.map_batches(
             ModelStage,
             fn_constructor_args=(cls, cfg, 1, followers if cls is ImageEmbeddingScorer else ()),
@@ -327,26 +373,34 @@ def _stages(
             # (and the progress bar stayed at 0/N) until the end of a small run.
             batch_size=None,
             compute=ray.data.ActorPoolStrategy(min_size=1, max_size=model_actors),
-            num_gpus=gpu,
-            num_cpus=0 if gpu else model_cpus,
+            num_gpus=gpus,
+            num_cpus=cpus,
             max_restarts=0,
         )  # a lost actor fails its partitions; the next run redoes them
     return ds
 
 
+def model_resources(
+    model_classes: Sequence[type[ModelScorer]], cfg: ScoringConfig, cuda: bool
+) -> dict[str, tuple[float, float]]:
+    """(CPUs, GPUs) each model scorer's actors reserve.
+
+    On CPU the model actors together reserve one CPU: with one whole CPU each, two model scorers on a 2-core
+    machine would hold every CPU and leave the decode tasks none (a deadlock, seen with nsfw + rotation_net).
+    On a GPU each takes `runtime.gpu_share` of a device (default 1/n of one GPU for n GPU scorers), so several
+    share one device; a GPU actor reserves no CPU.
+    """
+    gpu_classes = [c for c in model_classes if c.uses_gpu] if cuda else []
+    share = float(cfg.runtime.gpu_share) if cfg.runtime.gpu_share is not None else 1.0 / max(1, len(gpu_classes))
+    if not (0 < share <= 1 or (share > 1 and share.is_integer())):
+        raise UserError(f"runtime.gpu_share must be in (0, 1] or a whole number of GPUs, got {share}")
+    cpu_classes = [c for c in model_classes if c not in gpu_classes]
+    cpu_share = 1.0 / max(1, len(cpu_classes))
+    return {c.name: (0.0, share) if c in gpu_classes else (cpu_share, 0.0) for c in model_classes}
+
+
 def _one_cpu() -> dict[str, Any]:
     return {"num_cpus": 1}
-
-
-def _conform(table: pa.Table, schema: pa.Schema) -> pa.Table:
-    """Order columns as the registry declares them and drop pipeline-internal ones."""
-    arrays = []
-    for f in schema:
-        if f.name in table.column_names:
-            arrays.append(table.column(f.name).cast(f.type))
-        else:  # a model scorer that could not run: its columns exist, and are null
-            arrays.append(pa.nulls(table.num_rows, f.type))
-    return pa.Table.from_arrays(arrays, schema=schema)
 
 
 def _cuda_available() -> bool:

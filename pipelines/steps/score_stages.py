@@ -15,6 +15,7 @@ import signal
 import threading
 from collections.abc import Iterator, Sequence
 from dataclasses import asdict
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -335,3 +336,90 @@ def score_embeddings(
         texts = list(captions) if scorer.wants_captions else [None] * n
         columns.update(scorer.to_arrays(scorer(matrix, ok, texts)))
     return columns
+
+
+# --- the last stage: workers write their own shards ------------------------------------------------------------
+
+# What a writer task returns to the driver: one small row per partition it saw, never image bytes.
+WRITTEN_SCHEMA = pa.schema(
+    [
+        ("partition", pa.int32()),
+        ("rows", pa.int64()),
+        ("expected", pa.int64()),
+        ("written", pa.bool_()),
+        ("captions_missing", pa.int64()),
+        ("counters", pa.string()),
+        ("piece", pa.string()),
+    ]
+)
+
+
+def conform(table: pa.Table, schema: pa.Schema) -> pa.Table:
+    """Order columns as the registry declares them and drop pipeline-internal ones."""
+    arrays = []
+    for f in schema:
+        if f.name in table.column_names:
+            arrays.append(table.column(f.name).cast(f.type))
+        else:  # a model scorer that could not run: its columns exist, and are null
+            arrays.append(pa.nulls(table.num_rows, f.type))
+    return pa.Table.from_arrays(arrays, schema=schema)
+
+
+def _partition_counters(part: pa.Table) -> str | None:
+    merged: dict[str, dict[str, float]] = {}
+    for raw in part.column(COUNTERS).drop_null().to_pylist():
+        for name, values in json.loads(raw).items():
+            total = Counters(**merged[name]) if name in merged else Counters()
+            total.merge(Counters(**values))
+            merged[name] = asdict(total)
+    return json.dumps(merged) if merged else None
+
+
+def write_partitions(
+    block: pa.Table, pool_root: str, fingerprints: dict[int, str], schema: pa.Schema, scoring: str
+) -> pa.Table:
+    """Write every partition of `block` as its pool shard, in the worker; return one summary row per partition.
+
+    Why here: the driver used to receive every scored row (image bytes included) and write the shards, so its
+    memory and network were the ceiling of a cluster. A partition arrives whole in one block (the decode task
+    makes one block per partition and block splitting is off for this dataset); should Ray still hand over a
+    part of one, that part is written as a piece file and the driver has a task merge the pieces once all
+    rows are in (`merge_pieces`). Shards go through the same `ShardStore.write` (temporary name, rename, marker).
+    """
+    from flywheel.store.shards import ShardStore
+
+    store = ShardStore(pool_root)
+    out: dict[str, list[Any]] = {f.name: [] for f in WRITTEN_SCHEMA}
+    column = block.column("partition")
+    for index in sorted(set(column.to_pylist())):
+        part = block.filter(pa.compute.equal(column, index))
+        expected = int(part.column(EXPECTED)[0].as_py())
+        counters = _partition_counters(part)
+        rows = part.num_rows if expected else 0
+        piece = None
+        written = rows == expected
+        if written:
+            shard = conform(part.slice(0, rows), schema)
+            store.write(index, shard, fingerprints[index], scoring=scoring)
+            missing = shard.column("caption").null_count
+        else:
+            piece = str(store.write_piece(index, conform(part, schema)))
+            missing = 0
+        for key, value in zip(
+            WRITTEN_SCHEMA.names, (index, rows, expected, written, missing, counters, piece), strict=True
+        ):
+            out[key].append(value)
+    return pa.table(out, schema=WRITTEN_SCHEMA)
+
+
+def merge_pieces(pool_root: str, index: int, pieces: list[str], fingerprint: str, scoring: str) -> int:
+    """Concatenate a partition's piece files into its shard (a Ray task, off the driver); returns missing captions."""
+    import pyarrow.parquet as pq
+
+    from flywheel.store.shards import ShardStore
+
+    table = pa.concat_tables([pq.read_table(p) for p in pieces])
+    ShardStore(pool_root).write(index, table, fingerprint, scoring=scoring)
+    for p in pieces:
+        Path(p).unlink(missing_ok=True)
+    return table.column("caption").null_count

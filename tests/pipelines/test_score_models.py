@@ -125,3 +125,26 @@ def test_embedding_filters_run_on_one_shared_pass(tmp_path, ray_session):
     assert result.counters["aesthetics"]["rows"] == 4
     log = json.loads(next(ws.runs_dir.glob("*-score.json")).read_text())
     assert log["counters"]["embedding"]["seconds"] > 0
+
+
+def test_gpu_model_scorers_share_one_device_by_default():
+    """Several GPU model scorers split one GPU (fractional shares) instead of each waiting for a whole one."""
+    from filters.config import RuntimeConfig
+    from filters.embedding import ImageEmbeddingScorer
+    from filters.nsfw import NsfwScorer
+    from filters.rotation_net import RotationNetScorer
+    from flywheel.errors import UserError
+    from pipelines.steps.score import model_resources
+
+    models = [NsfwScorer, RotationNetScorer, ImageEmbeddingScorer]
+    gpu_names = {c.name for c in models if c.uses_gpu}
+    shared = model_resources(models, ScoringConfig(), cuda=True)
+    assert sum(g for _, g in shared.values()) == pytest.approx(1.0)  # all of them fit on one device
+    assert all(shared[n] == (0.0, pytest.approx(1 / len(gpu_names))) for n in gpu_names)
+    assert all(c == pytest.approx(1.0) for n, (c, _) in shared.items() if n not in gpu_names)
+    whole = model_resources(models, ScoringConfig(runtime=RuntimeConfig(gpu_share=1)), cuda=True)
+    assert all(whole[n] == (0.0, 1.0) for n in gpu_names)
+    on_cpu = model_resources(models, ScoringConfig(), cuda=False)
+    assert sum(c for c, _ in on_cpu.values()) == pytest.approx(1.0) and all(g == 0 for _, g in on_cpu.values())
+    with pytest.raises(UserError, match="gpu_share"):
+        model_resources(models, ScoringConfig(runtime=RuntimeConfig(gpu_share=-0.5)), cuda=True)

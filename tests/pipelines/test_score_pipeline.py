@@ -63,6 +63,9 @@ def test_every_input_row_is_scored_once_even_when_broken(tmp_path, ray_session):
     assert pool.column("clip_score").null_count == n  # no CLIP weights configured: null, never faked
     manifest = ws.pool.read_manifest()
     assert manifest["rows"] == n and len(manifest["shards"]) == len(ws.pool.shard_paths())
+    # the workers wrote the shards: the driver received only their small summaries, no image bytes
+    image_bytes = sum(len(b or b"") for b in pool.column("image").to_pylist())
+    assert result.merged_pieces == 0 and 0 < result.driver_bytes < 2000 * result.partitions < image_bytes
     again = score(str(tmp_path / "src"), ws, rows_per_partition=4, log=lambda m: None)
     assert again.written == 0 and again.skipped == result.written
 

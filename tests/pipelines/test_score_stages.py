@@ -116,3 +116,41 @@ def test_a_scorer_raising_on_one_sample_rejects_that_sample_only(tmp_path):
     assert by_name["s1.jpg"]["broken_reason"] == "scorer_error"
     assert "fragile scorer failed: ValueError: cannot handle this caption" in by_name["s1.jpg"]["broken_detail"]
     assert by_name["s0.jpg"]["broken_reason"] is None and by_name["s2.jpg"]["broken_reason"] is None
+
+
+def test_workers_write_whole_partitions_and_split_ones_through_pieces(tmp_path):
+    """The writer stage writes a whole partition as its shard; halves of a split one become pieces that merge
+    into the same shard, and the driver only ever sees the small summaries."""
+    import pyarrow.parquet as pq
+
+    from filters.registry import column_registry
+    from flywheel.store.shards import ShardStore
+    from pipelines.steps.score_stages import WRITTEN_SCHEMA, merge_pieces, write_partitions
+
+    src = tmp_path / "src"
+    src.mkdir()
+    for i in range(4):
+        (src / f"p{i}.png").write_bytes(encode(photo_like(48, 40, seed=i), "PNG"))
+    classes = resolve(["broken", "resolution"])
+    (spec,) = open_source(str(src)).plan(1000)
+    block = ScorePartition(classes, [], ScoringConfig()).score_one(3, spec)
+    schema = column_registry(classes).schema()
+    pool = tmp_path / "pool"
+    summary = write_partitions(block, str(pool), {3: spec.fingerprint}, schema, "s1")
+    assert summary.schema == WRITTEN_SCHEMA and "image" not in summary.column_names
+    row = summary.to_pylist()[0]
+    assert (row["partition"], row["rows"], row["written"], row["captions_missing"]) == (3, 4, True, 4)
+    assert json.loads(row["counters"])["resolution"]["rows"] == 4
+    whole = pq.read_table(ShardStore(pool).shard_path(3))
+    assert ShardStore(pool).completed(3, spec.fingerprint, "s1") is not None and whole.num_rows == 4
+
+    split = tmp_path / "split"
+    halves = [write_partitions(b, str(split), {3: spec.fingerprint}, schema, "s1") for b in (block[:1], block[1:])]
+    pieces = [h.to_pylist()[0] for h in halves]
+    assert [p["written"] for p in pieces] == [False, False] and [p["rows"] for p in pieces] == [1, 3]
+    assert ShardStore(split).completed(3) is None  # pieces are not a shard
+    merge_pieces(str(split), 3, [p["piece"] for p in pieces], spec.fingerprint, "s1")
+    assert pq.read_table(ShardStore(split).shard_path(3)).equals(whole)
+    assert not list(ShardStore(split).pieces_dir.glob("*"))
+    ShardStore(split).write_piece(5, whole)  # a crash leaves a piece: the next run removes it, redoes the part
+    assert ShardStore(split).clean_temporaries() == 1
