@@ -8,8 +8,9 @@ shards whose curated input changed are captioned again.
 
 One task per curated shard reads it; caption actors (models load once per actor; one GPU
 each when there is one; OCR-only runs use one actor per CPU; the endpoint backend sends its
-requests concurrently from inside the actor) add the columns; the driver reassembles each
-shard and writes it atomically with a completion marker (`flywheel.store.shards`). A shard
+requests concurrently from inside the actor) add the columns; writer tasks write each shard
+atomically with a completion marker (`pipelines/steps/shard_writer.py`: the batches of one shard
+become pieces that a task merges), so the driver only plans and counts. A shard
 is complete only with its marker, so a re-run skips it; endpoint answers are also cached
 per request, so even a shard interrupted midway never re-sends a finished request.
 """
@@ -39,6 +40,7 @@ from flywheel.store.shards import ShardStore, StaleShardError, write_json_atomic
 from flywheel.workspace import Workspace, WorkspaceError
 from pipelines.ray_runtime import init_ray
 from pipelines.steps.caption_summary import summarize
+from pipelines.steps.shard_writer import Collected, ShardJob, collect, write_stage
 
 SHARD = "_caption_shard"
 EXPECTED = "_caption_expected"
@@ -61,6 +63,8 @@ class CaptionResult:
     seconds: float = 0.0
     failed: list[int] = field(default_factory=list)
     summary: dict[str, Any] = field(default_factory=dict)
+    driver_bytes: int = 0  # what the driver received from the writer tasks: summaries, never rows
+    merged_pieces: int = 0  # shards that arrived in several caption batches and were merged by a task
 
 
 def captioned_dir(ws: Workspace, recipe: str) -> Path:
@@ -220,25 +224,43 @@ def _run(
             num_cpus=0 if gpus else 1,
             max_restarts=0,
         )
-    parts: dict[int, list[pa.Table]] = {p["index"]: [] for p in pending}
-    sources = {p["index"]: bytes_source(Path(p["path"])) for p in pending}
-    counts = dict.fromkeys(parts, 0)
-    for block in ds.iter_batches(batch_format="pyarrow", batch_size=None, prefetch_batches=1):
-        for index in sorted(set(block.column(SHARD).to_pylist())):
-            part = block.filter(pa.compute.equal(block.column(SHARD), index))
-            parts[index].append(part)
-            counts[index] += part.num_rows
-            if counts[index] == part.column(EXPECTED)[0].as_py():
-                table = pa.concat_tables(parts.pop(index)).drop_columns([SHARD, EXPECTED])
-                table = table.select(_out_schema(table.schema).names).cast(_out_schema(table.schema))
-                if sources[index] is not None:  # captioned rows reference the pool's bytes, as curated ones do
-                    table = reference_form(table, np.zeros(0), sources[index], out.root)
-                out.write(index, table, prints[index])
-                result.written += 1
-                result.rows_written += table.num_rows
-                if progress:
-                    progress(result.written + result.skipped, result.shards)
-    result.failed = sorted(parts)
+        job = CaptionShards(
+            root=str(out.root),
+            key=SHARD,
+            expected=EXPECTED,
+            fingerprints=prints,
+            sources={p["index"]: _str_or_none(bytes_source(Path(p["path"]))) for p in pending},
+        )
+        ds = write_stage(ds, job)
+    left = {p["index"] for p in pending}
+    collected = Collected()
+    for done in collect(ds, job, collected):  # the workers wrote the shards; only summaries come here
+        left.discard(done.shard)
+        result.written += 1
+        result.rows_written += done.rows
+        if progress:
+            progress(result.written + result.skipped, result.shards)
+    result.failed = sorted(left)
+    result.driver_bytes, result.merged_pieces = collected.bytes_received, collected.merged
+
+
+@dataclass
+class CaptionShards(ShardJob):
+    """Captioned shards as stored: curated columns plus the caption columns, bytes referenced from the pool."""
+
+    sources: dict[int, str | None] = field(default_factory=dict)
+
+    def finish(self, index: int, table: pa.Table) -> pa.Table:
+        table = table.drop_columns([SHARD, EXPECTED])
+        table = table.select(_out_schema(table.schema).names).cast(_out_schema(table.schema))
+        source = self.sources.get(index)
+        if source is not None:  # captioned rows reference the pool's bytes, as curated ones do
+            table = reference_form(table, np.zeros(0), Path(source), Path(self.root))
+        return table
+
+
+def _str_or_none(path: Path | None) -> str | None:
+    return None if path is None else str(path)
 
 
 def _cuda_available() -> bool:

@@ -9,7 +9,6 @@ the manifest need no locking; memory is bounded by the partitions in flight, not
 
 from __future__ import annotations
 
-import json
 import time
 import warnings
 from collections import defaultdict
@@ -30,13 +29,8 @@ from flywheel.ingest.base import PartitionSpec, SourceError
 from flywheel.store.shards import write_json_atomic
 from flywheel.workspace import Workspace
 from pipelines.ray_runtime import init_ray
-from pipelines.steps.score_stages import (
-    ModelStage,
-    merge_pieces,
-    score_partitions,
-    spec_to_row,
-    write_partitions,
-)
+from pipelines.steps.score_stages import EXPECTED, ModelStage, ScoreShards, score_partitions, spec_to_row
+from pipelines.steps.shard_writer import Collected, collect, write_stage
 
 ProgressFn = Callable[[int, int], None]  # (shards complete, shards in the plan)
 
@@ -263,68 +257,32 @@ def _run(
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", category=DeprecationWarning)
         ds = _stages(ds, cpu_classes, model_classes, followers, cfg, model_actors)
-        fingerprints = {p.index: p.spec.fingerprint for p in pending}
-        ds = ds.map_batches(
-            write_partitions,
-            fn_args=(str(workspace.pool_dir), fingerprints, pool_schema, scoring),
-            batch_size=None,
-            batch_format="pyarrow",
-            compute=ray.data.TaskPoolStrategy(),
-            ray_remote_args_fn=_one_cpu,  # the same resources as the decode task: Ray fuses the two when it can
+        job = ScoreShards(
+            root=str(workspace.pool_dir),
+            key="partition",
+            expected=EXPECTED,
+            fingerprints={p.index: p.spec.fingerprint for p in pending},
+            scoring=scoring,
+            schema=pool_schema,
         )
+        ds = write_stage(ds, job)
     counters: dict[str, Counters] = defaultdict(Counters)
-    pieces: dict[int, list[tuple[str, int]]] = defaultdict(list)  # partition -> (piece file, rows): rare
-    # Only WRITTEN_SCHEMA summaries reach the driver: the workers wrote the shards (no image byte comes here).
-    for block in ds.iter_batches(batch_format="pyarrow", batch_size=None, prefetch_batches=1):
-        result.driver_bytes += block.nbytes
-        for row in block.to_pylist():
-            index = row["partition"]
-            for name, values in json.loads(row["counters"] or "{}").items():
+    collected = Collected()
+    # Only summaries reach the driver: the workers wrote the shards (no image byte comes here).
+    for done in collect(ds, job, collected):
+        for stats in done.stats:
+            for name, values in stats.get("counters", {}).items():
                 counters[name].merge(Counters(**values))
-            missing = row["captions_missing"]
-            if not row["written"]:
-                pieces[index].append((row["piece"], row["rows"]))
-                if sum(r for _, r in pieces[index]) < row["expected"]:
-                    continue
-                missing = ray.get(
-                    _merge_task.remote(
-                        str(workspace.pool_dir),
-                        index,
-                        [p for p, _ in pieces.pop(index)],
-                        by_index[index].spec.fingerprint,
-                        scoring,
-                    )
-                )
-                result.merged_pieces += 1
-            result.written += 1
-            result.rows_written += row["expected"]
-            result.captions_missing += missing
-            del by_index[index]
-            if progress:
-                progress(result.written + result.skipped, result.partitions)
+            result.captions_missing += stats.get("captions_missing", 0)
+        result.written += 1
+        result.rows_written += done.rows
+        del by_index[done.shard]
+        if progress:
+            progress(result.written + result.skipped, result.partitions)
+    result.driver_bytes = collected.bytes_received
+    result.merged_pieces = collected.merged
     result.failed = sorted(by_index)
     result.counters = {k: vars(v) for k, v in counters.items()}
-
-
-def _merge_task_fn(pool_root: str, index: int, pieces: list[str], fingerprint: str, scoring: str) -> int:
-    return merge_pieces(pool_root, index, pieces, fingerprint, scoring)
-
-
-class _LazyRemote:
-    """`ray.remote` applied on first use, so importing this module does not import Ray."""
-
-    def __init__(self) -> None:
-        self._fn: Any = None
-
-    def remote(self, *args: Any) -> Any:
-        if self._fn is None:
-            import ray
-
-            self._fn = ray.remote(num_cpus=1)(_merge_task_fn)
-        return self._fn.remote(*args)
-
-
-_merge_task = _LazyRemote()
 
 
 def no_captions_message(source: str, rows: int) -> str:

@@ -14,8 +14,7 @@ import json
 import signal
 import threading
 from collections.abc import Iterator, Sequence
-from dataclasses import asdict
-from pathlib import Path
+from dataclasses import asdict, dataclass
 from typing import Any
 
 import numpy as np
@@ -30,6 +29,7 @@ from flywheel.imaging import READ_ERROR, SCORER_ERROR, Decoded, decode
 from flywheel.ingest import read_partition
 from flywheel.ingest.base import PartitionSpec
 from flywheel.schema import CORE_COLUMNS
+from pipelines.steps.shard_writer import ShardJob
 
 EXPECTED = "_expected_rows"
 COUNTERS = "_counters"
@@ -338,20 +338,23 @@ def score_embeddings(
     return columns
 
 
-# --- the last stage: workers write their own shards ------------------------------------------------------------
+@dataclass
+class ScoreShards(ShardJob):
+    """Pool shards as `flywheel score` writes them: registry column order, pipeline-internal columns dropped."""
 
-# What a writer task returns to the driver: one small row per partition it saw, never image bytes.
-WRITTEN_SCHEMA = pa.schema(
-    [
-        ("partition", pa.int32()),
-        ("rows", pa.int64()),
-        ("expected", pa.int64()),
-        ("written", pa.bool_()),
-        ("captions_missing", pa.int64()),
-        ("counters", pa.string()),
-        ("piece", pa.string()),
-    ]
-)
+    schema: pa.Schema | None = None
+
+    def finish(self, index: int, table: pa.Table) -> pa.Table:
+        assert self.schema is not None
+        return conform(table, self.schema)
+
+    def stats(self, table: pa.Table) -> dict[str, Any]:
+        """Scorer counters carried on the rows, and captions missing among real rows (not an empty marker)."""
+        expected = int(table.column(EXPECTED)[0].as_py())
+        return {
+            "counters": _partition_counters(table),
+            "captions_missing": table.column("caption").null_count if expected else 0,
+        }
 
 
 def conform(table: pa.Table, schema: pa.Schema) -> pa.Table:
@@ -365,61 +368,11 @@ def conform(table: pa.Table, schema: pa.Schema) -> pa.Table:
     return pa.Table.from_arrays(arrays, schema=schema)
 
 
-def _partition_counters(part: pa.Table) -> str | None:
+def _partition_counters(part: pa.Table) -> dict[str, dict[str, float]]:
     merged: dict[str, dict[str, float]] = {}
     for raw in part.column(COUNTERS).drop_null().to_pylist():
         for name, values in json.loads(raw).items():
             total = Counters(**merged[name]) if name in merged else Counters()
             total.merge(Counters(**values))
             merged[name] = asdict(total)
-    return json.dumps(merged) if merged else None
-
-
-def write_partitions(
-    block: pa.Table, pool_root: str, fingerprints: dict[int, str], schema: pa.Schema, scoring: str
-) -> pa.Table:
-    """Write every partition of `block` as its pool shard, in the worker; return one summary row per partition.
-
-    Why here: the driver used to receive every scored row (image bytes included) and write the shards, so its
-    memory and network were the ceiling of a cluster. A partition arrives whole in one block (the decode task
-    makes one block per partition and block splitting is off for this dataset); should Ray still hand over a
-    part of one, that part is written as a piece file and the driver has a task merge the pieces once all
-    rows are in (`merge_pieces`). Shards go through the same `ShardStore.write` (temporary name, rename, marker).
-    """
-    from flywheel.store.shards import ShardStore
-
-    store = ShardStore(pool_root)
-    out: dict[str, list[Any]] = {f.name: [] for f in WRITTEN_SCHEMA}
-    column = block.column("partition")
-    for index in sorted(set(column.to_pylist())):
-        part = block.filter(pa.compute.equal(column, index))
-        expected = int(part.column(EXPECTED)[0].as_py())
-        counters = _partition_counters(part)
-        rows = part.num_rows if expected else 0
-        piece = None
-        written = rows == expected
-        if written:
-            shard = conform(part.slice(0, rows), schema)
-            store.write(index, shard, fingerprints[index], scoring=scoring)
-            missing = shard.column("caption").null_count
-        else:
-            piece = str(store.write_piece(index, conform(part, schema)))
-            missing = 0
-        for key, value in zip(
-            WRITTEN_SCHEMA.names, (index, rows, expected, written, missing, counters, piece), strict=True
-        ):
-            out[key].append(value)
-    return pa.table(out, schema=WRITTEN_SCHEMA)
-
-
-def merge_pieces(pool_root: str, index: int, pieces: list[str], fingerprint: str, scoring: str) -> int:
-    """Concatenate a partition's piece files into its shard (a Ray task, off the driver); returns missing captions."""
-    import pyarrow.parquet as pq
-
-    from flywheel.store.shards import ShardStore
-
-    table = pa.concat_tables([pq.read_table(p) for p in pieces])
-    ShardStore(pool_root).write(index, table, fingerprint, scoring=scoring)
-    for p in pieces:
-        Path(p).unlink(missing_ok=True)
-    return table.column("caption").null_count
+    return merged

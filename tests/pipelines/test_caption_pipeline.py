@@ -76,6 +76,17 @@ def test_caption_step_writes_resumable_captioned_shards(ray_session: None, tmp_p
     assert (again.written, again.skipped) == (0, 2)  # finished shards are skipped
     manifest = json.loads((out / "_manifest.json").read_text())
     assert manifest["rows"] == 4 and manifest["summary"]["text"]["ok"] == 3
+    # one row per caption batch: whether Ray hands a shard over whole or in pieces (merged by a task), the
+    # workers write the same rows and the driver receives summaries only
+    split = Workspace.at(tmp_path / "split")
+    _curated(split, "r1")
+    pieces = caption(split, "r1", ("general", "text", "structured"), CaptionConfig(batch_size=1))
+    assert (pieces.written, pieces.rows_written) == (2, 4) and pieces.merged_pieces <= 2
+    merged = pq.read_table(sorted(captioned_dir(split, "r1").glob("part-*.parquet")))
+    texts = [sorted(t.column("ocr_text").to_pylist(), key=str) for t in (merged, table)]
+    assert texts[0] == texts[1]
+    assert 0 < pieces.driver_bytes < sum(len(b or b"") for b in table.column("image").to_pylist())
+    assert not list((captioned_dir(split, "r1") / "_pieces").glob("*"))
 
 
 def test_cli_caption_and_synth(ray_session: None, tmp_path: Path) -> None:

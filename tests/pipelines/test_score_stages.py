@@ -125,7 +125,8 @@ def test_workers_write_whole_partitions_and_split_ones_through_pieces(tmp_path):
 
     from filters.registry import column_registry
     from flywheel.store.shards import ShardStore
-    from pipelines.steps.score_stages import WRITTEN_SCHEMA, merge_pieces, write_partitions
+    from pipelines.steps.score_stages import EXPECTED, ScoreShards
+    from pipelines.steps.shard_writer import SUMMARY_SCHEMA, merge_pieces, write_blocks
 
     src = tmp_path / "src"
     src.mkdir()
@@ -134,23 +135,29 @@ def test_workers_write_whole_partitions_and_split_ones_through_pieces(tmp_path):
     classes = resolve(["broken", "resolution"])
     (spec,) = open_source(str(src)).plan(1000)
     block = ScorePartition(classes, [], ScoringConfig()).score_one(3, spec)
-    schema = column_registry(classes).schema()
+
+    def job(root: Path) -> ScoreShards:
+        schema = column_registry(classes).schema()
+        return ScoreShards(str(root), "partition", EXPECTED, {3: spec.fingerprint}, "s1", schema)
+
     pool = tmp_path / "pool"
-    summary = write_partitions(block, str(pool), {3: spec.fingerprint}, schema, "s1")
-    assert summary.schema == WRITTEN_SCHEMA and "image" not in summary.column_names
+    summary = write_blocks(block, job(pool))
+    assert summary.schema == SUMMARY_SCHEMA and "image" not in summary.column_names
     row = summary.to_pylist()[0]
-    assert (row["partition"], row["rows"], row["written"], row["captions_missing"]) == (3, 4, True, 4)
-    assert json.loads(row["counters"])["resolution"]["rows"] == 4
+    assert (row["shard"], row["rows"], row["written"]) == (3, 4, True)
+    stats = json.loads(row["stats"])
+    assert stats["captions_missing"] == 4 and stats["counters"]["resolution"]["rows"] == 4
     whole = pq.read_table(ShardStore(pool).shard_path(3))
     assert ShardStore(pool).completed(3, spec.fingerprint, "s1") is not None and whole.num_rows == 4
 
     split = tmp_path / "split"
-    halves = [write_partitions(b, str(split), {3: spec.fingerprint}, schema, "s1") for b in (block[:1], block[1:])]
+    halves = [write_blocks(b, job(split)) for b in (block[:1], block[1:])]
     pieces = [h.to_pylist()[0] for h in halves]
     assert [p["written"] for p in pieces] == [False, False] and [p["rows"] for p in pieces] == [1, 3]
     assert ShardStore(split).completed(3) is None  # pieces are not a shard
-    merge_pieces(str(split), 3, [p["piece"] for p in pieces], spec.fingerprint, "s1")
+    assert merge_pieces(job(split), 3, [p["piece"] for p in pieces]) == 4
     assert pq.read_table(ShardStore(split).shard_path(3)).equals(whole)
+    assert ShardStore(split).completed(3, spec.fingerprint, "s1") is not None
     assert not list(ShardStore(split).pieces_dir.glob("*"))
     ShardStore(split).write_piece(5, whole)  # a crash leaves a piece: the next run removes it, redoes the part
     assert ShardStore(split).clean_temporaries() == 1
