@@ -15,9 +15,7 @@ runs like a model scorer (`prepare` in the decode task, `score_pixels` in the ac
 
 from __future__ import annotations
 
-import json
 import logging
-import os
 import re
 from collections.abc import Sequence
 from pathlib import Path
@@ -27,11 +25,18 @@ import numpy as np
 import pyarrow as pa
 
 from filters.base import EmbeddingScorer, ModelConfigError
-from filters.clip_score import DEFAULT_IMAGE_SIZE, clip_view, model_image_size
 from filters.config import AestheticsConfig, ScoringConfig
 from flywheel.aesthetics.head import Head, HeadFileError, load_head
 from flywheel.errors import UserError
 from flywheel.imaging import Decoded
+from flywheel.models.clip import (
+    DEFAULT_IMAGE_SIZE,
+    ClipConfigError,
+    LoadedClip,
+    clip_view,
+    load_clip,
+    model_image_size,
+)
 from flywheel.schema import Column
 
 log = logging.getLogger(__name__)
@@ -136,9 +141,7 @@ class AestheticsScorer(EmbeddingScorer):
         if self.needs_pixels:
             self.view_short_side = self.image_size  # type: ignore[misc]
         self._head: Head | None = None
-        self._clip: Any = None
-        self._mean: Any = None
-        self._std: Any = None
+        self._clip: LoadedClip | None = None
         self._device = "cpu"
 
     @classmethod
@@ -146,7 +149,7 @@ class AestheticsScorer(EmbeddingScorer):
         return cls(cfg.aesthetics)
 
     def __getstate__(self) -> dict[str, Any]:
-        return {**self.__dict__, "_clip": None, "_mean": None, "_std": None}
+        return {**self.__dict__, "_clip": None}
 
     @property
     def needs_pixels(self) -> bool:
@@ -212,55 +215,29 @@ class AestheticsScorer(EmbeddingScorer):
         return clip_view(decoded.rgb, self.image_size)
 
     def _load_clip(self) -> None:
-        os.environ.setdefault("HF_HUB_OFFLINE", "1")  # nothing below may reach a hub
-        import open_clip
-        import torch
-
         c = self.cfg
         assert c.checkpoint is not None and c.predictor is not None
-        if c.model_config is not None:
-            config_path = Path(c.model_config).expanduser().resolve()
-            if open_clip.get_model_config(self.clip_model) != json.loads(config_path.read_text()):
-                open_clip.add_model_config(config_path)
-        if self.clip_model not in open_clip.list_models():
-            raise ModelConfigError(f"aesthetics.clip_model={self.clip_model!r} is not an open_clip architecture")
         predictor = load_predictor(c.predictor)
-        if self.threads is not None:
-            torch.set_num_threads(self.threads)
-        self._device = "cuda" if c.device in ("auto", "cuda") and torch.cuda.is_available() else "cpu"
         try:
-            model = open_clip.create_model(
-                self.clip_model, pretrained=str(Path(c.checkpoint).expanduser().resolve()), device=self._device
+            loaded = load_clip(
+                self.clip_model, c.checkpoint, c.model_config, c.device, self.threads, "aesthetics", "clip_model"
             )
-        except Exception as exc:  # a checkpoint that does not fit the architecture
-            raise ModelConfigError(f"aesthetics.checkpoint={c.checkpoint!r} does not load: {exc}") from exc
-        model.eval()
-        dim = int(model.visual.output_dim)
-        if predictor.in_dim != dim:
+        except ClipConfigError as exc:
+            raise ModelConfigError(str(exc)) from exc
+        if predictor.in_dim != loaded.embed_dim:
             raise ModelConfigError(
-                f"aesthetics.predictor takes {predictor.in_dim}-d embeddings but {self.clip_model} gives {dim}-d "
-                "(LAION's predictor expects CLIP ViT-L/14, 768-d)"
+                f"aesthetics.predictor takes {predictor.in_dim}-d embeddings but {self.clip_model} gives "
+                f"{loaded.embed_dim}-d (LAION's predictor expects CLIP ViT-L/14, 768-d)"
             )
-        pre = open_clip.get_model_preprocess_cfg(model)
-        self._mean = torch.tensor(pre["mean"], device=self._device).view(1, 3, 1, 1)
-        self._std = torch.tensor(pre["std"], device=self._device).view(1, 3, 1, 1)
+        self._device = loaded.device
         self._head = predictor
-        self._clip = model
+        self._clip = loaded
 
     def clip_embeddings(self, inputs: np.ndarray) -> np.ndarray:
         """L2-normalised CLIP image embeddings of prepared uint8 crops (n, embed_dim)."""
-        import torch
-        import torch.nn.functional as F
-
         if self._clip is None:
             self.load()
-        out = []
-        for start in range(0, len(inputs), self.cfg.batch_size):
-            x = torch.from_numpy(np.ascontiguousarray(inputs[start : start + self.cfg.batch_size])).to(self._device)
-            x = (x.permute(0, 3, 1, 2).float() / 255.0 - self._mean) / self._std
-            with torch.inference_mode():
-                out.append(F.normalize(self._clip.encode_image(x).float(), dim=-1).cpu().numpy())
-        return np.concatenate(out) if out else np.zeros((0, 1), dtype=np.float32)
+        return self._clip.encode_images(np.asarray(inputs), self.cfg.batch_size)
 
     def score_pixels(self, inputs: np.ndarray, ok: np.ndarray | None = None) -> dict[str, Sequence[Any]]:
         """LAION path: prepared crops -> CLIP embedding -> predictor rating; rows with `ok` false get None."""

@@ -21,83 +21,27 @@ the model sees the same tensor as with open_clip's own `preprocess`.
 
 from __future__ import annotations
 
-import importlib.util
-import json
 import logging
-import os
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, ClassVar
 
 import numpy as np
 import pyarrow as pa
-from PIL import Image
 
 from filters.base import ModelScorer, ScorerUnavailable
 from filters.config import ScoringConfig
 from flywheel.errors import UserError
 from flywheel.imaging import Decoded
+from flywheel.models.clip import DEFAULT_IMAGE_SIZE, ClipConfigError, clip_view, load_clip, model_image_size
 from flywheel.schema import Column
 
 log = logging.getLogger(__name__)
 
-DEFAULT_IMAGE_SIZE = 224
 NO_WEIGHTS = (
     "CLIP score not computed: no weights configured; set clip.checkpoint in the scoring config "
     "(or FLYWHEEL_CLIP_CHECKPOINT) to a local open_clip checkpoint"
 )
-
-
-def _open_clip_config_dir() -> Path | None:
-    """Folder of the model JSONs open_clip ships, found without importing it (and torch)."""
-    spec = importlib.util.find_spec("open_clip")
-    if spec is None or not spec.submodule_search_locations:
-        return None
-    return Path(next(iter(spec.submodule_search_locations))) / "model_configs"
-
-
-def model_image_size(model: str, model_config: str | None = None) -> int:
-    """The square input size of a CLIP architecture, read from its JSON (no weights, no torch).
-
-    Decode tasks call `prepare` long before any model is loaded, so the crop size has to
-    come from the config alone. Unknown built-in names fall back to 224; `load()` then
-    fails on the name itself with open_clip's message.
-    """
-    if model_config is not None:
-        path = Path(model_config).expanduser()
-    else:
-        config_dir = _open_clip_config_dir()
-        if config_dir is None:
-            return DEFAULT_IMAGE_SIZE
-        path = config_dir / f"{model}.json"
-        if not path.is_file():
-            return DEFAULT_IMAGE_SIZE
-    cfg = json.loads(path.read_text())
-    size = cfg.get("vision_cfg", {}).get("image_size", DEFAULT_IMAGE_SIZE)
-    if isinstance(size, list | tuple):
-        if len(size) != 2 or size[0] != size[1]:
-            raise UserError(f"{path}: non-square image_size {size} is not supported by ClipScorer")
-        size = size[0]
-    return int(size)
-
-
-def clip_view(rgb: np.ndarray, size: int) -> np.ndarray:
-    """open_clip's eval geometry on uint8: Resize(size, bicubic) on the shorter side, CenterCrop(size).
-
-    Sizes and offsets follow torchvision (`int()` for the long side, `round()` for the crop
-    offset) so the pixels equal those of open_clip's `preprocess` on the same PIL image.
-    """
-    img = Image.fromarray(np.ascontiguousarray(rgb, dtype=np.uint8))
-    w, h = img.size
-    short, long = (w, h) if w <= h else (h, w)
-    new_long = max(1, int(size * long / short))
-    new_w, new_h = (size, new_long) if w <= h else (new_long, size)
-    if (new_w, new_h) != (w, h):
-        img = img.resize((new_w, new_h), resample=Image.Resampling.BICUBIC)
-    top = round((new_h - size) / 2.0)
-    left = round((new_w - size) / 2.0)
-    img = img.crop((left, top, left + size, top + size))
-    return np.asarray(img, dtype=np.uint8)
 
 
 class ClipScorer(ModelScorer):
@@ -212,45 +156,21 @@ class ClipScorer(ModelScorer):
         message = self.available()
         if message is not None:
             raise ScorerUnavailable(message)
-        # Belt and braces: nothing below should reach a hub, and if something tries, fail instead.
-        os.environ.setdefault("HF_HUB_OFFLINE", "1")
-        import open_clip
-        import torch
-
-        if self.model_config is not None:
-            config_path = Path(self.model_config).expanduser().resolve()
-            wanted = json.loads(config_path.read_text())
-            if open_clip.get_model_config(self.model_name) != wanted:
-                open_clip.add_model_config(config_path)
-            if self.model_name not in open_clip.list_models():
-                raise ScorerUnavailable(
-                    f"clip.model_config={self.model_config!r} is not an open_clip model config "
-                    "(needs embed_dim, vision_cfg and text_cfg)"
-                )
-        if self.threads is not None:
-            torch.set_num_threads(self.threads)
-        use_cuda = self.device in ("auto", "cuda") and torch.cuda.is_available()
-        if self.device == "cuda" and not use_cuda:
-            log.warning("clip.device=cuda but torch sees no CUDA device; running on CPU")
-        self._torch_device = "cuda" if use_cuda else "cpu"
-        # An absolute path can never be mistaken for a pretrained tag (which would download).
-        checkpoint = str(Path(self.checkpoint or "").expanduser().resolve())
-        model, _, preprocess = open_clip.create_model_and_transforms(
-            self.model_name, pretrained=checkpoint, device=self._torch_device
-        )
-        model.eval()
-        size = model.visual.image_size
-        size = size[0] if isinstance(size, tuple | list) else size
-        if int(size) != self.image_size:
-            raise RuntimeError(
-                f"clip model {self.model_name} has image_size {size} but prepare() crops {self.image_size}"
+        try:
+            loaded = load_clip(
+                self.model_name, self.checkpoint or "", self.model_config, self.device, self.threads, key="clip"
             )
-        pre = open_clip.get_model_preprocess_cfg(model)
-        self._mean = torch.tensor(pre["mean"], device=self._torch_device).view(1, 3, 1, 1)
-        self._std = torch.tensor(pre["std"], device=self._torch_device).view(1, 3, 1, 1)
-        self._tokenizer = open_clip.get_tokenizer(self.model_name)
-        self._preprocess = preprocess
-        self._model = model
+        except ClipConfigError as exc:
+            raise ScorerUnavailable(f"CLIP score not computed: {exc}") from exc
+        if loaded.image_size != self.image_size:
+            raise RuntimeError(
+                f"clip model {self.model_name} has image_size {loaded.image_size} but prepare() crops {self.image_size}"
+            )
+        self._torch_device = loaded.device
+        self._mean, self._std = loaded.mean, loaded.std
+        self._tokenizer = loaded.tokenizer
+        self._preprocess = loaded.preprocess
+        self._model = loaded.model
 
     def _encode_pairs(self, images: np.ndarray, texts: list[str]) -> np.ndarray:
         import torch

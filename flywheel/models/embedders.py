@@ -17,6 +17,7 @@ from PIL import Image
 
 from flywheel.errors import MissingInput
 from flywheel.imaging import decode
+from flywheel.models.clip import ClipConfigError, LoadedClip, check_clip_files, clip_view, load_clip
 from flywheel.retrieval.config import IndexConfig
 from flywheel.retrieval.space import EmbeddingSpace, l2_normalise
 
@@ -101,61 +102,42 @@ class MiniLMTextEmbedder:
 class ClipEmbedder:
     """open_clip image and text towers from a local checkpoint: one space, so text queries find images.
 
-    Loading reuses filters.clip_score.ClipScorer (checkpoint checks, offline guarantees, custom configs).
+    Loading follows `flywheel.models.clip` (checkpoint checks, offline guarantees, custom configs), the same
+    rules the `clip` filter uses; the model loads on first use, so the object ships to Ray as config.
     """
 
     def __init__(self, model: str, checkpoint: str, model_config: str | None = None) -> None:
-        from filters.clip_score import ClipScorer
+        self.model, self.checkpoint, self.model_config = model, checkpoint, model_config
+        name = Path(model_config).stem if model_config else model
+        problem = check_clip_files(name, checkpoint, model_config, key="index clip")
+        if problem is not None:
+            raise MissingInput(f"CLIP index not built: {problem}".replace("index clip.", "index clip_"))
+        self._clip: LoadedClip | None = None
+        self.space = EmbeddingSpace(f"open_clip/{name}", self._loaded().embed_dim, text_queries=True)
 
-        self._scorer = ClipScorer(model=model, checkpoint=checkpoint, model_config=model_config, device="auto")
-        message = self._scorer.available()
-        if message is not None:
-            raise MissingInput(
-                message.replace("CLIP score not computed", "CLIP index not built").replace(
-                    "clip.checkpoint", "index clip_checkpoint"
-                )
-            )
-        self.space = EmbeddingSpace(f"open_clip/{self._scorer.model_name}", self._embed_dim(), text_queries=True)
-
-    def _embed_dim(self) -> int:
-        self._scorer.load()
-        return (
-            int(self._scorer._model.text_projection.shape[1])
-            if hasattr(self._scorer._model, "text_projection") and self._scorer._model.text_projection is not None
-            else int(self._encode_text(["x"]).shape[1])
-        )
+    def _loaded(self) -> LoadedClip:
+        if self._clip is None:
+            try:
+                self._clip = load_clip(self.model, self.checkpoint, self.model_config, key="index clip")
+            except ClipConfigError as exc:
+                raise MissingInput(f"CLIP index not built: {exc}".replace("index clip.", "index clip_")) from exc
+        return self._clip
 
     def __getstate__(self) -> dict[str, Any]:
-        return {"_scorer": self._scorer, "space": self.space}
-
-    def _encode_text(self, texts: Sequence[str]) -> np.ndarray:
-        import torch
-
-        self._scorer.load()
-        tokens = self._scorer._tokenizer(list(texts)).to(self._scorer._torch_device)
-        with torch.inference_mode():
-            return self._scorer._model.encode_text(tokens).float().cpu().numpy()
+        return {**self.__dict__, "_clip": None}
 
     def embed_texts(self, texts: Sequence[str]) -> np.ndarray:
         if not texts:
             return np.zeros((0, self.space.dim), dtype=np.float32)
-        return l2_normalise(self._encode_text(texts))
+        return l2_normalise(self._loaded().encode_texts(list(texts)))
 
     def embed_images(self, images: Sequence[bytes | None]) -> tuple[np.ndarray, np.ndarray]:
-        import torch
-
-        from filters.clip_score import clip_view
-
-        s = self._scorer
-        s.load()
+        clip = self._loaded()
         out = np.zeros((len(images), self.space.dim), dtype=np.float32)
-        views, ok = _decode_views(images, s.image_size)
+        views, ok = _decode_views(images, clip.image_size)
         if views:
-            pixels = np.stack([clip_view(v, s.image_size) for v in views])
-            x = torch.from_numpy(pixels).to(s._torch_device).permute(0, 3, 1, 2).float() / 255.0
-            x = (x - s._mean) / s._std
-            with torch.inference_mode():
-                out[ok] = l2_normalise(s._model.encode_image(x).float().cpu().numpy())
+            crops = np.stack([clip_view(v, clip.image_size) for v in views])
+            out[ok] = l2_normalise(clip.encode_images(crops))
         return out, ok
 
 
