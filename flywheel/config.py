@@ -69,3 +69,24 @@ def load_yaml(path: str | Path) -> dict[str, Any]:
     if not isinstance(data, dict):
         raise ConfigError(f"{path}: top level must be a mapping")
     return data
+
+
+def builtin_names(folder: str | Path) -> list[str]:
+    """Names of the built-in YAML files in `folder` (package data: recipes, trainer stages, prompt sets)."""
+    return sorted(p.stem for p in Path(folder).glob("*.yaml"))
+
+
+def named_yaml(name_or_path: str | Path, folder: str | Path, kind: str) -> Path:
+    """The YAML a user named: a built-in `name` from `folder`, or a path (anything with a suffix).
+
+    The one rule every "built-in name or YAML path" option follows (`--recipe`, `--stage`, prompt sets), so
+    they accept and refuse the same things with the same message.
+    """
+    path = Path(name_or_path)
+    if path.suffix:
+        return path
+    builtin = Path(folder) / f"{name_or_path}.yaml"
+    if not builtin.is_file():
+        known = builtin_names(folder)
+        raise ConfigError(f"unknown {kind} {str(name_or_path)!r}; built-in: {known} (or pass a YAML path)")
+    return builtin

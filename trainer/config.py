@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from flywheel.config import ConfigError, build, load_yaml
+from flywheel.config import ConfigError, build, builtin_names, load_yaml, named_yaml
 
 STAGES_DIR = Path(__file__).parent / "stages"
 
@@ -273,16 +273,10 @@ class StageConfig:
 
 
 def builtin_stages() -> list[str]:
-    return sorted(p.stem for p in STAGES_DIR.glob("*.yaml"))
+    return builtin_names(STAGES_DIR)
 
 
 def load_stage(name_or_path: str | Path) -> StageConfig:
     """A built-in stage by name (`stage1_tiny_cpu`) or a stage YAML path."""
-    path = Path(name_or_path)
-    if not path.suffix:
-        path = STAGES_DIR / f"{name_or_path}.yaml"
-        if not path.is_file():
-            raise ConfigError(
-                f"unknown stage {name_or_path!r}; built-in stages: {builtin_stages()} (or pass a YAML path)"
-            )
+    path = named_yaml(name_or_path, STAGES_DIR, "stage")
     return StageConfig.from_dict(load_yaml(path), where=str(path))

@@ -16,7 +16,7 @@ from importlib import resources
 from pathlib import Path
 from typing import Any, Literal
 
-from flywheel.config import ConfigError, build, load_yaml
+from flywheel.config import ConfigError, build, builtin_names, load_yaml, named_yaml
 from flywheel.schema import TASKS
 from flywheel.tracks import registry as track_registry
 
@@ -243,16 +243,12 @@ def _builtin_dir() -> Path:
 
 
 def builtin_recipes() -> list[str]:
-    return sorted(p.stem for p in _builtin_dir().glob("*.yaml"))
+    return builtin_names(_builtin_dir())
 
 
 def load_recipe(name_or_path: str) -> Recipe:
     """A built-in recipe by name, or a YAML file by path."""
-    path = Path(name_or_path)
-    if not path.suffix:
-        path = _builtin_dir() / f"{name_or_path}.yaml"
-        if not path.is_file():
-            raise ConfigError(f"unknown recipe {name_or_path!r}; built-in: {builtin_recipes()} (or pass a YAML path)")
+    path = named_yaml(name_or_path, _builtin_dir(), "recipe")
     data = load_yaml(path)
     rules = []
     for i, raw in enumerate(data.pop("rules", []) or []):

@@ -1,3 +1,5 @@
+from pathlib import Path
+
 import pytest
 
 from flywheel.config import ConfigError
@@ -50,3 +52,19 @@ def test_invalid_yaml_is_a_config_error(tmp_path):
     broken.write_text("name: x\nrules: [\n")
     with pytest.raises(ConfigError, match="not valid YAML"):
         load_recipe(str(broken))
+
+
+def test_every_name_or_yaml_option_follows_one_rule(tmp_path) -> None:
+    """Recipes, trainer stages and prompt sets resolve names the same way (flywheel.config.named_yaml)."""
+    from flywheel.config import named_yaml
+    from trainer.config import load_stage
+    from trainer.evaluate.prompts import load_prompt_set
+
+    for loader, kind in ((load_recipe, "recipe"), (load_stage, "stage"), (load_prompt_set, "prompt set")):
+        with pytest.raises(ConfigError, match=f"unknown {kind} 'nope'; built-in: .* \\(or pass a YAML path\\)"):
+            loader("nope")
+        with pytest.raises(ConfigError, match="config file not found"):
+            loader(str(tmp_path / "missing.yaml"))
+    (tmp_path / "mine.yaml").write_text("name: mine\n")
+    assert named_yaml("mine", tmp_path, "recipe") == tmp_path / "mine.yaml"  # a name finds the built-in file
+    assert named_yaml("x/other.yml", tmp_path, "recipe") == Path("x/other.yml")  # a path is taken as given

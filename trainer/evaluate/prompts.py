@@ -12,7 +12,7 @@ from pathlib import Path
 
 from PIL import Image, ImageDraw
 
-from flywheel.config import ConfigError, build, load_yaml
+from flywheel.config import ConfigError, build, load_yaml, named_yaml
 
 PROMPTS_DIR = Path(__file__).resolve().parent.parent / "eval_prompts"
 CATEGORIES = ("text", "object", "scene", "edit")
@@ -91,12 +91,7 @@ def _check(p: EvalPrompt, where: str, classes: tuple[str, ...]) -> None:
 def load_prompt_set(name_or_path: str | Path) -> PromptSet:
     from flywheel.models.efficientnet_lite import IMAGENET_CLASSES
 
-    path = Path(name_or_path)
-    if not path.suffix:
-        path = PROMPTS_DIR / f"{name_or_path}.yaml"
-        if not path.is_file():
-            known = sorted(p.stem for p in PROMPTS_DIR.glob("*.yaml"))
-            raise ConfigError(f"unknown prompt set {name_or_path!r}; built-in: {known} (or pass a YAML path)")
+    path = named_yaml(name_or_path, PROMPTS_DIR, "prompt set")
     data = load_yaml(path)
     unknown = set(data) - {"name", "prompts"}
     if unknown:
