@@ -19,20 +19,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageDraw, ImageFont, features
 
-FONT_DIRS: tuple[Path, ...] = (
-    Path("/usr/share/fonts"),
-    Path("/usr/local/share/fonts"),
-    Path.home() / ".fonts",
-)
-
-
-@dataclass(frozen=True)
-class FontChoice:
-    """One font file (and face index inside a .ttc collection) plus how a caption names its style."""
-
-    filename: str
-    index: int
-    style: str  # words for the caption, e.g. "bold serif"
+from flywheel.fonts import FONT_DIRS, FontChoice, installed, script_fonts
 
 
 @dataclass(frozen=True)
@@ -46,39 +33,11 @@ class ScriptSpec:
     needs_shaping: bool  # wrong without raqm (joining, bidi, reordering or mark stacking)
 
 
-_LATIN_FONTS = (
-    FontChoice("NotoSans-Regular.ttf", 0, "sans-serif"),
-    FontChoice("NotoSans-Bold.ttf", 0, "bold sans-serif"),
-    FontChoice("NotoSerif-Regular.ttf", 0, "serif"),
-    FontChoice("NotoSerif-Bold.ttf", 0, "bold serif"),
-    FontChoice("NotoSerif-Italic.ttf", 0, "italic serif"),
-)
-
-
-def _cjk(index: int) -> tuple[FontChoice, ...]:
-    # Face order inside the Debian Noto CJK collections: 0 JP, 1 KR, 2 SC, 3 TC, 4 HK.
-    return (
-        FontChoice("NotoSansCJK-Regular.ttc", index, "sans-serif"),
-        FontChoice("NotoSansCJK-Bold.ttc", index, "bold sans-serif"),
-        FontChoice("NotoSerifCJK-Regular.ttc", index, "serif"),
-        FontChoice("NotoSerifCJK-Bold.ttc", index, "bold serif"),
-    )
-
-
-def _pair(sans: str, serif: str) -> tuple[FontChoice, ...]:
-    return (
-        FontChoice(f"{sans}-Regular.ttf", 0, "sans-serif"),
-        FontChoice(f"{sans}-Bold.ttf", 0, "bold sans-serif"),
-        FontChoice(f"{serif}-Regular.ttf", 0, "serif"),
-        FontChoice(f"{serif}-Bold.ttf", 0, "bold serif"),
-    )
-
-
 SCRIPTS: tuple[ScriptSpec, ...] = (
     ScriptSpec(
         "Latn",
         "en",
-        _LATIN_FONTS,
+        script_fonts("Latn"),
         (
             "OPEN DAILY",
             "Fresh Coffee",
@@ -90,34 +49,29 @@ SCRIPTS: tuple[ScriptSpec, ...] = (
         ),
         False,
     ),
-    ScriptSpec("Cyrl", "ru", _LATIN_FONTS, ("Добро пожаловать", "Свежий хлеб", "Открыто", "Привет, мир"), False),
-    ScriptSpec("Grek", "el", _LATIN_FONTS, ("Καλημέρα", "Καλώς ήρθατε", "Ανοιχτό"), False),
-    ScriptSpec("Hans", "zh", _cjk(2), ("欢迎光临", "新鲜咖啡", "你好，世界", "春节快乐"), False),
-    ScriptSpec("Jpan", "ja", _cjk(0), ("ようこそ", "こんにちは世界", "東京駅", "営業中"), False),
-    ScriptSpec("Kore", "ko", _cjk(1), ("환영합니다", "안녕하세요", "신선한 커피", "서울역"), False),
+    ScriptSpec(
+        "Cyrl", "ru", script_fonts("Cyrl"), ("Добро пожаловать", "Свежий хлеб", "Открыто", "Привет, мир"), False
+    ),
+    ScriptSpec("Grek", "el", script_fonts("Grek"), ("Καλημέρα", "Καλώς ήρθατε", "Ανοιχτό"), False),
+    ScriptSpec("Hans", "zh", script_fonts("Hans"), ("欢迎光临", "新鲜咖啡", "你好，世界", "春节快乐"), False),
+    ScriptSpec("Jpan", "ja", script_fonts("Jpan"), ("ようこそ", "こんにちは世界", "東京駅", "営業中"), False),
+    ScriptSpec("Kore", "ko", script_fonts("Kore"), ("환영합니다", "안녕하세요", "신선한 커피", "서울역"), False),
     ScriptSpec(
         "Arab",
         "ar",
-        (
-            FontChoice("NotoSansArabic-Regular.ttf", 0, "sans-serif"),
-            FontChoice("NotoSansArabic-Bold.ttf", 0, "bold sans-serif"),
-            FontChoice("NotoNaskhArabic-Regular.ttf", 0, "naskh calligraphic"),
-            FontChoice("NotoKufiArabic-Bold.ttf", 0, "bold kufi"),
-        ),
+        script_fonts("Arab"),
         ("مرحبا بالعالم", "أهلا وسهلا", "قهوة طازجة", "مفتوح"),
         True,
     ),
-    ScriptSpec(
-        "Hebr", "he", _pair("NotoSansHebrew", "NotoSerifHebrew"), ("שלום עולם", "ברוכים הבאים", "קפה טרי"), True
-    ),
+    ScriptSpec("Hebr", "he", script_fonts("Hebr"), ("שלום עולם", "ברוכים הבאים", "קפה טרי"), True),
     ScriptSpec(
         "Deva",
         "hi",
-        _pair("NotoSansDevanagari", "NotoSerifDevanagari"),
+        script_fonts("Deva"),
         ("नमस्ते दुनिया", "स्वागत है", "ताज़ा कॉफ़ी", "शुभ प्रभात"),
         True,
     ),
-    ScriptSpec("Thai", "th", _pair("NotoSansThai", "NotoSerifThai"), ("สวัสดีชาวโลก", "ยินดีต้อนรับ", "กาแฟสด"), True),
+    ScriptSpec("Thai", "th", script_fonts("Thai"), ("สวัสดีชาวโลก", "ยินดีต้อนรับ", "กาแฟสด"), True),
 )
 
 # Named colours so captions can say what is shown; luma decides which pairs are legible.
@@ -144,22 +98,9 @@ def layout_engine() -> ImageFont.Layout:
     return ImageFont.Layout.RAQM if features.check("raqm") else ImageFont.Layout.BASIC
 
 
-@lru_cache(maxsize=4)
-def _font_index(dirs: tuple[Path, ...]) -> dict[str, Path]:
-    found: dict[str, Path] = {}
-    for root in dirs:
-        if not root.is_dir():
-            continue
-        for path in sorted(root.rglob("Noto*")):
-            if path.suffix.lower() in (".ttf", ".ttc", ".otf") and path.name not in found:
-                found[path.name] = path
-    return found
-
-
 def available_fonts(spec: ScriptSpec, dirs: Sequence[Path] = FONT_DIRS) -> list[tuple[Path, FontChoice]]:
     """Fonts of `spec` present on this machine (globbed once per set of directories)."""
-    index = _font_index(tuple(dirs))
-    return [(index[f.filename], f) for f in spec.fonts if f.filename in index]
+    return installed(spec.fonts, dirs)
 
 
 def usable_scripts(dirs: Sequence[Path] = FONT_DIRS) -> tuple[list[ScriptSpec], list[str]]:

@@ -9,10 +9,9 @@ by Debian's fonts-noto-core / fonts-noto-cjk; a face index selects the CJK regio
 from __future__ import annotations
 
 from dataclasses import dataclass
-from functools import lru_cache
 from pathlib import Path
 
-FONT_DIRS = (Path("/usr/share/fonts"), Path("/usr/local/share/fonts"), Path.home() / ".fonts")
+from flywheel.fonts import FONT_DIRS, font_index, script_fonts
 
 
 @dataclass(frozen=True)
@@ -27,20 +26,14 @@ class ScriptText:
     spaces: bool = True  # False: wrap between any two characters (CJK, Thai)
 
 
-def _cjk(index: int) -> tuple[tuple[str, int], ...]:
-    # Debian collection order: 0 JP, 1 KR, 2 SC, 3 TC.
-    return (("NotoSansCJK-Regular.ttc", index), ("NotoSerifCJK-Regular.ttc", index), ("NotoSansCJK-Bold.ttc", index))
+def _fonts(code: str, *styles: str) -> tuple[tuple[str, int], ...]:
+    """(file, face) pairs of the one font catalogue, in this synthesiser's order of preference."""
+    return tuple((f.filename, f.index) for f in script_fonts(code, styles))
 
 
-def _pair(family: str) -> tuple[tuple[str, int], ...]:
-    return (
-        (f"NotoSans{family}-Regular.ttf", 0),
-        (f"NotoSans{family}-Bold.ttf", 0),
-        (f"NotoSerif{family}-Regular.ttf", 0),
-    )
+_MAIN = ("sans-serif", "serif", "bold sans-serif")  # Latin, Cyrillic, CJK: regular faces first
+_PAIRED = ("sans-serif", "bold sans-serif", "serif")  # Indic and Thai: the sans family first
 
-
-_LATIN = (("NotoSans-Regular.ttf", 0), ("NotoSerif-Regular.ttf", 0), ("NotoSans-Bold.ttf", 0))
 
 SCRIPTS: dict[str, ScriptText] = {
     s.code: s
@@ -48,7 +41,7 @@ SCRIPTS: dict[str, ScriptText] = {
         ScriptText(
             "Latn",
             "en",
-            _LATIN,
+            _fonts("Latn", *_MAIN),
             (
                 "OPEN DAILY",
                 "Fresh Coffee",
@@ -73,7 +66,7 @@ SCRIPTS: dict[str, ScriptText] = {
         ScriptText(
             "Cyrl",
             "ru",
-            _LATIN,
+            _fonts("Cyrl", *_MAIN),
             ("Добро пожаловать", "Свежий хлеб", "Открыто", "Привет мир", "Городская библиотека", "Выход"),
             (
                 "Музей открывается в девять утра.",
@@ -86,7 +79,7 @@ SCRIPTS: dict[str, ScriptText] = {
         ScriptText(
             "Hans",
             "zh",
-            _cjk(2),
+            _fonts("Hans", *_MAIN),
             ("欢迎光临", "新鲜咖啡", "你好世界", "春节快乐", "城市图书馆", "出口", "营业时间"),
             ("博物馆每天早上九点开门。", "请随手关门。", "这里每天都有新鲜的面包。", "下一班火车从四号站台出发。"),
             ("咖啡 十五元", "绿茶 十元", "面包 八元", "蛋糕 二十元", "果汁 十二元"),
@@ -95,7 +88,7 @@ SCRIPTS: dict[str, ScriptText] = {
         ScriptText(
             "Jpan",
             "ja",
-            _cjk(0),
+            _fonts("Jpan", *_MAIN),
             ("ようこそ", "こんにちは世界", "東京駅", "営業中", "図書館", "出口はこちら"),
             (
                 "博物館は毎朝九時に開きます。",
@@ -109,7 +102,7 @@ SCRIPTS: dict[str, ScriptText] = {
         ScriptText(
             "Kore",
             "ko",
-            _cjk(1),
+            _fonts("Kore", *_MAIN),
             ("환영합니다", "안녕하세요", "신선한 커피", "서울역", "도서관", "출구"),
             (
                 "박물관은 매일 아침 아홉 시에 문을 엽니다.",
@@ -122,7 +115,7 @@ SCRIPTS: dict[str, ScriptText] = {
         ScriptText(
             "Arab",
             "ar",
-            (("NotoSansArabic-Regular.ttf", 0), ("NotoNaskhArabic-Regular.ttf", 0), ("NotoSansArabic-Bold.ttf", 0)),
+            _fonts("Arab", "sans-serif", "naskh calligraphic", "bold sans-serif"),
             ("مرحبا بالعالم", "أهلا وسهلا", "قهوة طازجة", "مفتوح", "مكتبة المدينة", "مخرج"),
             ("يفتح المتحف في التاسعة صباحا.", "يرجى إغلاق الباب دائما.", "نخبز الخبز الطازج كل يوم."),
             ("قهوة ١٥", "شاي ١٠", "خبز ٥", "كعكة ٢٠", "عصير ١٢"),
@@ -131,7 +124,7 @@ SCRIPTS: dict[str, ScriptText] = {
         ScriptText(
             "Deva",
             "hi",
-            _pair("Devanagari"),
+            _fonts("Deva", *_PAIRED),
             ("नमस्ते दुनिया", "स्वागत है", "ताज़ा कॉफ़ी", "शुभ प्रभात", "पुस्तकालय", "निकास"),
             ("संग्रहालय हर सुबह नौ बजे खुलता है।", "कृपया दरवाज़ा बंद रखें।", "यहाँ हर दिन ताज़ी रोटी बनती है।"),
             ("चाय १०", "कॉफ़ी २०", "समोसा १५", "लस्सी ३०", "जूस २५"),
@@ -139,7 +132,7 @@ SCRIPTS: dict[str, ScriptText] = {
         ScriptText(
             "Thai",
             "th",
-            _pair("Thai"),
+            _fonts("Thai", *_PAIRED),
             ("สวัสดีชาวโลก", "ยินดีต้อนรับ", "กาแฟสด", "ห้องสมุด", "ทางออก"),
             ("พิพิธภัณฑ์เปิดทุกวันเวลาเก้าโมงเช้า", "กรุณาปิดประตูทุกครั้ง", "เราอบขนมปังสดทุกวัน"),
             ("กาแฟ ๕๐ บาท", "ชาเขียว ๔๐ บาท", "ขนมปัง ๓๐ บาท", "น้ำส้ม ๔๕ บาท"),
@@ -148,7 +141,7 @@ SCRIPTS: dict[str, ScriptText] = {
         ScriptText(
             "Beng",
             "bn",
-            _pair("Bengali"),
+            _fonts("Beng", *_PAIRED),
             ("স্বাগতম", "নমস্কার", "তাজা কফি", "গ্রন্থাগার", "প্রস্থান"),
             ("জাদুঘর প্রতিদিন সকাল নয়টায় খোলে।", "দয়া করে দরজা বন্ধ রাখুন।"),
             ("চা ১০", "কফি ২০", "মিষ্টি ১৫", "রুটি ৫"),
@@ -156,7 +149,7 @@ SCRIPTS: dict[str, ScriptText] = {
         ScriptText(
             "Taml",
             "ta",
-            _pair("Tamil"),
+            _fonts("Taml", *_PAIRED),
             ("வணக்கம்", "நல்வரவு", "புதிய காபி", "நூலகம்", "வெளியேறு"),
             ("அருங்காட்சியகம் காலை ஒன்பது மணிக்கு திறக்கும்.", "தயவுசெய்து கதவை மூடவும்."),
             ("காபி 20", "தேநீர் 10", "இட்லி 30", "தோசை 40"),
@@ -164,7 +157,7 @@ SCRIPTS: dict[str, ScriptText] = {
         ScriptText(
             "Gujr",
             "gu",
-            _pair("Gujarati"),
+            _fonts("Gujr", *_PAIRED),
             ("સ્વાગત છે", "નમસ્તે", "તાજી કોફી", "પુસ્તકાલય", "બહાર નીકળો"),
             ("સંગ્રહાલય દરરોજ સવારે નવ વાગ્યે ખુલે છે.", "કૃપા કરીને દરવાજો બંધ રાખો."),
             ("ચા ૧૦", "કોફી ૨૦", "ઢોકળા ૩૦", "ખમણ ૨૫"),
@@ -173,18 +166,7 @@ SCRIPTS: dict[str, ScriptText] = {
 }
 
 
-@lru_cache(maxsize=4)
-def _index(dirs: tuple[Path, ...]) -> dict[str, Path]:
-    found: dict[str, Path] = {}
-    for root in dirs:
-        if root.is_dir():
-            for path in sorted(root.rglob("Noto*")):
-                if path.suffix.lower() in (".ttf", ".ttc", ".otf"):
-                    found.setdefault(path.name, path)
-    return found
-
-
 def fonts_for(spec: ScriptText, dirs: tuple[Path, ...] = FONT_DIRS) -> list[tuple[Path, int]]:
     """Installed fonts of `spec`, in preference order (empty when none is installed)."""
-    index = _index(dirs)
+    index = font_index(tuple(dirs))
     return [(index[name], face) for name, face in spec.fonts if name in index]
