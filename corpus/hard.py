@@ -13,13 +13,12 @@ fail, with the categories an independent hostile corpus showed to be hard:
 Splits: `tune` and `report` never share a source photo (scikit-image and scikit-learn photos, a disjoint
 set each), use different scene/document seeds, and different phrase slots of each script, so a threshold
 chosen on `tune` is measured on images it never saw. Everything is built offline in memory (a few
-seconds); `write_split` stores one as a folder plus `labels.jsonl` for the CLI.
+seconds).
 """
 
 from __future__ import annotations
 
 import io
-import json
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -331,15 +330,3 @@ def _latin_font() -> Path | None:
             fonts = available_fonts(spec)
             return fonts[0][0] if fonts else None
     return None
-
-
-def write_split(samples: list[HardSample], out: Path) -> Path:
-    """Write the files (no caption sidecars) and `labels.jsonl` under `out`; returns the images folder."""
-    images = out / "images"
-    images.mkdir(parents=True, exist_ok=True)
-    for s in samples:
-        (images / s.name).write_bytes(s.data)
-    with (out / "labels.jsonl").open("w", encoding="utf-8") as f:
-        for s in samples:
-            f.write(json.dumps(s.label()) + "\n")
-    return images

@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from flywheel.config import ConfigError, build, builtin_names, load_yaml, named_yaml
+from flywheel.config import ConfigError, build, load_yaml, named_yaml
 
 STAGES_DIR = Path(__file__).parent / "stages"
 
@@ -270,10 +270,6 @@ class StageConfig:
             else:
                 out[key] = value
         return StageConfig.from_dict(out)
-
-
-def builtin_stages() -> list[str]:
-    return builtin_names(STAGES_DIR)
 
 
 def load_stage(name_or_path: str | Path) -> StageConfig:

@@ -12,7 +12,7 @@ from PIL import Image
 from flywheel.errors import UserError
 from trainer.config import StageConfig
 from trainer.encoders import MiniLMCondition, VLMCondition, build_encoder
-from trainer.latents import PixelLatents, VAELatents, build_latents
+from trainer.latents import Latents, build_latents
 from trainer.model.mmdit import MMDiT, build_mmdit
 
 
@@ -42,7 +42,7 @@ def from_pil(images: Sequence[Image.Image], size: tuple[int, int]) -> torch.Tens
 class Parts:
     cfg: StageConfig
     device: str
-    latents: PixelLatents | VAELatents
+    latents: Latents
     encoder: MiniLMCondition | VLMCondition
     model: MMDiT
 

@@ -162,10 +162,6 @@ class Triage:
                 )
         return len(case_ids)
 
-    def unassign(self, case_ids: list[str]) -> int:
-        with self.store.transaction() as con:
-            return sum(con.execute("DELETE FROM assignments WHERE case_id = ?", (c,)).rowcount for c in case_ids)
-
     # --- decisions ----------------------------------------------------------------------------------------
     def decide(self, case_id: str, track: str, by: str, note: str | None = None, *, bulk: bool = False) -> list[int]:
         """Decide the case (and with `bulk`, every undecided unclaimed bad case with the same prompt).

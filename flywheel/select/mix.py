@@ -64,10 +64,6 @@ def mix_dir(ws: Workspace, recipe: str, source: MixSource) -> Path:
     return ws.mix_dir(recipe) / source.slug
 
 
-def _q(name: str) -> str:
-    return '"' + name.replace('"', '""') + '"'
-
-
 def select_mix(
     ws: Workspace,
     recipe: Recipe,

@@ -164,12 +164,6 @@ class MMDiT(nn.Module):
         out = self.norm_out(img[:, :n_target]) * (1 + self.mod_out(F.silu(c))[:, None])
         return self.proj_out(out)
 
-    def matmul_params(self) -> int:
-        """Parameters that take part in per-token matmuls (everything but norms and per-sample modulation)."""
-        per_sample = {id(p) for b in self.blocks for s in (b.txt, b.img) for p in s.modulation.parameters()}
-        per_sample |= {id(p) for m in (self.time_in, self.mod_out) for p in m.parameters()}
-        return sum(p.numel() for p in self.parameters() if p.dim() == 2 and id(p) not in per_sample)
-
 
 def build_mmdit(cfg: ModelConfig, in_channels: int, cond_dim: int) -> MMDiT:
     return MMDiT(cfg, in_channels, cond_dim)
