@@ -19,7 +19,7 @@ import pyarrow.parquet as pq
 from flywheel.badcases import BadCaseStore
 from flywheel.errors import UserError
 from flywheel.imaging import decode, encode_jpeg
-from flywheel.store.shards import shard_name, write_bytes_atomic
+from flywheel.store.shards import write_bytes_atomic
 from flywheel.workspace import Workspace
 
 SIZES = {"thumb": 160, "full": 1024}  # shorter side in pixels
@@ -77,7 +77,7 @@ class ImageService:
         """JPEG of a pool sample (its target image, or with `source` its edit source), found by id."""
         if not POOL_ID.match(sample_id) or partition is None:
             raise ImageNotFound("unknown pool id")
-        shard = self.ws_root / "pool" / shard_name(int(partition))
+        shard = Workspace(self.ws_root).pool.shard_path(int(partition))
         if not shard.is_file():
             raise ImageNotFound("pool shard missing")
         column = "source_image" if source else "image"

@@ -8,6 +8,8 @@ DIR/selections/<recipe>/          the selection's bookkeeping, where data reader
                                   funnel.json, funnel.txt, rejected.parquet, recipe.json, _manifest.json, _markers/
 DIR/exports/<recipe>/<format>/    `flywheel export`: self-contained Parquet or WebDataset shards of a selection
 DIR/runs/                         one JSON log per run (counters, timings)
+DIR/cache/<name>/                 rebuildable caches (endpoint answers per request)
+DIR/pool/_pieces/                 parts of a shard split across Ray blocks, until a task merges them
 
 This module is the one place these names are declared; everything else asks a Workspace.
 """
@@ -122,6 +124,10 @@ class Workspace:
     def dashboards_dir(self) -> Path:
         """Dashboard state: users, thumbnails, caches."""
         return self.root / "dashboards"
+
+    def cache_dir(self, name: str) -> Path:
+        """Caches a step may rebuild (endpoint answers per request, ...): `cache/<name>/`."""
+        return self.root / "cache" / name
 
     def mix_dir(self, recipe: str) -> Path:
         """Track rows a selection mixes in (`mix:`), one store per source under it."""

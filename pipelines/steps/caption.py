@@ -203,7 +203,7 @@ def _run(
     init_ray(ray_address)
     ray.data.DataContext.get_current().max_errored_blocks = -1  # a failing shard must not stop the others
     actors, gpus = _actors(cfg, kinds)
-    cache_dir = str(ws.root / "cache" / "openai")
+    cache_dir = str(ws.cache_dir("openai"))
     ds = ray.data.from_items(pending, override_num_blocks=len(pending))
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
