@@ -14,6 +14,7 @@ from filters.config import ScoringConfig, section_identity
 from filters.dedup import DedupScorer
 from filters.embedding import ImageEmbeddingScorer
 from filters.entropy import EntropyScorer
+from filters.faces import FacesScorer
 from filters.image_quality import ImageQualityScorer
 from filters.jpeg_quality import JpegQualityScorer
 from filters.nsfw import NsfwScorer
@@ -41,6 +42,7 @@ FILTERS: tuple[type[Scorer], ...] = (
     JpegQualityScorer,
     ImageQualityScorer,
     QualityV1Scorer,
+    FacesScorer,
     ImageEmbeddingScorer,
     AestheticsScorer,
 )
