@@ -1,10 +1,15 @@
 """Stage recipes: ordered selection rules over score columns, loaded from YAML.
 
 A rule either bounds one column (`min`, `max`, `is_null`, `in`, `not_in`, or a SQL `keep`
-expression) or deduplicates (`dedup: exact | perceptual`). Rules apply in order, as the
-report's sequential filters do: a row is removed by the first rule it fails, and every
-rule it fails is recorded as a reason. Dedup rules compare only rows still alive at that
-point, so the member kept from each group is one that passed the rules before it.
+expression), keeps the best fraction of a column (`top`, optionally within each category:
+the distribution filter of the SFT stage) or deduplicates (`dedup: exact | perceptual`). Rules
+apply in order, as the report's sequential filters do: a row is removed by the first rule it
+fails, and every rule it fails is recorded as a reason. Dedup and `top` rules compare only rows
+still alive at that point, so the members kept are ones that passed the rules before them.
+
+`categories:` assign every row one category (general / portrait / text in the built-in recipes)
+from SQL conditions over score columns, first match wins; `quotas:` then shape the kept rows to
+the stated shares of each category, keeping the best rows of each (`keep_best_by`).
 """
 
 from __future__ import annotations
@@ -47,12 +52,17 @@ class Rule:
     # perceptual dedup only: hash columns of other views of the same image (centre crops); the distance of
     # two rows is then the smallest over full view vs every view, found with multi-view LSH
     views: list[str] | None = None
+    # `top: 0.3` keeps the best 30% of the rows still alive by `column` (highest first, or lowest with
+    # `ascending: true`), within each value of `by` (a column, or `category`) when given.
+    top: float | None = None
+    by: str | None = None
+    ascending: bool = False
     on_null: OnNull = "keep"
     role: RuleRole = "quality"
     why: str = ""
 
     def columns(self) -> list[str]:
-        extra = [*self.uses, *(self.views or [])]
+        extra = [*self.uses, *(self.views or []), *([self.by] if self.by and self.by != CATEGORY else [])]
         return ([self.column] if self.column else []) + [c for c in extra if c != self.column]
 
     def describe(self) -> str:
@@ -63,6 +73,10 @@ class Rule:
             return f"one per group with min hamming({self.column} vs {views}) <= {self.max_hamming}"
         if self.dedup == "perceptual":
             return f"one per group with hamming({self.column}) <= {self.max_hamming}"
+        if self.top is not None:
+            order = "lowest" if self.ascending else "highest"
+            within = f" within each {self.by}" if self.by else ""
+            return f"best {self.top:.0%} by {self.column} ({order} first){within}"
         parts = []
         if self.min is not None:
             parts.append(f"{self.column} >= {self.min}")
@@ -80,9 +94,18 @@ class Rule:
 
     def validate(self) -> None:
         self._check_types()
-        conditions = [self.min, self.max, self.is_null, self.values_in, self.not_in, self.keep, self.dedup]
+        conditions = [self.min, self.max, self.is_null, self.values_in, self.not_in, self.keep, self.dedup, self.top]
         if all(c is None for c in conditions):
             raise ConfigError(f"rule {self.name!r} has no condition")
+        if self.top is not None:
+            if not _is_number(self.top) or not 0 < self.top <= 1:
+                raise ConfigError(f"rule {self.name!r}: top must be a fraction in (0, 1], got {self.top!r}")
+            if not self.column or self.dedup:
+                raise ConfigError(f"rule {self.name!r}: top needs a column to rank by (and no dedup)")
+        elif self.by is not None:
+            raise ConfigError(f"rule {self.name!r}: by groups a `top` rule; this rule has no top")
+        if not isinstance(self.ascending, bool):
+            raise ConfigError(f"rule {self.name!r}: ascending must be true or false")
         if self.dedup and not self.column:
             raise ConfigError(f"dedup rule {self.name!r} needs a column")
         if self.views and self.dedup != "perceptual":
@@ -153,6 +176,34 @@ class MixSource:
             raise ConfigError(f"{where}: mix max_rows must be a positive integer")
 
 
+CATEGORY = "category"  # the column `categories:` writes; a `top` rule may rank `by: category`
+
+
+@dataclass(frozen=True)
+class Category:
+    """One category: rows for which `when` (a SQL condition over score columns) holds, first match wins.
+
+    The last category has no `when`: every row no earlier category took. A condition on a column the pool
+    lacks (its filter was not run) matches nothing, and the funnel says so.
+    """
+
+    name: str
+    when: str | None = None
+    why: str = ""
+
+
+@dataclass(frozen=True)
+class Quotas:
+    """Shares of the kept rows per category (summing to 1): the largest selection with those proportions.
+
+    Rows beyond a category's share are rejected with reason `quota`, worst first (`keep_best_by`), so the
+    rows a thin category limits are the worst of the plentiful ones.
+    """
+
+    shares: dict[str, float]
+    why: str = ""
+
+
 @dataclass(frozen=True)
 class Recipe:
     name: str
@@ -165,6 +216,8 @@ class Recipe:
     )
     rules: list[Rule] = field(default_factory=list)
     mix: list[MixSource] = field(default_factory=list)
+    categories: list[Category] = field(default_factory=list)
+    quotas: Quotas | None = None
 
     def quality_rules(self) -> list[Rule]:
         """Threshold rules that judge a sample's quality (not dedup, not distribution shaping)."""
@@ -195,6 +248,27 @@ class Recipe:
                 raise ConfigError(f"recipe {self.name}: {param} must be a whole number, got {value!r}")
         if not isinstance(self.description, str):
             raise ConfigError(f"recipe {self.name}: description must be text")
+        self._validate_categories()
+
+    def _validate_categories(self) -> None:
+        where = f"recipe {self.name}"
+        names = [c.name for c in self.categories]
+        if len(set(names)) != len(names) or not all(isinstance(n, str) and n for n in names):
+            raise ConfigError(f"{where}: category names must be unique, non-empty text: {names}")
+        if self.categories:
+            if self.categories[-1].when is not None or any(c.when is None for c in self.categories[:-1]):
+                raise ConfigError(f"{where}: every category but the last needs `when`; the last (the default) has none")
+            if any(not isinstance(c.when, str) for c in self.categories[:-1]):
+                raise ConfigError(f"{where}: a category's `when` must be a SQL condition (text)")
+        uses_category = [r.name for r in self.rules if r.by == CATEGORY]
+        if (uses_category or self.quotas) and not self.categories:
+            raise ConfigError(f"{where}: rules {uses_category} / quotas need `categories:` to group by")
+        if self.quotas is not None:
+            shares = self.quotas.shares
+            if not isinstance(shares, dict) or set(shares) != set(names):
+                raise ConfigError(f"{where}: quotas.shares must give a share for each category {names}")
+            if not all(_is_number(v) and v >= 0 for v in shares.values()) or abs(sum(shares.values()) - 1) > 1e-6:
+                raise ConfigError(f"{where}: quotas.shares must be numbers >= 0 summing to 1, got {shares}")
 
     def rule(self, name: str) -> Rule:
         for r in self.rules:
@@ -267,10 +341,24 @@ def load_recipe(name_or_path: str) -> Recipe:
     if reserved:
         raise ConfigError(f"{path}: {sorted(reserved)} are set by --set overrides, not in a recipe file")
     mix = parse_mix(data.pop("mix", None), path.name)
+    categories = [
+        build(Category, c, f"{path.name}:categories[{i}]")
+        for i, c in enumerate(_mappings(data.pop("categories", None), path.name, "categories"))
+    ]
+    raw_quotas = data.pop("quotas", None)
+    quotas = build(Quotas, raw_quotas, f"{path.name}:quotas") if raw_quotas is not None else None
     data.setdefault("name", path.stem)
-    recipe = replace(build(Recipe, data, path.name), rules=rules, mix=mix)
+    recipe = replace(build(Recipe, data, path.name), rules=rules, mix=mix, categories=categories, quotas=quotas)
     recipe.validate()
     return recipe
+
+
+def _mappings(raw: Any, where: str, key: str) -> list[dict[str, Any]]:
+    if raw is None:
+        return []
+    if not isinstance(raw, list) or not all(isinstance(r, dict) for r in raw):
+        raise ConfigError(f"{where}: {key} must be a list of mappings")
+    return raw
 
 
 def parse_mix(raw: Any, where: str) -> list[MixSource]:

@@ -32,7 +32,7 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from flywheel.errors import MissingInput, UserError
-from flywheel.recipes.recipe import Recipe, Rule
+from flywheel.recipes.recipe import CATEGORY, Category, Recipe, Rule
 from flywheel.select.dedup_groups import groups_from_edges, multiview_edges, near_duplicate_edges
 from flywheel.select.funnel import Funnel, RuleOutcome
 from flywheel.select.mix import MIX_MANIFEST, curated_keys, select_mix
@@ -42,6 +42,17 @@ from flywheel.store.shards import ShardStore, write_json_atomic
 from flywheel.workspace import FUNNEL_JSON, FUNNEL_TXT, RECIPE_JSON, REJECTED, Workspace, WorkspaceError
 
 KEY = "id"  # unique per sample since schema v2 (checked below)
+QUOTA = "quota"  # the reason of rows a recipe's quotas left out
+CATEGORY_FIELD = pa.field(
+    CATEGORY,
+    pa.string(),
+    metadata={
+        "description": "Category the recipe's `categories:` assigned (first condition that holds; the last is "
+        "the default); quotas and `top ... by: category` rules count within it.",
+        "unit": "",
+        "owner": "recipe",
+    },
+)
 DETAIL_COLUMN = "broken_detail"  # the decoder's message, shown with rejected rows when the pool has it
 
 
@@ -162,6 +173,9 @@ def select(
     con.execute("ALTER TABLE s ADD COLUMN value VARCHAR DEFAULT NULL")
     con.execute("ALTER TABLE s ADD COLUMN duplicate_of VARCHAR DEFAULT NULL")
     con.execute("ALTER TABLE s ADD COLUMN duplicate_of_uri VARCHAR DEFAULT NULL")
+    if recipe.categories:
+        _assign_categories(con, checked.categories, recipe)
+        funnel.warnings.extend(checked.category_warnings)
 
     tasks = ", ".join(_literal(t) for t in recipe.tasks)
     _apply(con, funnel, RuleOutcome("task", f"task IN ({tasks})", column="task"), f"task IN ({tasks})")
@@ -173,6 +187,9 @@ def select(
             _dedup(con, rule, order_by, outcome)
             funnel.rules.append(outcome)
             continue
+        if rule.top is not None:
+            _apply(con, funnel, outcome, _rank_top(con, rule))
+            continue
         if rule.column:
             outcome.null_rows = con.execute(f"SELECT count(*) FROM s WHERE {_quote(rule.column)} IS NULL").fetchone()[0]
             if outcome.null_rows == funnel.rows_in and rule.is_null is None:
@@ -183,6 +200,16 @@ def select(
             first = str(exc).splitlines()[0]
             raise RecipeError(f"recipe {recipe.name}: rule {rule.name!r} cannot be evaluated: {first}") from None
 
+    if recipe.quotas is not None:
+        outcome = RuleOutcome(QUOTA, _describe_quotas(recipe), column=CATEGORY)
+        _apply(con, funnel, outcome, _quota_keep(con, recipe, order_by))
+    if recipe.categories:
+        funnel.by_category = {
+            str(c): {"in": int(n), "kept": int(k)}
+            for c, n, k in con.execute(
+                "SELECT category, count(*), count(*) FILTER (WHERE alive) FROM s GROUP BY 1 ORDER BY 1"
+            ).fetchall()
+        }
     funnel.kept = con.execute("SELECT count(*) FROM s WHERE alive").fetchone()[0]
     funnel.rejected = funnel.rows_in - funnel.kept
     funnel.by_reason = dict(
@@ -296,6 +323,62 @@ def _dedup(con: duckdb.DuckDBPyConnection, rule: Rule, order_by: str, outcome: R
         FROM ranked WHERE s.{KEY} = ranked.k AND ranked.rn > 1""")
 
 
+def _assign_categories(con: duckdb.DuckDBPyConnection, usable: list[Category], recipe: Recipe) -> None:
+    """Write each row's category: the first whose condition holds (NULL counts as false), else the default."""
+    default = recipe.categories[-1].name
+    cases = " ".join(f"WHEN COALESCE(({c.when}), FALSE) THEN {_literal(c.name)}" for c in usable if c.when)
+    sql = f"CASE {cases} ELSE {_literal(default)} END" if cases else _literal(default)
+    con.execute(f"ALTER TABLE s ADD COLUMN {CATEGORY} VARCHAR")
+    try:
+        con.execute(f"UPDATE s SET {CATEGORY} = {sql}")
+    except duckdb.Error as exc:  # a condition that parses but cannot run on these columns
+        first = str(exc).splitlines()[0]
+        raise RecipeError(f"recipe {recipe.name}: categories cannot be evaluated: {first}") from None
+
+
+def _rank_top(con: duckdb.DuckDBPyConnection, rule: Rule) -> str:
+    """Rank the live rows by the rule's column (within `by`) and return the keep condition of `top`.
+
+    Rows already rejected are not ranked (they pass this rule); the kept count per group is ceil(top * n),
+    ties broken by id so the selection is deterministic.
+    """
+    col = _quote(rule.column or "")
+    group = _quote(rule.by) if rule.by else "1"
+    direction = "ASC" if rule.ascending else "DESC"
+    flag = _quote(f"_top_{rule.name}")
+    con.execute(f"ALTER TABLE s ADD COLUMN {flag} BOOLEAN DEFAULT NULL")
+    con.execute(f"""UPDATE s SET {flag} = r.ok FROM (
+            SELECT {KEY} AS k, row_number() OVER (PARTITION BY {group} ORDER BY {col} {direction}, {KEY})
+                <= ceil({float(rule.top)} * count(*) OVER (PARTITION BY {group})) AS ok
+            FROM s WHERE alive AND {col} IS NOT NULL) r
+        WHERE s.{KEY} = r.k""")
+    on_null = "TRUE" if rule.on_null == "keep" else "FALSE"
+    return f"CASE WHEN {col} IS NULL THEN {on_null} ELSE COALESCE({flag}, TRUE) END"
+
+
+def _quota_keep(con: duckdb.DuckDBPyConnection, recipe: Recipe, order_by: str) -> str:
+    """Keep condition of the recipe's quotas: the largest total with the stated shares, best rows first."""
+    assert recipe.quotas is not None
+    shares = recipe.quotas.shares
+    live = dict(con.execute(f"SELECT {CATEGORY}, count(*) FROM s WHERE alive GROUP BY 1").fetchall())
+    limits = [live.get(c, 0) / share for c, share in shares.items() if share > 0]
+    total = min(limits) if limits else 0.0
+    con.execute("CREATE OR REPLACE TEMP TABLE quota (c VARCHAR, n BIGINT)")
+    con.executemany("INSERT INTO quota VALUES (?, ?)", [(c, int(total * share + 1e-9)) for c, share in shares.items()])
+    con.execute("ALTER TABLE s ADD COLUMN _quota_ok BOOLEAN DEFAULT NULL")
+    con.execute(f"""UPDATE s SET _quota_ok = r.rn <= quota.n FROM (
+            SELECT s.{KEY} AS k, s.{CATEGORY} AS c,
+                   row_number() OVER (PARTITION BY s.{CATEGORY} ORDER BY {order_by}) AS rn
+            FROM s WHERE alive) r JOIN quota ON quota.c = r.c
+        WHERE s.{KEY} = r.k""")
+    return "COALESCE(_quota_ok, TRUE)"
+
+
+def _describe_quotas(recipe: Recipe) -> str:
+    assert recipe.quotas is not None
+    return "shares " + ", ".join(f"{c} {v:.0%}" for c, v in recipe.quotas.shares.items())
+
+
 def _valid_order(terms: list[str], columns: set[str]) -> list[str]:
     """Keep only ORDER BY terms whose column exists, qualified with the `s` table."""
     out = []
@@ -313,7 +396,8 @@ def _write_outputs(
     store = ShardStore(out_dir, meta_root=meta_dir)
     for shard in shards:
         index = int(shard.stem.split("-")[1])
-        keep = con.sql(f"SELECT {KEY} FROM s WHERE alive AND partition = ?", params=[index]).to_arrow_table()
+        extra = f", {CATEGORY}" if recipe.categories else ""
+        keep = con.sql(f"SELECT {KEY}{extra} FROM s WHERE alive AND partition = ?", params=[index]).to_arrow_table()
         if not keep.num_rows:
             continue
         # pyarrow rather than DuckDB for the copy: it keeps the pool's schema and its field metadata. The byte
@@ -323,9 +407,14 @@ def _write_outputs(
         mask = pc.is_in(table.column(KEY), value_set=keep.column(KEY))
         rows = np.flatnonzero(mask.to_numpy(zero_copy_only=False))
         kept = reference_form(table.filter(mask), rows, shard, out_dir)
+        if recipe.categories:  # the category each kept row was counted in, for readers and the trainer
+            where = pc.index_in(kept.column(KEY), value_set=keep.column(KEY))
+            kept = kept.append_column(CATEGORY_FIELD, pc.take(keep.column(CATEGORY), where))
         store.write(index, kept, fingerprint=f"{recipe.name}:{shard.name}")
     whys = [(r.name, r.why or r.describe()) for r in recipe.rules]
     whys.append(("task", f"task is not one of the recipe's tasks {list(recipe.tasks)}"))
+    if recipe.quotas is not None:
+        whys.append((QUOTA, recipe.quotas.why or f"beyond its category's share ({_describe_quotas(recipe)})"))
     con.execute("CREATE OR REPLACE TEMP TABLE whys (name VARCHAR, why VARCHAR)")
     con.executemany("INSERT INTO whys VALUES (?, ?)", whys)
     detail = f"s.{DETAIL_COLUMN}" if DETAIL_COLUMN in {r[0] for r in con.execute("DESCRIBE s").fetchall()} else "NULL"

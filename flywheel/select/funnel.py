@@ -33,6 +33,8 @@ class Funnel:
     not_applied: list[dict[str, str]] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)  # facts about the pool the user must see (no captions)
     by_reason: dict[str, int] = field(default_factory=dict)
+    # category -> {"in": rows assigned, "kept": rows kept} when the recipe has `categories:`
+    by_category: dict[str, dict[str, int]] = field(default_factory=dict)
     seconds: float = 0.0
 
     @property
@@ -54,6 +56,7 @@ class Funnel:
             "rules": [vars(r) for r in self.rules],
             "not_applied": self.not_applied,
             "warnings": self.warnings,
+            "by_category": self.by_category,
             "seconds": self.seconds,
         }
 
@@ -71,4 +74,9 @@ class Funnel:
         pct = 100.0 * self.kept / self.rows_in if self.rows_in else 0.0
         lines += [f"  warning: {w}" for w in self.warnings]
         lines += ["", f"kept {self.kept} of {self.rows_in} ({pct:.1f}%), rejected {self.rejected}"]
+        if self.by_category:
+            lines += ["", f"  {'category':<{width}}  {'in':>8}  {'kept':>8}  {'share':>6}"]
+            for name, c in self.by_category.items():
+                share = 100.0 * c["kept"] / self.kept if self.kept else 0.0
+                lines.append(f"  {name:<{width}}  {c['in']:>8}  {c['kept']:>8}  {share:>5.1f}%")
         return "\n".join(lines) + "\n"

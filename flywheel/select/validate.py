@@ -21,7 +21,7 @@ import duckdb
 import pyarrow as pa
 
 from flywheel.config import ConfigError
-from flywheel.recipes.recipe import Recipe, Rule
+from flywheel.recipes.recipe import Category, Recipe, Rule
 
 
 class RecipeError(ConfigError):
@@ -41,6 +41,9 @@ class CheckedRecipe:
     not_applied: list[dict[str, str]] = field(default_factory=list)
     columns: set[str] = field(default_factory=set)
     notes: dict[str, str] = field(default_factory=dict)  # rule name -> how it was adapted to this pool
+    # categories whose `when` can run on this pool (the default included); the others match nothing
+    categories: list[Category] = field(default_factory=list)
+    category_warnings: list[str] = field(default_factory=list)
 
 
 def keep_columns(expr: str, where: str) -> set[str]:
@@ -188,6 +191,27 @@ def check_recipe(recipe: Recipe, schema: pa.Schema, known_columns: Mapping[str, 
         if rule.column:
             _check_values(rule, pool[rule.column], where)
         out.applied.append(rule)
+        out.columns |= reads
+    for category in recipe.categories:
+        if category.when is None:
+            out.categories.append(category)
+            continue
+        where = f"recipe {recipe.name}: category {category.name!r}"
+        reads = keep_columns(category.when, where)
+        missing = sorted(reads - set(pool))
+        unknown = [c for c in missing if strict and c not in known]
+        if unknown:
+            raise RecipeError(
+                f"{where} reads column(s) {unknown} that the pool lacks (and no registered filter writes)"
+            )
+        if missing:
+            filters = sorted({known.get(c, "unrecorded") for c in missing})
+            out.category_warnings.append(
+                f"category {category.name!r} matched nothing: column(s) {missing} not in the pool "
+                f"(filter(s) {filters} were not run)"
+            )
+            continue
+        out.categories.append(category)
         out.columns |= reads
     for term in recipe.keep_best_by:
         words = term.split()

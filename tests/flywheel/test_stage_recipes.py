@@ -39,7 +39,7 @@ EXPECTED = {
     "stage4_1024p": {"p2048", "p1024", "p512", "edit"},
     "stage5_2048p": {"p2048"},
 }
-GPU_STAGES = ("pretrain_256_512", "continual_512_2048")
+GPU_STAGES = ("pretrain_256_512", "continual_512_2048", "sft")
 
 
 def _phash(i: int) -> int:
@@ -85,6 +85,9 @@ def _pool(ws: Workspace) -> None:
                 "v1_saturation_clipped": 0.01,
                 "v1_saturation_p95": 0.0 if uri == "synth" else 0.8,
                 "v1_texture": 3.0,
+                "text_area_fraction": 0.3 if uri == "synth" else 0.0,
+                "face_area_fraction": 0.0,
+                "aesthetic_score": float(i),
             }
         )
     types = {
@@ -108,6 +111,7 @@ def _pool(ws: Workspace) -> None:
         "iq_brisque": pa.float32(),
         **{c: pa.float32() for c in ("v1_blur", "v1_luma_p99", "v1_luma_p01", "v1_saturation_clipped")},
         **{c: pa.float32() for c in ("v1_saturation_p95", "v1_texture")},
+        **{c: pa.float32() for c in ("text_area_fraction", "face_area_fraction", "aesthetic_score")},
         "source_image": pa.binary(),
         "source_uri": pa.string(),
     }
@@ -155,6 +159,35 @@ def test_gpu_stages_name_builtin_recipes_and_start_on_cpu(pool_ws: Workspace, tm
         {"steps": 1, "precision": "fp32", "compile": False, "device": "cpu", "checkpoint_every": 1, "log_every": 1}
     )
     path = tmp_path / "continual_cpu.yaml"
+    path.write_text(yaml.safe_dump(cfg))
+    res = CliRunner().invoke(app, ["train", "-w", str(pool_ws.root), "--stage", str(path), "--threads", "1"])
+    assert res.exit_code == 0, res.output
+    assert "trained 1 steps" in res.output
+
+
+def test_sft_is_strict_then_keeps_the_top_of_each_category_and_its_stage_starts(pool_ws: Workspace, tmp_path) -> None:
+    """Stage 6: the strict filters leave p2048, p1024, p512 and the edit; the distribution filter then keeps the
+    cleaner half by BRISQUE and the best 30% of that by aesthetics, within each category."""
+    sel = select(pool_ws, load_recipe("sft"))
+    f = sel.funnel
+    f.check()
+    assert not f.not_applied and f.by_category["general"]["in"] == 10 and f.by_category["text"]["in"] == 1
+    assert f.removed_by_rule["min_side"] == 2 and f.removed_by_rule["top_quality"] == 2
+    assert f.removed_by_rule["top_aesthetics"] == 1 and f.kept == 1
+    # the cleaner half is p2048 (BRISQUE 15) plus one of the two at 20 (p1024, edit; ties go by id); the aesthetic
+    # top 30% of those two is the one at 20, since p2048 has the lowest aesthetic_score of the pool
+    kept = _kept(sel)
+    assert len(kept) == 1 and kept <= {"p1024", "edit"}
+    cfg = load_stage("sft").to_dict()
+    assert cfg["data"]["recipes"] == ["sft"]
+    cfg["model"] = {"preset": "tiny", "hidden": 32, "depth": 1, "heads": 2}
+    cfg["data"].update({"resolutions": [32], "aspect_ratios": [1.0], "batch_size": 1, "num_workers": 0})
+    cfg["data"]["allow_missing_tasks"] = True  # the one kept row is T2I; the stage mixes TI2I when it has some
+    cfg["latents"] = {"kind": "pixels", "patch_size": 4}
+    cfg["train"].update(
+        {"steps": 1, "precision": "fp32", "compile": False, "device": "cpu", "checkpoint_every": 1, "log_every": 1}
+    )
+    path = tmp_path / "sft_cpu.yaml"
     path.write_text(yaml.safe_dump(cfg))
     res = CliRunner().invoke(app, ["train", "-w", str(pool_ws.root), "--stage", str(path), "--threads", "1"])
     assert res.exit_code == 0, res.output
