@@ -24,6 +24,7 @@ from flywheel.aesthetics.head import FEATURE_DIM, FEATURE_VERSION
 from flywheel.errors import UserError
 from flywheel.imaging import Decoded
 from flywheel.schema import Column
+from flywheel.taxonomy import TAXONOMY_VERSION, path_of
 
 VIEW = 224  # square side the backbone sees: the shorter side resized to it, then the centre crop
 EMBEDDING_TYPE = pa.list_(pa.float32(), FEATURE_DIM)
@@ -44,6 +45,25 @@ class ImageEmbeddingScorer(ModelScorer):
             f"Shared image embedding ({FEATURE_VERSION}): EfficientNet-Lite0 pooled ImageNet features of the "
             f"{VIEW} px centre crop of the decoded view, L2-normalised, {FEATURE_DIM} float32. Read by the "
             "aesthetic head and by `dedup: semantic`; cosine = dot product. Null for undecodable images.",
+            owner="embedding",
+        ),
+        Column(
+            "imagenet_label",
+            pa.string(),
+            "",
+            "Top-1 ImageNet-1k class of EfficientNet-Lite0's own classifier on the same pass (75% top-1 on "
+            "ImageNet as published); null for undecodable images.",
+            owner="embedding",
+        ),
+        Column(
+            "imagenet_prob", pa.float32(), "probability", "Softmax probability of imagenet_label.", owner="embedding"
+        ),
+        Column(
+            "taxonomy_path",
+            pa.string(),
+            "path",
+            f"Node of the coarse two-level taxonomy ({TAXONOMY_VERSION}, flywheel/taxonomy.py) of imagenet_label: "
+            "animal/dog, object/vehicle, food, nature/landscape, person, plant, ...; recipes rank and cap by it.",
             owner="embedding",
         ),
     )
@@ -93,25 +113,42 @@ class ImageEmbeddingScorer(ModelScorer):
 
     def embed(self, inputs: np.ndarray) -> np.ndarray:
         """(n, 1280) float32 L2-normalised embeddings of prepared (n, 224, 224, 3) uint8 crops."""
+        return self.embed_and_classify(inputs)[0]
+
+    def embed_and_classify(self, inputs: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Embeddings and ImageNet class probabilities (n, 1000) from one backbone pass."""
         import torch
 
         from flywheel.models.efficientnet_lite import MEAN, STD
 
         self.load()
         out = np.zeros((len(inputs), FEATURE_DIM), dtype=np.float32)
+        probs = np.zeros((len(inputs), 1000), dtype=np.float32)
         mean = torch.tensor(MEAN, device=self._device).view(1, 3, 1, 1)
         std = torch.tensor(STD, device=self._device).view(1, 3, 1, 1)
         for start in range(0, len(inputs), self.cfg.batch_size):
             chunk = np.ascontiguousarray(inputs[start : start + self.cfg.batch_size])
             x = torch.from_numpy(chunk).to(self._device).permute(0, 3, 1, 2).float() / 255.0
             with torch.inference_mode():
-                feats = self._model.features((x - mean) / std).float().cpu().numpy()
+                pooled = self._model.features((x - mean) / std)
+                logits = self._model._fc(pooled)
+            feats = pooled.float().cpu().numpy()
             norms = np.linalg.norm(feats, axis=1, keepdims=True)
             out[start : start + len(chunk)] = feats / np.maximum(norms, 1e-12)
-        return out
+            probs[start : start + len(chunk)] = torch.softmax(logits.float(), dim=1).cpu().numpy()
+        return out, probs
 
     def score(self, inputs: np.ndarray, captions: list[str | None]) -> dict[str, Sequence[Any]]:
-        return {"image_embedding": list(self.embed(inputs))}
+        from flywheel.models.efficientnet_lite import IMAGENET_CLASSES
+
+        emb, probs = self.embed_and_classify(inputs)
+        top = probs.argmax(axis=1) if len(probs) else np.zeros(0, dtype=np.int64)
+        return {
+            "image_embedding": list(emb),
+            "imagenet_label": [IMAGENET_CLASSES[i] for i in top.tolist()],
+            "imagenet_prob": probs[np.arange(len(top)), top].tolist(),
+            "taxonomy_path": [path_of(i) for i in top.tolist()],
+        }
 
 
 def centre_crop(rgb: np.ndarray, size: int) -> np.ndarray:
