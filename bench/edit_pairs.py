@@ -250,7 +250,8 @@ def build_pairs(split: str, crops: int, seed: int) -> list[tuple[str, str, bytes
     return pairs
 
 
-def score_pairs(pairs: list[tuple[str, str, bytes, bytes]], instruction: str) -> list[dict[str, object]]:
+def score_pairs(pairs: list[tuple[str, str, bytes, bytes]], instruction: str) -> tuple[list[dict[str, object]], float]:
+    """Scored rows, and the scorer's milliseconds per pair (source decode included, target decode not)."""
     scorer = EditPairScorer()
     batch = SampleBatch(
         ids=[str(i) for i in range(len(pairs))],
@@ -262,10 +263,11 @@ def score_pairs(pairs: list[tuple[str, str, bytes, bytes]], instruction: str) ->
         view_short_side=SCORING_VIEW,
     )
     out = scorer(batch)
-    return [
+    rows = [
         {"category": c, "photo": n, "instruction": instruction, **{k: list(v)[i] for k, v in out.items()}}
         for i, (c, n, _, _) in enumerate(pairs)
     ]
+    return rows, 1000 * scorer.counters.seconds / max(1, len(pairs))
 
 
 def best_threshold(bad: list[float], good: list[float], bad_is_high: bool) -> tuple[float, float]:
@@ -365,7 +367,8 @@ def main() -> None:
     ap.add_argument("--out", type=Path, default=None, help="write the figures as JSON here")
     args = ap.parse_args()
     instruction = "make the requested edit"  # valid, so only the pixel rules judge these pairs
-    scored = {s: score_pairs(build_pairs(s, args.crops, args.seed), instruction) for s in ("tune", "report")}
+    timed = {s: score_pairs(build_pairs(s, args.crops, args.seed), instruction) for s in ("tune", "report")}
+    scored = {s: rows for s, (rows, _) in timed.items()}
     tune = scored["tune"]
     fitted = {}
     same = [r for r in tune if r["category"] in ("identical", "reencoded", "resized")]
@@ -392,6 +395,7 @@ def main() -> None:
         verdicts, rules = rule_verdicts(rows)
         result["recipe_rules"] = rules
         result[split] = summarise(rows, verdicts)
+        result[split]["scorer_ms_per_pair"] = round(timed[split][1], 2)  # type: ignore[index]
     text = json.dumps(result, indent=2)
     print(text)
     if args.out:

@@ -14,10 +14,14 @@ their sizes and aspect ratios (an edit model may return another size). Then:
 - `edit_ssim`: SSIM (Wang et al. 2004; Gaussian window sigma 1.5, K1 0.01, K2 0.03, 0-255 range) of the
   greyscale target against the greyscale source, averaged over the whole grid. About 1 for identical pairs,
   lower the more the edit changed, near 0 for unrelated images.
-- `edit_changed_fraction`: fraction of the grid where the target differs from the source locally: the
-  largest per-channel absolute difference (colour, so a recolour that keeps the luma still counts), averaged
-  over a 5 x 5 neighbourhood (so JPEG ringing and single-pixel noise do not count), above CHANGE_LEVEL grey
-  levels. 0 for identical and re-encoded pairs; the share of the image an edit touched otherwise.
+- `edit_changed_fraction`: fraction of the grid where the target differs from the source locally: either
+  the largest per-channel absolute difference (colour, so a recolour that keeps the luma still counts),
+  averaged over a 5 x 5 neighbourhood (so JPEG ringing and single-pixel noise do not count), is above
+  CHANGE_LEVEL grey levels, or the SSIM map averaged over the same neighbourhood is below STRUCTURE_LEVEL
+  (structure changed at about the same colour: a low-contrast background blurred or replaced, dark text on a
+  dark surface). 0 for identical and re-encoded pairs; the share of the image an edit touched otherwise.
+  Both levels were chosen on the tune pairs of bench/edit_pairs.py: re-encodes down to JPEG q40 stay at 0
+  (with a colour level of 16 they reach 0.4% of the grid, with a structure level of 0.9 3.5%).
 - `edit_outside_ssim`: mean of the same SSIM map over the grid outside the changed region, the region
   first dilated by DILATE px so that SSIM windows overlapping the edit's border do not count as "outside".
   It says whether the structure outside the edit is kept. When less than MIN_OUTSIDE of the grid is left
@@ -63,6 +67,7 @@ SSIM_C1 = (0.01 * 255) ** 2
 SSIM_C2 = (0.03 * 255) ** 2
 DIFF_WINDOW = 5  # neighbourhood (px on the grid) the colour difference is averaged over
 CHANGE_LEVEL = 24.0  # grey levels of local colour difference that count as changed
+STRUCTURE_LEVEL = 0.7  # local SSIM below this counts as changed too (0.8 still keeps re-encodes at 0; 0.9 not)
 DILATE = 4  # px the changed region grows by before "outside" is measured (about the SSIM window radius)
 MIN_OUTSIDE = 0.05  # below this share of the grid left unchanged, nothing outside the edit was kept
 
@@ -233,17 +238,19 @@ def ssim_map(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     return num / den
 
 
-def changed_mask(target: np.ndarray, source: np.ndarray) -> np.ndarray:
-    """True where the local (DIFF_WINDOW-averaged) largest channel difference exceeds CHANGE_LEVEL."""
+def changed_mask(target: np.ndarray, source: np.ndarray, smap: np.ndarray) -> np.ndarray:
+    """True where, averaged over DIFF_WINDOW, the largest channel difference exceeds CHANGE_LEVEL or the
+    SSIM map `smap` falls below STRUCTURE_LEVEL."""
     diff = np.abs(target.astype(np.float32) - source.astype(np.float32)).max(axis=-1)
-    return ndimage.uniform_filter(diff, DIFF_WINDOW, mode="reflect") > CHANGE_LEVEL
+    colour = ndimage.uniform_filter(diff, DIFF_WINDOW, mode="reflect") > CHANGE_LEVEL
+    return colour | (ndimage.uniform_filter(smap, DIFF_WINDOW, mode="reflect") < STRUCTURE_LEVEL)
 
 
 def edit_metrics(target_rgb: np.ndarray, source_rgb: np.ndarray) -> tuple[float, float, float]:
     """(edit_ssim, edit_changed_fraction, edit_outside_ssim) of two decoded RGB views (any sizes)."""
     target, source = to_grid(target_rgb), to_grid(source_rgb)
     smap = ssim_map(_gray(target), _gray(source))
-    changed = changed_mask(target, source)
+    changed = changed_mask(target, source, smap)
     outside = ~ndimage.binary_dilation(changed, iterations=DILATE) if changed.any() else ~changed
     share = float(outside.mean())
     outside_ssim = float(smap[outside].mean()) if share >= MIN_OUTSIDE else 0.0
@@ -288,7 +295,8 @@ class EditPairScorer(CpuScorer):
             pa.float32(),
             "fraction",
             f"TI2I: share of the grid whose {DIFF_WINDOW}x{DIFF_WINDOW}-averaged colour difference exceeds "
-            f"{CHANGE_LEVEL:g} levels (0: the edit changed nothing); null for T2I and undecodable pairs.",
+            f"{CHANGE_LEVEL:g} levels or SSIM is below {STRUCTURE_LEVEL:g} (0: the edit changed nothing); null "
+            "for T2I and undecodable pairs.",
             owner="edit_pair",
         ),
         Column(

@@ -107,7 +107,7 @@ def test_unrelated_photos_keep_no_structure() -> None:
     (row,) = _score([("TI2I", encode(_photo("chelsea"), "JPEG"), encode(_photo("astronaut"), "JPEG"), "make it a cat")])
     assert row["edit_changed_fraction"] > 0.8
     assert row["edit_ssim"] < 0.5
-    assert row["edit_outside_ssim"] < 0.45  # below the recipe's floor
+    assert row["edit_outside_ssim"] < 0.5  # below the recipe's floor
 
 
 def test_grid_makes_sizes_and_aspects_comparable() -> None:
