@@ -1,6 +1,6 @@
 """Edit-pair checks on constructed TI2I pairs of real photos: tune on one set of photos, report on another.
 
-    python3 bench/edit_pairs.py [--crops 3] [--seed 0] [--out docs/edit_pairs.json]
+    python3 bench/edit_pairs.py [--crops 6] [--seed 0] [--out docs/edit_pairs.json]
 
 Photos: scikit-image's data photos, scikit-learn's two sample images and the photographic KDE wallpapers
 under /usr/share/wallpapers (when present), split into TUNE and REPORT by source photo (no photo in both).
@@ -13,14 +13,18 @@ source). Per source, one pair of each category (target JPEG q 85-95 unless said 
   degrees), `add_object` (a filled shape or an elliptical patch of another photo, 3-25% of the area),
   `add_text` (one to three words in Noto Sans Bold from /usr/share/fonts, 8-16% of the height tall),
   `change_background` (everything outside a central ellipse of 25-50% of the area replaced by another
-  photo, a gradient or a blurred copy).
+  photo, a gradient or a blurred copy);
+- stress categories, outside the headline precision/recall (see STRESS_BAD / STRESS_GOOD): `drift_only`,
+  `shifted` (bad) and `global_tone`, `add_object_drift` (edits).
 
 Every pair goes through `EditPairScorer` exactly as in `flywheel score` (target decoded with
 `flywheel.imaging.decode` at the scoring view, source decoded by the scorer). Thresholds: each floor/ceiling
 is the midpoint between the two classes that maximises F1 of its bad category on the tune set (changed
 fraction and SSIM: identical/re-encoded/resized vs edits; outside SSIM: unrelated vs edits); the recipe's
-rules then use rounded values, and both are applied unchanged to the report set. A pair is "detected bad"
-when any of the recipe's edit rules rejects it.
+rules then use rounded values, and both are applied unchanged to the report set. The verdicts come from the real
+selection engine: the scored pairs are written as a pool and `select` runs `stage2_256p_edit` on it (its
+other rules have no columns there and are not applied). A pair is "detected bad" when an edit rule
+rejects it.
 """
 
 from __future__ import annotations
@@ -63,10 +67,15 @@ SKL_TUNE = ("china",)
 SKL_REPORT = ("flower",)
 BAD = ("identical", "reencoded", "resized", "unrelated")
 EDITS = ("recolour", "add_object", "add_text", "change_background")
-# A whole-image edit ("make it warmer and brighter"): outside the checks' scope (nothing is left unchanged),
-# measured to show the limit, and kept out of the headline precision/recall.
-GLOBAL = ("global_tone",)
-CATEGORIES = BAD + EDITS + GLOBAL
+# Stress categories, outside the headline precision/recall: a whole-image edit ("make it warmer and
+# brighter", nothing is left unchanged); the drift of a model that regenerates every pixel (blur sigma
+# 0.5-0.9, colour gain 0.97-1.03, noise sigma 2, JPEG q80), without an edit (`drift_only`: bad, nothing was
+# edited) and after an added object (`add_object_drift`: good); and `shifted`, the source cropped by 1-3% on
+# each side and scaled back (bad: the same picture, but no longer pixel-aligned).
+STRESS_BAD = ("drift_only", "shifted")
+STRESS_GOOD = ("global_tone", "add_object_drift")
+BAD_ALL = BAD + STRESS_BAD
+CATEGORIES = BAD + EDITS + STRESS_BAD + STRESS_GOOD
 WORDS = ("SALE", "OPEN", "hello", "Cafe 24", "NEW", "Flywheel", "2026", "Welcome home", "STOP", "Noto")
 EDIT_RULES = ("edit_source_decodes", "edit_changed", "edit_kept_outside", "edit_instruction")
 
@@ -218,6 +227,20 @@ def global_tone(src: np.ndarray, rng: np.random.Generator, other: np.ndarray) ->
     return np.clip(src.astype(np.float32) * gain + float(rng.uniform(10, 30)), 0, 255).astype(np.uint8)
 
 
+def drift(src: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    img = Image.fromarray(src).filter(ImageFilter.GaussianBlur(float(rng.uniform(0.5, 0.9))))
+    x = np.asarray(img, dtype=np.float32) * rng.uniform(0.97, 1.03, size=3).astype(np.float32)
+    x += rng.normal(0, 2.0, x.shape).astype(np.float32)
+    return np.clip(x, 0, 255).astype(np.uint8)
+
+
+def shifted(src: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    h, w = src.shape[:2]
+    t, b, left, r = (int(rng.uniform(0.01, 0.03) * n) for n in (h, h, w, w))
+    crop = Image.fromarray(src[t : h - b, left : w - r])
+    return np.asarray(crop.resize((w, h), Image.Resampling.LANCZOS))
+
+
 OPERATIONS: dict[str, Callable[[np.ndarray, np.random.Generator, np.ndarray], np.ndarray]] = {
     "recolour": recolour,
     "add_object": add_object,
@@ -247,6 +270,9 @@ def build_pairs(split: str, crops: int, seed: int) -> list[tuple[str, str, bytes
             pairs.append(("unrelated", name, _jpeg(other, int(rng.integers(85, 96))), src_bytes))
             for category, op in OPERATIONS.items():
                 pairs.append((category, name, _jpeg(op(src, rng, other), int(rng.integers(85, 96))), src_bytes))
+            pairs.append(("drift_only", name, _jpeg(drift(src, rng), 80), src_bytes))
+            pairs.append(("add_object_drift", name, _jpeg(drift(add_object(src, rng, other), rng), 80), src_bytes))
+            pairs.append(("shifted", name, _jpeg(shifted(src, rng), int(rng.integers(85, 96))), src_bytes))
     return pairs
 
 
@@ -340,15 +366,16 @@ def summarise(rows: list[dict[str, object]], verdicts: list[str | None]) -> dict
     return {
         "categories": per,
         "bad_pair_detection": _precision_recall(rows, verdicts, BAD + EDITS),
-        "bad_pair_detection_with_global_tone": _precision_recall(rows, verdicts, CATEGORIES),
+        "bad_pair_detection_with_stress": _precision_recall(rows, verdicts, CATEGORIES),
         "pairs": len(rows),
     }
 
 
 def _precision_recall(rows: list[dict[str, object]], verdicts: list[str | None], within: tuple[str, ...]) -> dict:
-    """Precision/recall of "bad pair" (identical, re-encoded, resized, unrelated) = rejected by an edit rule."""
+    """Precision/recall of "bad pair" (identical, re-encoded, resized, unrelated; drift_only and shifted among
+    the stress categories) = rejected by an edit rule."""
     idx = [i for i, r in enumerate(rows) if r["category"] in within]
-    bad = {i for i in idx if rows[i]["category"] in BAD}
+    bad = {i for i in idx if rows[i]["category"] in BAD_ALL}
     flagged = {i for i in idx if verdicts[i] is not None}
     tp, fp, fn = len(bad & flagged), len(flagged - bad), len(bad - flagged)
     return {
@@ -362,7 +389,7 @@ def _precision_recall(rows: list[dict[str, object]], verdicts: list[str | None],
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--crops", type=int, default=3, help="source crops per photo")
+    ap.add_argument("--crops", type=int, default=6, help="source crops per photo")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--out", type=Path, default=None, help="write the figures as JSON here")
     args = ap.parse_args()
@@ -387,7 +414,7 @@ def main() -> None:
         fitted[col] = {"tuned_threshold": round(t, 4), "tune_f1": round(f1, 3)}
     result: dict[str, object] = {
         "command": "python3 bench/edit_pairs.py " + " ".join(sys.argv[1:]),
-        "machine": f"{platform.machine()}, {platform.python_version()}",
+        "machine": f"{platform.machine()}, Python {platform.python_version()} (2-core container, no GPU)",
         "photos": {s: sorted({str(r["photo"]) for r in rows}) for s, rows in scored.items()},
         "tuned_on_tune_set": fitted,
     }
