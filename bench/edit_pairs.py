@@ -50,6 +50,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from filters.base import SampleBatch
 from filters.edit_pair import EditPairScorer
+from flywheel.fonts import installed, script_fonts
 from flywheel.imaging import SCORING_VIEW, decode
 from flywheel.recipes import load_recipe
 from flywheel.select import select
@@ -57,7 +58,6 @@ from flywheel.store.shards import ShardStore
 from flywheel.workspace import REJECTED, Workspace
 
 WALLPAPERS = Path("/usr/share/wallpapers")
-FONT = Path("/usr/share/fonts/truetype/noto/NotoSans-Bold.ttf")
 # Photographic KDE wallpapers (the rest are renders or abstract art).
 KDE_TUNE = ("BytheWater", "DarkestHour", "FallenLeaf", "ColorfulCups")
 KDE_REPORT = ("ColdRipple", "EveningGlow", "Path", "summer_1am")
@@ -179,16 +179,25 @@ def add_object(src: np.ndarray, rng: np.random.Generator, other: np.ndarray) -> 
     return np.asarray(out)
 
 
+def _bold_font() -> Path:
+    """Noto Sans Bold from the shared font catalogue (flywheel.fonts); the bench needs it for `add_text`."""
+    found = installed(script_fonts("Latn", ["bold sans-serif"]))
+    if not found:
+        raise SystemExit("NotoSans-Bold.ttf not installed (Debian fonts-noto-core): add_text pairs need it")
+    return found[0][0]
+
+
 def add_text(src: np.ndarray, rng: np.random.Generator, other: np.ndarray) -> np.ndarray:
     out = Image.fromarray(src)
     h, w = src.shape[:2]
     words = " ".join(str(rng.choice(WORDS)) for _ in range(int(rng.integers(1, 4))))
     size = int(h * rng.uniform(0.08, 0.16))
-    font = ImageFont.truetype(str(FONT), size)
+    path = _bold_font()
+    font = ImageFont.truetype(str(path), size)
     draw = ImageDraw.Draw(out)
     while draw.textlength(words, font=font) > w * 0.95 and size > 10:
         size = int(size * 0.9)
-        font = ImageFont.truetype(str(FONT), size)
+        font = ImageFont.truetype(str(path), size)
     tw = int(draw.textlength(words, font=font))
     x, y = int(rng.integers(0, max(1, w - tw))), int(rng.integers(0, max(1, h - size * 1.3)))
     mean = src.reshape(-1, 3).mean(axis=0)

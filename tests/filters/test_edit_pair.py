@@ -19,6 +19,7 @@ from filters.base import SampleBatch
 from filters.config import ScoringConfig
 from filters.edit_pair import EditPairScorer, edit_metrics, instruction_issue
 from filters.registry import column_registry, resolve
+from flywheel.fonts import installed, script_fonts
 from flywheel.imaging import DecodeLimits, decode
 from flywheel.ingest import open_source
 from flywheel.recipes import load_recipe
@@ -29,7 +30,6 @@ from pipelines.cli import app
 from pipelines.steps.score_stages import ScorePartition
 from tests.images import encode, png_bomb_header
 
-FONT = Path("/usr/share/fonts/truetype/noto/NotoSans-Bold.ttf")
 VIEW = 256
 
 
@@ -47,7 +47,9 @@ def _with_box(rgb: np.ndarray, colour: tuple[int, int, int] = (230, 20, 20)) -> 
 
 def _with_text(rgb: np.ndarray) -> np.ndarray:
     img = Image.fromarray(rgb)
-    font = ImageFont.truetype(str(FONT), rgb.shape[0] // 8) if FONT.is_file() else ImageFont.load_default(40)
+    found = installed(script_fonts("Latn", ["bold sans-serif"]))
+    size = rgb.shape[0] // 8
+    font = ImageFont.truetype(str(found[0][0]), size) if found else ImageFont.load_default(size)
     ImageDraw.Draw(img).text((20, 20), "SALE 50%", font=font, fill=(255, 255, 0))
     return np.asarray(img)
 
