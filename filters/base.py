@@ -25,7 +25,7 @@ import numpy as np
 import pyarrow as pa
 
 from flywheel.errors import UserError
-from flywheel.imaging import Decoded
+from flywheel.imaging import SCORING_VIEW, Decoded
 from flywheel.schema import Column
 
 
@@ -38,6 +38,12 @@ class SampleBatch:
     captions: list[str | None]
     decoded: list[Decoded]
     uris: list[str] = field(default_factory=list)
+    # Edit pairs: each row's task and TI2I source bytes (empty lists: every row is T2I). Scorers that compare
+    # the source with the target (filters/edit_pair.py) decode it themselves at `view_short_side`, the view
+    # size the targets in `decoded` were decoded at, so both images went through the same bounded decode.
+    tasks: list[str | None] = field(default_factory=list)
+    source_images: list[bytes | None] = field(default_factory=list)
+    view_short_side: int = SCORING_VIEW
 
     def __len__(self) -> int:
         return len(self.ids)

@@ -12,6 +12,7 @@ from filters.broken import BrokenScorer
 from filters.clip_score import ClipScorer
 from filters.config import ScoringConfig, section_identity
 from filters.dedup import DedupScorer
+from filters.edit_pair import EditPairScorer
 from filters.embedding import ImageEmbeddingScorer
 from filters.entropy import EntropyScorer
 from filters.faces import FacesScorer
@@ -43,6 +44,7 @@ FILTERS: tuple[type[Scorer], ...] = (
     ImageQualityScorer,
     QualityV1Scorer,
     FacesScorer,
+    EditPairScorer,
     ImageEmbeddingScorer,
     AestheticsScorer,
 )

@@ -80,6 +80,9 @@ def add_missing_columns(
             captions=captions,
             decoded=[decode(img, view, cfg.limits) for img in images],
             uris=table.column("uri").to_pylist() if "uri" in names else [],
+            tasks=table.column("task").to_pylist() if "task" in names else [],
+            source_images=table.column("source_image").to_pylist() if "source_image" in names else [],
+            view_short_side=view,
         )
         added: dict[str, pa.Array] = {}
         for scorer in scorers:

@@ -89,6 +89,9 @@ class ScorePartition:
             captions=[s.caption for s in samples],
             decoded=decoded,
             uris=[s.uri for s in samples],
+            tasks=[s.task for s in samples],
+            source_images=[s.source_image for s in samples],
+            view_short_side=self.view_short_side,
         )
         columns: dict[str, pa.Array] = {
             "id": pa.array(batch.ids, pa.string()),
@@ -101,8 +104,8 @@ class ScorePartition:
             "height": pa.array([d.height for d in decoded], pa.int32()),
             "format": pa.array([d.format for d in decoded], pa.string()),
             "caption": pa.array(batch.captions, pa.string()),
-            "task": pa.array([s.task for s in samples], pa.string()),
-            "source_image": pa.array([s.source_image for s in samples], pa.binary()),
+            "task": pa.array(batch.tasks, pa.string()),
+            "source_image": pa.array(batch.source_images, pa.binary()),
             "source_uri": pa.array([s.source_uri for s in samples], pa.string()),
             "meta": pa.array([s.meta_json() for s in samples], pa.string()),
             "content_hash": pa.array([content_hash(s.image, s.caption, s.source_image) for s in samples], pa.string()),
@@ -136,6 +139,9 @@ def _one(batch: SampleBatch, i: int) -> SampleBatch:
         captions=[batch.captions[i]],
         decoded=[batch.decoded[i]],
         uris=[batch.uris[i]] if batch.uris else [],
+        tasks=[batch.tasks[i]] if batch.tasks else [],
+        source_images=[batch.source_images[i]] if batch.source_images else [],
+        view_short_side=batch.view_short_side,
     )
 
 

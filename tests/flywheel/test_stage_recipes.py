@@ -88,6 +88,11 @@ def _pool(ws: Workspace) -> None:
                 "text_area_fraction": 0.3 if uri == "synth" else 0.0,
                 "face_area_fraction": 0.0,
                 "aesthetic_score": float(i),
+                # edit_pair columns: null for T2I rows, a real edit's values for the TI2I pair
+                "edit_ssim": 0.9 if task == "TI2I" else None,
+                "edit_changed_fraction": 0.2 if task == "TI2I" else None,
+                "edit_outside_ssim": 0.99 if task == "TI2I" else None,
+                "edit_instruction_issue": None,
             }
         )
     types = {
@@ -112,6 +117,8 @@ def _pool(ws: Workspace) -> None:
         **{c: pa.float32() for c in ("v1_blur", "v1_luma_p99", "v1_luma_p01", "v1_saturation_clipped")},
         **{c: pa.float32() for c in ("v1_saturation_p95", "v1_texture")},
         **{c: pa.float32() for c in ("text_area_fraction", "face_area_fraction", "aesthetic_score")},
+        **{c: pa.float32() for c in ("edit_ssim", "edit_changed_fraction", "edit_outside_ssim")},
+        "edit_instruction_issue": pa.string(),
         "source_image": pa.binary(),
         "source_uri": pa.string(),
     }
