@@ -114,8 +114,3 @@ def class_paths() -> tuple[str, ...]:
 def path_of(index: int) -> str:
     """Taxonomy path of ImageNet class `index` (e.g. 'animal/dog', 'object/vehicle', 'nature/landscape')."""
     return class_paths()[index]
-
-
-def top_node(path: str) -> str:
-    """The first level of a path: animal, object, food, nature, person or plant."""
-    return path.split("/", 1)[0]
