@@ -7,7 +7,6 @@ import json
 
 import pyarrow as pa
 import pytest
-import yaml
 from typer.testing import CliRunner
 
 from flywheel.recipes import builtin_recipes, load_recipe
@@ -16,6 +15,7 @@ from flywheel.store.shards import ShardStore
 from flywheel.workspace import Workspace
 from pipelines.cli import app
 from tests.trainer.fixtures import fixture_rows
+from tests.trainer.tiny import cpu_scaled
 from trainer.config import load_stage
 
 # uri -> (task, min_side, jpeg_quality, double, blockiness, brisque, synth)
@@ -157,16 +157,7 @@ def test_gpu_stages_name_builtin_recipes_and_start_on_cpu(pool_ws: Workspace, tm
         assert cfg.data.recipes and all(r in builtin_recipes() for r in cfg.data.recipes), stage
     for recipe in load_stage("continual_512_2048").data.recipes:
         select(pool_ws, load_recipe(recipe))
-    cfg = load_stage("continual_512_2048").to_dict()
-    # Same data section and recipes; model, sizes and device scaled down so the stage starts on a CPU.
-    cfg["model"] = {"preset": "tiny", "hidden": 32, "depth": 1, "heads": 2}
-    cfg["data"].update({"resolutions": [32], "aspect_ratios": [1.0], "batch_size": 2, "num_workers": 0})
-    cfg["latents"] = {"kind": "pixels", "patch_size": 4}
-    cfg["train"].update(
-        {"steps": 1, "precision": "fp32", "compile": False, "device": "cpu", "checkpoint_every": 1, "log_every": 1}
-    )
-    path = tmp_path / "continual_cpu.yaml"
-    path.write_text(yaml.safe_dump(cfg))
+    path = cpu_scaled("continual_512_2048", tmp_path / "continual_cpu.yaml")
     res = CliRunner().invoke(app, ["train", "-w", str(pool_ws.root), "--stage", str(path), "--threads", "1"])
     assert res.exit_code == 0, res.output
     assert "trained 1 steps" in res.output
@@ -185,17 +176,9 @@ def test_sft_is_strict_then_keeps_the_top_of_each_category_and_its_stage_starts(
     # top 30% of those two is the one at 20, since p2048 has the lowest aesthetic_score of the pool
     kept = _kept(sel)
     assert len(kept) == 1 and kept <= {"p1024", "edit"}
-    cfg = load_stage("sft").to_dict()
-    assert cfg["data"]["recipes"] == ["sft"]
-    cfg["model"] = {"preset": "tiny", "hidden": 32, "depth": 1, "heads": 2}
-    cfg["data"].update({"resolutions": [32], "aspect_ratios": [1.0], "batch_size": 1, "num_workers": 0})
-    cfg["data"]["allow_missing_tasks"] = True  # the one kept row is T2I; the stage mixes TI2I when it has some
-    cfg["latents"] = {"kind": "pixels", "patch_size": 4}
-    cfg["train"].update(
-        {"steps": 1, "precision": "fp32", "compile": False, "device": "cpu", "checkpoint_every": 1, "log_every": 1}
-    )
-    path = tmp_path / "sft_cpu.yaml"
-    path.write_text(yaml.safe_dump(cfg))
+    assert load_stage("sft").data.recipes == ["sft"]
+    # the one kept row is T2I; the stage mixes TI2I rows when the selection has some
+    path = cpu_scaled("sft", tmp_path / "sft_cpu.yaml", batch_size=1, allow_missing_tasks=True)
     res = CliRunner().invoke(app, ["train", "-w", str(pool_ws.root), "--stage", str(path), "--threads", "1"])
     assert res.exit_code == 0, res.output
     assert "trained 1 steps" in res.output

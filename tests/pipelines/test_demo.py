@@ -7,12 +7,17 @@ and the docs have to be updated with it. One demo run serves every assertion (it
 
 from __future__ import annotations
 
+import json
+
 import pyarrow.parquet as pq
 import pytest
 from rich.console import Console
+from typer.testing import CliRunner
 
 from flywheel.store.shards import ShardStore
+from pipelines.cli import app
 from pipelines.demo.run import HELD_OUT_SCRIPT, run_demo
+from tests.trainer.tiny import cpu_scaled
 
 # The documented funnel of the demo's stage1_256p selection: (rows in, kept, rejected).
 DEMO_FUNNEL = (154, 99, 55)
@@ -40,3 +45,13 @@ def test_demo_produces_the_documented_figures_and_fills_every_track(tmp_path, ra
     prompt = pq.read_table(ShardStore(root / "prompt").shard_paths()).to_pylist()
     cups = [r for r in prompt if r["prompt"].startswith("three coffee cups") and r["ops"] == ["expand"]]
     assert cups and "no saucers" in cups[0]["rewrite"] and "three coffee cups" in cups[0]["rewrite"]
+
+    # stage 6 on the same pool: `flywheel select --recipe sft` works and the trainer's sft stage starts from it
+    runner = CliRunner()
+    res = runner.invoke(app, ["select", "-w", str(tmp_path / "demo"), "--recipe", "sft"])
+    assert res.exit_code == 0, res.output
+    sft = json.loads((tmp_path / "demo" / "selections" / "sft" / "funnel.json").read_text())
+    assert sft["kept"] > 0 and sft["rows_in"] == DEMO_FUNNEL[0] and "general" in sft["by_category"]
+    stage = cpu_scaled("sft", tmp_path / "sft_cpu.yaml", batch_size=1, allow_missing_tasks=True)
+    res = runner.invoke(app, ["train", "-w", str(tmp_path / "demo"), "--stage", str(stage), "--threads", "1"])
+    assert res.exit_code == 0 and "trained 1 steps" in res.output, res.output

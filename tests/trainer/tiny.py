@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
-from trainer.config import StageConfig
+import yaml
+
+from trainer.config import StageConfig, load_stage
 
 
 def tiny_stage(name: str = "test_tiny", **sections: Any) -> StageConfig:
@@ -25,3 +28,19 @@ def tiny_stage(name: str = "test_tiny", **sections: Any) -> StageConfig:
     for key, value in sections.items():
         base[key] = {**base.get(key, {}), **value} if isinstance(value, dict) else value
     return StageConfig.from_dict(base)
+
+
+def cpu_scaled(stage: str, out: Path, batch_size: int = 2, allow_missing_tasks: bool = False) -> Path:
+    """A built-in GPU stage with its data section and recipes kept, and model, sizes and device scaled down so
+    one step runs on a CPU; written as YAML to `out` for `flywheel train --stage`."""
+    cfg = load_stage(stage).to_dict()
+    cfg["model"] = {"preset": "tiny", "hidden": 32, "depth": 1, "heads": 2}
+    cfg["data"].update({"resolutions": [32], "aspect_ratios": [1.0], "batch_size": batch_size, "num_workers": 0})
+    if allow_missing_tasks:
+        cfg["data"]["allow_missing_tasks"] = True
+    cfg["latents"] = {"kind": "pixels", "patch_size": 4}
+    cfg["train"].update(
+        {"steps": 1, "precision": "fp32", "compile": False, "device": "cpu", "checkpoint_every": 1, "log_every": 1}
+    )
+    out.write_text(yaml.safe_dump(cfg))
+    return out
