@@ -129,8 +129,6 @@ def _start_node(temp_dir: Path, env: dict[str, str], role: list[str]) -> RayNode
         "--temp-dir",
         str(temp_dir),
         "--disable-usage-stats",
-        "--include-dashboard",
-        "false",
         # ports that default to fixed numbers, so a second node on the same machine must get its own
         "--dashboard-agent-listen-port",
         str(_free_port()),
@@ -162,7 +160,7 @@ def cluster() -> Iterator[Cluster]:
     port = _free_port()
     c = Cluster(address=f"127.0.0.1:{port}", token=token, env=env, root=root)
     try:
-        c.nodes.append(_start_node(root / "head", env, ["--head", "--port", str(port)]))
+        c.nodes.append(_start_node(root / "head", env, ["--head", "--port", str(port), "--include-dashboard", "false"]))
         yield c
     finally:
         for node in reversed(c.nodes):
