@@ -69,7 +69,7 @@ def init_ray(
     if address:
         check_cluster(address)
         try:
-            ray.init(address=address, log_to_driver=True)
+            ray.init(address=address, log_to_driver=True, configure_logging=False)
         except ray.exceptions.AuthenticationError as exc:  # a token that became invalid between check and init
             raise ClusterAuthFailed(f"Ray cluster at {address} refused this client's token: {AUTH_SETTINGS}") from exc
         except ConnectionError as exc:
@@ -123,8 +123,9 @@ def check_cluster(address: str, timeout_s: float = CONNECT_TIMEOUT_S) -> None:
         try:
             present = AuthenticationTokenLoader.instance().has_token()
         except ray.exceptions.AuthenticationError as exc:  # e.g. RAY_AUTH_TOKEN_PATH names no readable file
+            reason = str(exc).split(". ")[0]  # Ray's first sentence names the file; the rest restates the settings
             raise ClusterAuthFailed(
-                f"RAY_AUTH_MODE=token but the token cannot be read ({exc}); {AUTH_SETTINGS}"
+                f"RAY_AUTH_MODE=token but the token cannot be read ({reason}); {AUTH_SETTINGS}"
             ) from exc
         if not present:
             raise ClusterAuthFailed(f"RAY_AUTH_MODE=token but no token was found; {AUTH_SETTINGS}")

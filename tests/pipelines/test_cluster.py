@@ -33,7 +33,9 @@ import pyarrow.parquet as pq
 import pytest
 import yaml
 
+from flywheel.errors import UserError
 from flywheel.workspace import Workspace
+from pipelines.ray_runtime import ClusterUnreachable, check_cluster
 from tests.images import encode, photo_like
 from tests.trainer.fixtures import fixture_rows, write_curated
 from tests.trainer.tiny import tiny_stage
@@ -183,11 +185,13 @@ def _error_lines(res: subprocess.CompletedProcess[str]) -> list[str]:
     return [line for line in (res.stdout + res.stderr).splitlines() if line.strip()]
 
 
-def test_a_wrong_token_is_one_clear_line_in_seconds(cluster: Cluster, tmp_path: Path) -> None:
+def test_a_wrong_missing_or_unreadable_token_is_one_clear_line_in_seconds(cluster: Cluster, tmp_path: Path) -> None:
     _images(tmp_path / "src", 1)
     for env in (
         {**cluster.env, "RAY_AUTH_TOKEN": "wrong"},
         {k: v for k, v in cluster.env.items() if k not in ("RAY_AUTH_MODE", "RAY_AUTH_TOKEN")},
+        # Ray's token loader aborts the process (a C++ check) on this one if nothing catches it first
+        {**{k: v for k, v in cluster.env.items() if k != "RAY_AUTH_TOKEN"}, "RAY_AUTH_TOKEN_PATH": "/nonexistent"},
     ):
         started = time.perf_counter()
         res = _cli(
@@ -228,6 +232,13 @@ def test_an_address_where_no_cluster_answers_is_one_clear_line(tmp_path: Path) -
     assert len(lines) == 1 and f"no Ray cluster answers at {address}" in lines[0], lines
     assert "ray start --head" in lines[0]
     assert seconds < 20, f"{seconds:.1f}s"  # ray.init alone retried for minutes
+
+
+def test_a_malformed_address_is_a_user_error_and_a_closed_port_is_unreachable() -> None:
+    with pytest.raises(UserError, match="HOST:PORT"):
+        check_cluster("headnode")
+    with pytest.raises(ClusterUnreachable, match="no Ray cluster answers"):
+        check_cluster(f"127.0.0.1:{_free_port()}", timeout_s=1.0)
 
 
 def _images(root: Path, n: int) -> None:
