@@ -136,7 +136,12 @@ class Trainer:
         self.net: torch.nn.Module = self.model
         if self.world > 1:
             ids = [torch.device(self.device).index] if self.device.startswith("cuda") else None
-            self.net = torch.nn.parallel.DistributedDataParallel(self.model, device_ids=ids)
+            # find_unused_parameters: some parameters get no gradient in a step (the last MMDiT block's text
+            # stream feeds nothing after it; the source-image path only runs on TI2I batches). Without it DDP
+            # waits for their gradients and fails the next step ("Expected to have finished reduction").
+            self.net = torch.nn.parallel.DistributedDataParallel(
+                self.model, device_ids=ids, find_unused_parameters=True
+            )
         if cfg.train.compile:
             self.net = torch.compile(self.net)
         o = cfg.optim
