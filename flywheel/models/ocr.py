@@ -179,12 +179,27 @@ class RapidOcr:
             detected.append(boxes)
             crops.extend(get_rotate_crop_image(bgr, box.copy()) for box, _ in boxes)
         texts = iter(self.recognise(crops))
-        return [self._page([(box, det, *next(texts)) for box, det in boxes]) for boxes in detected]
+        pages = []
+        for rgb, boxes in zip(images, detected, strict=True):
+            found = [(box, det, *next(texts)) for box, det in boxes]
+            pages.append(self.page(found, rgb.shape[:2]))
+        return pages
 
-    def _page(self, found: list[tuple[np.ndarray, float, str, float]]) -> OcrPage:
-        """Gate recognition: keep a line's text above `line_min`, the page's text above `read_min` overall."""
+    def keeps_box(self, box: np.ndarray, det_score: float, hw: tuple[int, int]) -> bool:
+        """The detector gate: confident, at least `min_height_px` tall, not taller than `max_line_frac`."""
+        return det_score >= self.det_min and self.min_height_px <= _box_height(box) <= self.max_line_frac * min(hw)
+
+    def page(self, found: list[tuple[np.ndarray, float, str, float]], hw: tuple[int, int]) -> OcrPage:
+        """Gate detected and recognised lines (box, det score, text, rec score) of an image of `hw` pixels.
+
+        Boxes pass the detector gate; a line keeps its text above `line_min`; the page's text is kept when
+        the character-weighted mean recogniser confidence reaches `read_min`. Public so that the bench can
+        sweep the thresholds over one loose read.
+        """
         lines, weight, total = [], 0.0, 0.0
         for box, det_score, text, rec_score in found:
+            if not self.keeps_box(box, det_score, hw):
+                continue
             keep = rec_score >= self.line_min and any(ch.isalnum() for ch in text)
             n = max(1, len(text))
             weight += n
@@ -210,7 +225,7 @@ class RapidOcr:
         kept = [
             (np.asarray(box, dtype=np.float32), float(s))
             for box, s in zip(boxes, scores, strict=True)
-            if s >= self.det_min and self.min_height_px <= _box_height(box) <= self.max_line_frac * min(h, w)
+            if self.keeps_box(box, float(s), (h, w))
         ]
         return reading_order(kept)
 
