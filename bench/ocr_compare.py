@@ -332,14 +332,16 @@ def main() -> None:
     ap.add_argument("--scripts", default=",".join(s for s in SCRIPTS if fonts_for(SCRIPTS[s])))
     ap.add_argument("--workers", type=int, default=2)
     ap.add_argument("--no-tesseract-photos", action="store_true", help="skip tesseract on the photo report set")
+    ap.add_argument("--no-tesseract", action="store_true", help="rapidocr only (renders and photos)")
     ap.add_argument("--tune", action="store_true", help="also sweep the gates on the tune renders and photos")
     ap.add_argument("--out", default="docs/ocr_compare.json")
     a = ap.parse_args()
     scripts = a.scripts.split(",")
     started = time.perf_counter()
-    jobs = [(s, "pure", 1000 + i, a.font_px, True) for s in scripts for i in range(a.pure)]
-    jobs += [(s, "complex", 2000 + i, a.complex_px, True) for s in scripts for i in range(a.complex)]
-    jobs += [(s, "compositional", 3000 + i, 0, True) for s in scripts for i in range(a.compositional)]
+    tess = not a.no_tesseract
+    jobs = [(s, "pure", 1000 + i, a.font_px, tess) for s in scripts for i in range(a.pure)]
+    jobs += [(s, "complex", 2000 + i, a.complex_px, tess) for s in scripts for i in range(a.complex)]
+    jobs += [(s, "compositional", 3000 + i, 0, tess) for s in scripts for i in range(a.compositional)]
     report: dict[str, Any] = {
         "machine": "2-core x86_64 container, no GPU",
         "platform": f"{platform.machine()} {platform.python_version()}",
@@ -349,7 +351,8 @@ def main() -> None:
     }
     with ProcessPoolExecutor(a.workers) as pool:
         rows = list(pool.map(render_job, jobs))
-        photos = list(pool.map(photo_job, [(n, p, not a.no_tesseract_photos) for n, p in photo_paths("report")]))
+        photo_tess = tess and not a.no_tesseract_photos
+        photos = list(pool.map(photo_job, [(n, p, photo_tess) for n, p in photo_paths("report")]))
         tune_photos = list(pool.map(photo_job, [(n, p, False) for n, p in photo_paths("tune")]))
         if a.tune:
             tune_jobs = [(k, s, seed, px) for s in scripts for k, seed, px in (("pure", 5000, 32), ("pure", 5001, 32))]
@@ -370,6 +373,7 @@ def main() -> None:
         else None,
         false_text_photos=[r for r in photos + tune_photos if r["rapidocr_false"] or r.get("tesseract_false")],
         worst=sorted(rows, key=lambda r: -r["rapidocr_edits"] / max(1, r["chars"]))[:10],
+        rows=rows,
     )
     Path(a.out).parent.mkdir(parents=True, exist_ok=True)
     Path(a.out).write_text(json.dumps(report, indent=1, ensure_ascii=False), encoding="utf-8")

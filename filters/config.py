@@ -85,7 +85,7 @@ class TextConfig:
     det_min: float = 0.7
     max_line_frac: float = 0.4
     line_min: float = 0.5
-    read_min: float = 0.9
+    read_min: float = 0.95
     device: str = "auto"
     batch_size: int = 16
 

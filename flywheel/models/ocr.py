@@ -100,7 +100,7 @@ class RapidOcr:
         det_min: float = 0.7,
         max_line_frac: float = 0.4,
         line_min: float = 0.5,
-        read_min: float = 0.9,
+        read_min: float = 0.95,
         min_height_px: float = 6.0,
         max_side: int = 1280,
         batch_size: int = 16,

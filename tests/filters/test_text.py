@@ -136,3 +136,22 @@ def test_registered_and_off_by_default() -> None:
         "text_language",
     }
     assert np.dtype("int32") == TextScorer.columns[1].dtype.to_pandas_dtype()
+
+
+@needs_ocr
+def test_flywheel_score_writes_the_text_columns(tmp_path: Path, ray_session: None) -> None:
+    """`flywheel score --filters text` end to end: the actor pool decodes the stored bytes itself."""
+    import pyarrow.parquet as pq
+
+    from flywheel.workspace import Workspace
+    from pipelines.steps.score import score
+
+    src = tmp_path / "src"
+    src.mkdir()
+    (src / "sign.png").write_bytes(_render("en"))
+    (src / "cat.png").write_bytes(_png(Image.fromarray(skimage.data.chelsea())))
+    ws = Workspace.at(tmp_path / "ws")
+    score(str(src), ws, filters=["text"], cfg=ScoringConfig(text=TextConfig(device="cpu")), log=lambda _: None)
+    rows = {Path(r["uri"]).name: r for r in pq.read_table(ws.pool.shard_paths()).to_pylist()}
+    assert rows["sign.png"]["ocr_text"] == LINES["en"] and rows["sign.png"]["text_language"] == "en"
+    assert rows["cat.png"]["text_language"] == "none" and rows["cat.png"]["text_lines"] == 0
