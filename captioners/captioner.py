@@ -20,7 +20,7 @@ from captioners import columns as C
 from captioners.checks import CaptionChecks
 from captioners.config import CaptionConfig, not_produced_message
 from captioners.fuse import fuse
-from captioners.ocr import OcrError, OcrResult, TesseractOcr
+from captioners.ocr import OcrError, OcrResult, make_ocr
 from captioners.script import SCRIPT_NAMES
 from captioners.structured import dumps, from_ocr, parse_structured, repair_prompt
 from captioners.types import TYPES, needs_ocr
@@ -37,7 +37,7 @@ class Captioner:
         self.kinds = tuple(kinds)
         self.cache_dir = Path(cache_dir)
         self.checks = CaptionChecks(cfg.checks)
-        self.ocr = TesseractOcr(cfg.ocr) if needs_ocr(self.kinds) else None
+        self.ocr = make_ocr(cfg.ocr) if needs_ocr(self.kinds) else None
         self._backends: dict[str, VlmBackend] = {}
 
     def backend(self, name: str) -> VlmBackend:
@@ -154,7 +154,7 @@ class Captioner:
             if res is None:
                 self._set(out, kind, i, None, C.ERROR, "ocr", out["caption_text_error"][i] or "OCR did not run")
                 continue
-            name = f"ocr:tesseract-{res.tesseract_lang}"
+            name = res.model
             if kind == "text":
                 size = views[i].size  # type: ignore[union-attr]
                 self._set(out, kind, i, describe_ocr(res, *size), C.OK, name, None)

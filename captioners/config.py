@@ -29,8 +29,16 @@ CAPABLE: dict[str, tuple[str, ...]] = {
 
 @dataclass(frozen=True)
 class OcrConfig:
-    """Tesseract CLI settings. `languages: auto` probes the script first, then re-reads with its pack."""
+    """OCR engine and tesseract CLI settings. `languages: auto` probes the script first, then re-reads with its pack.
 
+    `engine`: `auto` (default) reads with rapidocr's PP-OCR models and hands an image to tesseract only when the
+    detector found lines the shipped recogniser cannot read (scripts it lacks: Cyrillic, hangul, Arabic, Indic,
+    Thai); images where the detector finds no text get no text (photos). `rapidocr` or `tesseract` use one engine
+    only. Measured side by side in bench/ocr_compare.py (docs/text.md). Without the rapidocr package, `auto` is
+    tesseract alone.
+    """
+
+    engine: str = "auto"
     binary: str = "tesseract"
     languages: str = "auto"  # "auto" or a tesseract spec such as "eng" or "chi_sim+eng"
     probe_languages: str = "eng+rus+chi_sim+jpn+kor+ara+hin+tha+ben+tam+guj"

@@ -1,4 +1,10 @@
-"""Offline OCR with the Debian `tesseract` CLI: lines in reading order, boxes, script and language.
+"""Offline OCR: the Debian `tesseract` CLI, rapidocr's PP-OCR models, or both (`ocr.engine`, default `auto`).
+
+`make_ocr` picks the reader. `auto` reads with rapidocr (`flywheel.models.ocr`, shared with the text filter) and
+falls back to tesseract only where rapidocr's detector found lines its recogniser cannot read; the numbers
+behind that choice are in docs/text.md (`bench/ocr_compare.py`). The rest of this docstring is about tesseract.
+
+Tesseract: lines in reading order, boxes, script and language.
 
 Why the CLI and not pytesseract: one subprocess per image with a hard timeout, TSV output we
 parse ourselves, and no extra wrapper dependency. With `languages: auto` an image is read
@@ -18,11 +24,14 @@ import subprocess
 import time
 from dataclasses import dataclass, field
 
+import numpy as np
 from PIL import Image
 
 from captioners.config import OcrConfig
 from captioners.script import TESSERACT_PACKS, char_script, detect_language, dominant_script, script_counts
-from flywheel.errors import RunFailed
+from flywheel.errors import RunFailed, UserError
+from flywheel.models.ocr import OcrPage, OcrUnavailable, RapidOcr, TextLine
+from flywheel.models.ocr import unavailable_reason as ocr_unavailable_reason
 
 # Scripts where tesseract's word boundaries are not the text's spaces.
 _NO_SPACE = frozenset({"Hani", "Hira", "Kana"})
@@ -57,6 +66,12 @@ class OcrResult:
     lang: str | None = None
     tesseract_lang: str = ""
     seconds: float = 0.0
+    engine: str = "tesseract"
+
+    @property
+    def model(self) -> str:
+        """The caption's model name: `ocr:tesseract-<packs>` or `ocr:rapidocr`."""
+        return f"ocr:tesseract-{self.tesseract_lang}" if self.engine == "tesseract" else f"ocr:{self.engine}"
 
     @property
     def text(self) -> str:
@@ -235,3 +250,72 @@ def parse_tsv(tsv: str, min_word_conf: float, scale: float = 1.0) -> list[OcrLin
             )
         )
     return out
+
+
+class RapidOcrReader:
+    """rapidocr's PP-OCR models (`flywheel.models.ocr.RapidOcr`, detector-gated) read into an OcrResult."""
+
+    def __init__(self, cfg: OcrConfig | None = None) -> None:
+        self.cfg = cfg or OcrConfig()
+        try:
+            self.engine = RapidOcr(threads=1)
+            self.engine.load()  # once, before the caption threads share it (onnxruntime runs are thread-safe)
+        except OcrUnavailable as exc:
+            raise UserError(f"ocr.engine=rapidocr cannot run: {exc} (or set ocr.engine: tesseract)") from None
+
+    def read_page(self, image: Image.Image) -> OcrPage:
+        return self.engine.read(np.asarray(image.convert("RGB")))
+
+    def result(self, page: OcrPage, started: float) -> OcrResult:
+        lines = [_ocr_line(line) for line in page.lines if line.text]
+        result = OcrResult(lines=lines, engine="rapidocr")
+        result.script = dominant_script(result.text)
+        result.lang = detect_language(result.text, result.script) if result.text else None
+        result.seconds = time.perf_counter() - started
+        return result
+
+    def read(self, image: Image.Image) -> OcrResult:
+        started = time.perf_counter()
+        return self.result(self.read_page(image), started)
+
+
+class AutoOcr:
+    """rapidocr first; tesseract only for images whose detected lines rapidocr's recogniser cannot read.
+
+    The detector is the gate: an image with no detected line gets no text and never reaches tesseract, which
+    on photos "reads" texture as stray marks (34 of 73 demo photos got text from it, see docs/captioners.md).
+    """
+
+    def __init__(self, cfg: OcrConfig | None = None) -> None:
+        self.cfg = cfg or OcrConfig()
+        self.rapid = RapidOcrReader(self.cfg)
+        self.tesseract = TesseractOcr(self.cfg)
+
+    def read(self, image: Image.Image) -> OcrResult:
+        started = time.perf_counter()
+        page = self.rapid.read_page(image)
+        if page.readable or not page.lines:
+            return self.rapid.result(page, started)
+        result = self.tesseract.read(image)
+        result.seconds = time.perf_counter() - started
+        return result
+
+
+OcrReader = TesseractOcr | RapidOcrReader | AutoOcr
+ENGINES = ("auto", "rapidocr", "tesseract")
+
+
+def make_ocr(cfg: OcrConfig) -> OcrReader:
+    """The reader `ocr.engine` names; `auto` falls back to tesseract alone where rapidocr is not installed."""
+    if cfg.engine not in ENGINES:
+        raise UserError(f"ocr.engine must be one of {', '.join(ENGINES)}, got {cfg.engine!r}")
+    if cfg.engine == "tesseract" or (cfg.engine == "auto" and ocr_unavailable_reason() is not None):
+        return TesseractOcr(cfg)
+    return RapidOcrReader(cfg) if cfg.engine == "rapidocr" else AutoOcr(cfg)
+
+
+def _ocr_line(line: TextLine) -> OcrLine:
+    xs = [x for x, _ in line.box]
+    ys = [y for _, y in line.box]
+    x0, y0 = round(min(xs)), round(min(ys))
+    return OcrLine(line.text, x0, y0, round(max(xs)) - x0, round(max(ys)) - y0, round(100 * line.rec_score, 1))

@@ -137,6 +137,11 @@ class ModelScorer(Scorer):
     input_shape: ClassVar[tuple[int, ...]]
     input_dtype: ClassVar[str] = "uint8"
     wants_captions: ClassVar[bool] = False
+    # True for a scorer that needs more pixels than the shared decode view (OCR): the actor hands `score` the
+    # stored bytes of each row (`images`), which the table carries anyway, and the scorer decodes them at its
+    # own size. A fixed canvas large enough for small text, prepared in the decode task, would cost megabytes
+    # per sample in the object store; `prepare` then only marks the row as decodable.
+    wants_images: ClassVar[bool] = False
     uses_gpu: ClassVar[bool] = False
     # Intra-op CPU threads; None lets the runtime choose. The pipeline sets it to the actor's CPU share,
     # because model threads spinning on cores that decode tasks also use were measured several times slower.
@@ -151,8 +156,11 @@ class ModelScorer(Scorer):
         """Load the model (once per actor). Raise ScorerUnavailable with the config key to set."""
 
     @abstractmethod
-    def score(self, inputs: np.ndarray, captions: list[str | None]) -> dict[str, Sequence[Any]]:
-        """Score a stacked batch of prepared inputs; captions are given when `wants_captions`."""
+    def score(
+        self, inputs: np.ndarray, captions: list[str | None], images: list[bytes] | None = None
+    ) -> dict[str, Sequence[Any]]:
+        """Score a stacked batch of prepared inputs; captions are given when `wants_captions`, the rows' stored
+        bytes when `wants_images`."""
 
     def available(self) -> str | None:
         """None when the scorer can run; otherwise a message saying which config key to set."""
@@ -166,9 +174,12 @@ class ModelScorer(Scorer):
         """
         return False
 
-    def __call__(self, inputs: np.ndarray, captions: list[str | None]) -> dict[str, Sequence[Any]]:
+    def __call__(
+        self, inputs: np.ndarray, captions: list[str | None], images: list[bytes] | None = None
+    ) -> dict[str, Sequence[Any]]:
         started = time.perf_counter()
-        return self._account(dict(self.score(inputs, captions)), len(inputs), started)
+        out = self.score(inputs, captions, images) if self.wants_images else self.score(inputs, captions)
+        return self._account(dict(out), len(inputs), started)
 
 
 def _as_list(values: Any) -> list[Any]:

@@ -88,6 +88,28 @@ class RuntimeConfig:
     gpu_share: float | None = None
 
 
+@dataclass(frozen=True)
+class TextConfig:
+    """Text detection and recognition (rapidocr's bundled PP-OCR models); thresholds: `bench/ocr_compare.py`.
+
+    `max_side`: the longer side (px) the image is decoded at for OCR (larger images are reduced, smaller ones
+    kept). `det_min`: detector confidence a line box needs at all (the gate that keeps photos text-free);
+    `max_line_frac`: boxes taller than this fraction of the shorter image side are dropped (on photos the
+    detector's confident false boxes were all large smooth regions). `line_min`: recogniser confidence a line's
+    text needs to be kept; `read_min`: the character-weighted mean recogniser confidence of an image's lines
+    below which its text is treated as unreadable (a script the shipped model lacks) and kept only as detected
+    lines with no text (language `other`).
+    """
+
+    max_side: int = 1280
+    det_min: float = 0.7
+    max_line_frac: float = 0.4
+    line_min: float = 0.5
+    read_min: float = 0.95
+    device: str = "auto"
+    batch_size: int = 16
+
+
 # Keys that choose where a model runs, not what it computes: left out of the shard fingerprint.
 RUNTIME_ONLY_KEYS = frozenset({"device", "batch_size"})
 # Keys naming model files: the fingerprint also records each file's size and mtime, so replacing the
@@ -120,6 +142,7 @@ class ScoringConfig:
     aesthetics: AestheticsConfig = field(default_factory=AestheticsConfig)
     embedding: EmbeddingConfig = field(default_factory=EmbeddingConfig)
     runtime: RuntimeConfig = field(default_factory=RuntimeConfig)
+    text: TextConfig = field(default_factory=TextConfig)
 
     @classmethod
     def load(cls, path: str | Path | None = None) -> ScoringConfig:

@@ -23,6 +23,7 @@ from filters.quality_v1 import QualityV1Scorer
 from filters.resolution import ResolutionScorer
 from filters.rotation import RotationScorer
 from filters.rotation_net import RotationNetScorer
+from filters.text import TextScorer
 from filters.token_length import TokenLengthScorer
 from flywheel.errors import UserError
 from flywheel.imaging import SCORING_VIEW
@@ -47,6 +48,7 @@ FILTERS: tuple[type[Scorer], ...] = (
     EditPairScorer,
     ImageEmbeddingScorer,
     AestheticsScorer,
+    TextScorer,
 )
 _BY_NAME = {cls.name: cls for cls in FILTERS}
 

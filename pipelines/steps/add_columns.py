@@ -89,7 +89,7 @@ def add_missing_columns(
             if isinstance(scorer, CpuScorer):
                 added.update(scorer.to_arrays(scorer(batch)))
             elif isinstance(scorer, ModelScorer):
-                added.update(_score_model(scorer, batch.decoded, captions, _batch_size(cfg, scorer), log))
+                added.update(_score_model(scorer, batch.decoded, captions, images, _batch_size(cfg, scorer), log))
         followers = [s for s in scorers if isinstance(s, EmbeddingScorer)]
         if followers:
             stored = table.column("image_embedding") if "image_embedding" in names else None
@@ -125,6 +125,7 @@ def _score_model(
     scorer: ModelScorer,
     decoded: Sequence[Decoded],
     captions: Sequence[str | None],
+    images: Sequence[bytes | None],
     batch_size: int,
     log: Callable[[str], None],
 ) -> dict[str, pa.Array]:
@@ -150,7 +151,8 @@ def _score_model(
         chunk = inputs[start : start + batch_size]
         rows = [i for i, _ in chunk]
         texts = [captions[i] if scorer.wants_captions else None for i in rows]
-        out = scorer(np.stack([x for _, x in chunk]), texts)
+        raw = [images[i] for i in rows] if scorer.wants_images else None  # OCR decodes its own larger view
+        out = scorer(np.stack([x for _, x in chunk]), texts, raw)
         for name, values in out.items():
             for i, v in zip(rows, list(values), strict=True):
                 results[name][i] = v

@@ -277,6 +277,7 @@ class ModelStage:
         col = input_column(scorer.name)
         raw = table.column(col).to_pylist()
         captions = table.column("caption").to_pylist()
+        images = table.column("image").to_pylist() if scorer.wants_images else None
         valid = [i for i, r in enumerate(raw) if r is not None]
         results: dict[str, list[Any]] = {c.name: [None] * len(raw) for c in scorer.columns}
         for start in range(0, len(valid), self.batch_size):
@@ -284,7 +285,8 @@ class ModelStage:
             inputs = np.stack(
                 [np.frombuffer(raw[i], dtype=scorer.input_dtype).reshape(scorer.input_shape) for i in chunk]
             )
-            out = scorer(inputs, [captions[i] if scorer.wants_captions else None for i in chunk])
+            texts = [captions[i] if scorer.wants_captions else None for i in chunk]
+            out = scorer(inputs, texts, [images[i] for i in chunk] if images else None)
             for name, values in out.items():
                 for i, v in zip(chunk, list(values), strict=True):
                     results[name][i] = v

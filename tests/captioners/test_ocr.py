@@ -10,9 +10,10 @@ import pytest
 
 from captioners.captioner import describe_ocr
 from captioners.config import OcrConfig
-from captioners.ocr import OcrError, TesseractOcr, parse_tsv
+from captioners.ocr import AutoOcr, OcrError, TesseractOcr, make_ocr, ocr_unavailable_reason, parse_tsv
 from captioners.synth.corpus import SCRIPTS
 from captioners.synth.render import render_pure
+from flywheel.errors import UserError
 
 pytestmark = pytest.mark.skipif(shutil.which("tesseract") is None, reason="tesseract CLI not installed")
 
@@ -76,3 +77,34 @@ def test_parse_tsv_groups_words_and_drops_low_confidence() -> None:
     lines = parse_tsv(header + "\n".join(rows), min_word_conf=30, scale=2.0)
     assert [ln.text for ln in lines] == ["Hello world", "欢迎光临"]
     assert (lines[0].x, lines[0].y, lines[0].w, lines[0].h) == (5, 5, 50, 10)
+
+
+needs_rapidocr = pytest.mark.skipif(ocr_unavailable_reason() is not None, reason="rapidocr not installed")
+
+
+def test_engine_choice() -> None:
+    assert isinstance(make_ocr(OcrConfig(engine="tesseract")), TesseractOcr)
+    with pytest.raises(UserError, match=r"ocr\.engine"):
+        make_ocr(OcrConfig(engine="easyocr"))
+    default = make_ocr(OcrConfig())
+    assert isinstance(default, AutoOcr if ocr_unavailable_reason() is None else TesseractOcr)
+
+
+@needs_rapidocr
+def test_auto_reads_chinese_with_rapidocr_and_korean_with_tesseract() -> None:
+    auto = AutoOcr()
+    zh = auto.read(render_pure(SCRIPTS["Hans"], np.random.default_rng(1), font_px=40, text="欢迎光临\n新鲜咖啡").image)
+    assert (zh.text, zh.script, zh.lang, zh.model) == ("欢迎光临\n新鲜咖啡", "Hani", "zh", "ocr:rapidocr")
+    assert [line.y for line in zh.lines] == sorted(line.y for line in zh.lines)
+    ko = auto.read(render_pure(SCRIPTS["Kore"], np.random.default_rng(1), font_px=40, text="안녕하세요").image)
+    assert ko.engine == "tesseract" and ko.script == "Kore"  # rapidocr's recogniser has no hangul
+
+
+@needs_rapidocr
+def test_auto_gives_a_photo_no_text_without_asking_tesseract() -> None:
+    import skimage.data
+    from PIL import Image
+
+    auto = AutoOcr(OcrConfig(binary="/nonexistent/tesseract"))  # tesseract would raise if it were called
+    result = auto.read(Image.fromarray(skimage.data.coffee()))
+    assert result.lines == [] and result.engine == "rapidocr"
