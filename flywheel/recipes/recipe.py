@@ -28,8 +28,9 @@ RuleRole = Literal["quality", "distribution"]
 MixRules = Literal["quality", "all", "none"]
 # Workspace folders a `mix:` entry may name: track shards whose rows are curated-like samples (every pool
 # column). tracks/rl holds preference pairs (the rl_dpo stage reads them) and tracks/prompt rewrite pairs.
-# Cosine distance under which two image embeddings are one image (tuned in bench/semdedup.py, docs/semdedup.md).
-SEMANTIC_EPS = 0.05
+# Cosine distance of the shared image embedding under which two images are one (bench/semdedup.py,
+# docs/semdedup.md: the largest eps whose tune-set precision stays 1.0 up to 1.4 x eps; F1-optimal is 0.14).
+SEMANTIC_EPS = 0.10
 MIX_SOURCES = tuple(f"tracks/{name}" for name in track_registry.mixable())  # from flywheel.tracks.registry
 
 
@@ -47,8 +48,8 @@ class Rule:
     dedup: Literal["exact", "perceptual", "semantic"] | None = None
     max_hamming: int = 6
     # semantic dedup only (flywheel.select.semantic_dedup): rows whose embeddings have 1 - cos <= eps are
-    # duplicates; `clusters` fixes the k-means cluster count (default ceil(sqrt(rows)))
-    eps: float = SEMANTIC_EPS
+    # duplicates (default SEMANTIC_EPS); `clusters` fixes the k-means cluster count (default ceil(sqrt(rows)))
+    eps: float | None = None
     clusters: int | None = None
     # dedup only: keep the member with the highest value of this column first, then the recipe's keep_best_by
     best_by: str | None = None
@@ -73,7 +74,7 @@ class Rule:
             return f"one per group with hamming({self.column}) <= {self.max_hamming}"
         if self.dedup == "semantic":
             k = self.clusters if self.clusters is not None else "sqrt(rows)"
-            return f"one per group with 1 - cos({self.column}) <= {self.eps} ({k} k-means clusters)"
+            return f"one per group with 1 - cos({self.column}) <= {self.semantic_eps} ({k} k-means clusters)"
         parts = []
         if self.min is not None:
             parts.append(f"{self.column} >= {self.min}")
@@ -89,6 +90,10 @@ class Rule:
             parts.append(self.keep)
         return " AND ".join(parts) or "(no condition)"
 
+    @property
+    def semantic_eps(self) -> float:
+        return SEMANTIC_EPS if self.eps is None else float(self.eps)
+
     def validate(self) -> None:
         self._check_types()
         conditions = [self.min, self.max, self.is_null, self.values_in, self.not_in, self.keep, self.dedup]
@@ -98,7 +103,7 @@ class Rule:
             raise ConfigError(f"dedup rule {self.name!r} needs a column")
         if self.views and self.dedup != "perceptual":
             raise ConfigError(f"rule {self.name!r}: views apply to perceptual dedup only")
-        if self.dedup != "semantic" and (self.clusters is not None or self.eps != SEMANTIC_EPS):
+        if self.dedup != "semantic" and (self.clusters is not None or self.eps is not None):
             raise ConfigError(f"rule {self.name!r}: eps and clusters apply to semantic dedup only")
         if self.best_by and not self.dedup:
             raise ConfigError(f"rule {self.name!r}: best_by applies to dedup rules only")
@@ -135,7 +140,7 @@ class Rule:
                 raise ConfigError(f"{where}: {param} must be a list like [a, b], got {value!r}")
         if self.dedup is not None and self.dedup not in ("exact", "perceptual", "semantic"):
             raise ConfigError(f"{where}: dedup must be exact, perceptual or semantic, got {self.dedup!r}")
-        if not _is_number(self.eps) or not 0 <= self.eps < 1:
+        if self.eps is not None and (not _is_number(self.eps) or not 0 <= self.eps < 1):
             raise ConfigError(f"{where}: eps must be a cosine distance in [0, 1), got {self.eps!r}")
         if self.clusters is not None and (
             not isinstance(self.clusters, int) or isinstance(self.clusters, bool) or self.clusters < 1

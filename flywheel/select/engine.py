@@ -339,7 +339,7 @@ def _semantic_grp(
     """
     live = con.sql(f"SELECT {KEY} FROM s WHERE alive").to_arrow_table().column(KEY).combine_chunks()
     ids, x = read_embeddings(files, KEY, rule.column or "", live)
-    groups, stats = semantic_groups(x, rule.eps, rule.clusters)
+    groups, stats = semantic_groups(x, rule.semantic_eps, rule.clusters)
     outcome.null_rows = len(live) - len(ids)
     outcome.note = "; ".join(n for n in (outcome.note, stats.note()) if n)
     keys = list(groups)

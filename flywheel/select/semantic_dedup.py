@@ -54,7 +54,7 @@ class SemanticStats:
     seconds_pairs: float  # cosine blocks within clusters and union-find
 
     def note(self) -> str:
-        limited = f", {self.probe_limited} rows may have had more than {self.probes}" if self.probe_limited else ""
+        limited = f", {self.probe_limited} rows at the {self.probes}-cluster limit" if self.probe_limited else ""
         return (
             f"{self.clusters} k-means clusters over {self.embeddings} embeddings, {self.guest_visits} guest visits "
             f"(up to {self.probes} clusters a row), "
