@@ -37,6 +37,7 @@ KMEANS_ITERS = 20
 # faiss trains on at most this many points per centroid (a seeded sample): k-means cost stays linear in k.
 KMEANS_POINTS_PER_CENTROID = 64
 PROBES = 3  # nearest centroids a row may visit (its home and up to two guest clusters)
+READ_BATCH = 8192  # rows per Parquet record batch read (40 MiB of 1280-d float32)
 CHUNK_ELEMENTS = 1 << 23  # similarity block: 8M float32 = 32 MiB whatever the cluster size
 
 
@@ -69,33 +70,34 @@ def cluster_count(rows: int, clusters: int | None = None) -> int:
 
 
 def read_embeddings(files: Sequence[Path | str], key: str, column: str, keys: pa.Array) -> tuple[pa.Array, np.ndarray]:
-    """(keys, float32 (n, d) matrix) of the rows in `keys` whose `column` is not null, shard by shard.
+    """(keys, float32 (n, d) matrix) of the rows in `keys` whose `column` is not null, batch by batch.
 
-    Only the key and the embedding column are read (Parquet projection: never image bytes), and the matrix is
-    filled in place so the peak is the matrix plus one shard's column.
+    Only the key and the embedding column are read (Parquet projection: never image bytes), in record batches
+    copied straight into the preallocated matrix, so the peak is the matrix plus about one shard's batches (Arrow's
+    pool is told to give them back after each shard).
     """
     out: np.ndarray | None = None
     ids: list[pa.Array] = []
     filled = 0
     for path in files:
-        table = pq.read_table(path, columns=[key, column])
-        col = table.column(column)
-        mask = pc.and_(pc.is_in(table.column(key), value_set=keys), pc.is_valid(col))
-        table = table.filter(mask)
-        if not table.num_rows:
-            continue
-        values = table.column(column).combine_chunks()
-        flat = values.flatten().to_numpy(zero_copy_only=False).astype(np.float32, copy=False)
-        dim = flat.size // table.num_rows
-        if dim * table.num_rows != flat.size:
-            raise UserError(f"{column} in {Path(path).name} has embeddings of different lengths")
-        if out is None:
-            out = np.empty((len(keys), dim), dtype=np.float32)
-        elif out.shape[1] != dim:
-            raise UserError(f"{column} in {Path(path).name} is {dim}-d, other shards {out.shape[1]}-d")
-        out[filled : filled + table.num_rows] = flat.reshape(table.num_rows, dim)
-        filled += table.num_rows
-        ids.append(table.column(key).combine_chunks())
+        for batch in pq.ParquetFile(path).iter_batches(batch_size=READ_BATCH, columns=[key, column]):
+            col = batch.column(column)
+            mask = pc.and_(pc.is_in(batch.column(key), value_set=keys), pc.is_valid(col))
+            batch = batch.filter(mask)
+            if not batch.num_rows:
+                continue
+            flat = batch.column(column).flatten().to_numpy(zero_copy_only=False)
+            dim = flat.size // batch.num_rows
+            if dim * batch.num_rows != flat.size:
+                raise UserError(f"{column} in {Path(path).name} has embeddings of different lengths")
+            if out is None:
+                out = np.empty((len(keys), dim), dtype=np.float32)
+            elif out.shape[1] != dim:
+                raise UserError(f"{column} in {Path(path).name} is {dim}-d, other shards {out.shape[1]}-d")
+            out[filled : filled + batch.num_rows] = flat.reshape(batch.num_rows, dim)
+            filled += batch.num_rows
+            ids.append(batch.column(key))
+        pa.default_memory_pool().release_unused()  # the allocator keeps freed batches otherwise
     if out is None:
         return pa.array([], pa.string()), np.zeros((0, 0), dtype=np.float32)
     return pa.concat_arrays(ids), out[:filled]
