@@ -402,6 +402,34 @@ rules:
 """
 
 
+def _build_pool(pool_dir: Path, rows: int, shards: int, seed: int) -> None:
+    """A pool of core columns, a 64-byte stand-in image and the synthetic embeddings (not timed)."""
+    import pyarrow as pa
+
+    from filters.embedding import ImageEmbeddingScorer
+    from flywheel.schema import CORE_COLUMNS, ColumnRegistry
+    from flywheel.store.shards import ShardStore
+
+    schema = ColumnRegistry((*CORE_COLUMNS, *ImageEmbeddingScorer.columns)).schema()
+    x = synthetic(rows, 1280, seed)
+    per = -(-rows // shards)
+    for part in range(shards):
+        block = x[part * per : (part + 1) * per]
+        n = len(block)
+        ids = [f"s{part}.{j}" for j in range(n)]
+        cols = {
+            "id": pa.array(ids),
+            "uri": pa.array([f"/src/{i}.jpg" for i in ids]),
+            "partition": pa.array(np.full(n, part, np.int32)),
+            "task": pa.array(["T2I"] * n),
+            "image": pa.array([b"x" * 64] * n, pa.binary()),
+            "file_bytes": pa.array(np.full(n, 64, np.int64)),
+            "image_embedding": pa.FixedSizeListArray.from_arrays(pa.array(block.reshape(-1)), 1280),
+        }
+        table = pa.table({f.name: cols[f.name] if f.name in cols else pa.nulls(n, f.type) for f in schema})
+        ShardStore(pool_dir).write(part, table.cast(schema), f"fp{part}", row_group_size=4096)
+
+
 def run_select(rows: int, shards: int, eps: float, out: Path, seed: int) -> dict:
     """`flywheel select` with only the semantic rule over a pool of `rows` synthetic embeddings, as a user waits.
 
@@ -410,35 +438,12 @@ def run_select(rows: int, shards: int, eps: float, out: Path, seed: int) -> dict
     """
     import gc
 
-    import pyarrow as pa
-
-    from filters.embedding import ImageEmbeddingScorer
-    from flywheel.schema import CORE_COLUMNS, ColumnRegistry
-    from flywheel.store.shards import ShardStore
     from flywheel.workspace import Workspace
 
     ws = Workspace.at(out / f"ws-{rows}")
     if not ws.pool_dir.is_dir():
-        schema = ColumnRegistry((*CORE_COLUMNS, *ImageEmbeddingScorer.columns)).schema()
-        x = synthetic(rows, 1280, seed)
-        per = -(-rows // shards)
-        for part in range(shards):
-            block = x[part * per : (part + 1) * per]
-            n = len(block)
-            ids = [f"s{part}.{j}" for j in range(n)]
-            cols = {
-                "id": pa.array(ids),
-                "uri": pa.array([f"/src/{i}.jpg" for i in ids]),
-                "partition": pa.array(np.full(n, part, np.int32)),
-                "task": pa.array(["T2I"] * n),
-                "image": pa.array([b"x" * 64] * n, pa.binary()),
-                "file_bytes": pa.array(np.full(n, 64, np.int64)),
-                "image_embedding": pa.FixedSizeListArray.from_arrays(pa.array(block.reshape(-1)), 1280),
-            }
-            table = pa.table({f.name: cols[f.name] if f.name in cols else pa.nulls(n, f.type) for f in schema})
-            ShardStore(ws.pool_dir).write(part, table.cast(schema), f"fp{part}", row_group_size=4096)
-        del x
-        gc.collect()
+        _build_pool(ws.pool_dir, rows, shards, seed)
+        gc.collect()  # the vectors (zero-copy inside the Arrow tables) are gone before select starts
     recipe = out / "semdedup_bench.yaml"
     recipe.write_text(SELECT_RECIPE.replace("EPS", str(eps)))
     cmd = [sys.executable, "-m", "pipelines.cli", "select", "-w", str(ws.root), "--recipe", str(recipe)]

@@ -189,3 +189,13 @@ def test_read_embeddings_reads_only_live_non_null_rows(tmp_path):
     ids, x = read_embeddings(files, "id", "image_embedding", pa.array(["id_a", "id_broken", "id_d0"]))
     assert ids.to_pylist() == ["id_a", "id_d0"] and x.shape == (2, DIM)
     assert np.allclose(x[0], vecs["a"])
+
+
+def test_rule_without_eps_uses_the_measured_default(tmp_path):
+    from flywheel.recipes.recipe import SEMANTIC_EPS
+
+    path = tmp_path / "d.yaml"
+    path.write_text("name: d\nrules:\n  - name: s\n    column: image_embedding\n    dedup: semantic\n")
+    rule = load_recipe(str(path)).rules[0]
+    assert rule.semantic_eps == SEMANTIC_EPS == 0.10
+    assert f"<= {SEMANTIC_EPS}" in rule.describe() and "sqrt(rows) k-means clusters" in rule.describe()
