@@ -2,7 +2,7 @@
 
 A rule either bounds one column (`min`, `max`, `is_null`, `in`, `not_in`, or a SQL `keep`
 expression), keeps the best fraction of a column (`top`, optionally within each category:
-the distribution filter of the SFT stage) or deduplicates (`dedup: exact | perceptual`). Rules
+the distribution filter of the SFT stage) or deduplicates (`dedup: exact | perceptual | semantic`). Rules
 apply in order, as the report's sequential filters do: a row is removed by the first rule it
 fails, and every rule it fails is recorded as a reason. Dedup and `top` rules compare only rows
 still alive at that point, so the members kept are ones that passed the rules before them.
@@ -33,6 +33,9 @@ RuleRole = Literal["quality", "distribution"]
 MixRules = Literal["quality", "all", "none"]
 # Workspace folders a `mix:` entry may name: track shards whose rows are curated-like samples (every pool
 # column). tracks/rl holds preference pairs (the rl_dpo stage reads them) and tracks/prompt rewrite pairs.
+# Cosine distance of the shared image embedding under which two images are one (bench/semdedup.py,
+# docs/semdedup.md: the largest eps whose tune-set precision stays 1.0 up to 1.4 x eps; F1-optimal is 0.14).
+SEMANTIC_EPS = 0.10
 MIX_SOURCES = tuple(f"tracks/{name}" for name in track_registry.mixable())  # from flywheel.tracks.registry
 
 
@@ -47,8 +50,14 @@ class Rule:
     not_in: list[Any] | None = None
     keep: str | None = None  # SQL boolean expression: TRUE keeps the row
     uses: list[str] = field(default_factory=list)  # further columns the `keep` expression reads
-    dedup: Literal["exact", "perceptual"] | None = None
+    dedup: Literal["exact", "perceptual", "semantic"] | None = None
     max_hamming: int = 6
+    # semantic dedup only (flywheel.select.semantic_dedup): rows whose embeddings have 1 - cos <= eps are
+    # duplicates (default SEMANTIC_EPS); `clusters` fixes the k-means cluster count (default ceil(sqrt(rows)))
+    eps: float | None = None
+    clusters: int | None = None
+    # dedup only: keep the member with the highest value of this column first, then the recipe's keep_best_by
+    best_by: str | None = None
     # perceptual dedup only: hash columns of other views of the same image (centre crops); the distance of
     # two rows is then the smallest over full view vs every view, found with multi-view LSH
     views: list[str] | None = None
@@ -62,7 +71,8 @@ class Rule:
     why: str = ""
 
     def columns(self) -> list[str]:
-        extra = [*self.uses, *(self.views or []), *([self.by] if self.by and self.by != CATEGORY else [])]
+        extra = [*self.uses, *(self.views or []), *([self.best_by] if self.best_by else [])]
+        extra += [self.by] if self.by and self.by != CATEGORY else []
         return ([self.column] if self.column else []) + [c for c in extra if c != self.column]
 
     def describe(self) -> str:
@@ -73,6 +83,9 @@ class Rule:
             return f"one per group with min hamming({self.column} vs {views}) <= {self.max_hamming}"
         if self.dedup == "perceptual":
             return f"one per group with hamming({self.column}) <= {self.max_hamming}"
+        if self.dedup == "semantic":
+            k = self.clusters if self.clusters is not None else "sqrt(rows)"
+            return f"one per group with 1 - cos({self.column}) <= {self.semantic_eps} ({k} k-means clusters)"
         if self.top is not None:
             order = "lowest" if self.ascending else "highest"
             within = f" within each {self.by}" if self.by else ""
@@ -92,6 +105,10 @@ class Rule:
             parts.append(self.keep)
         return " AND ".join(parts) or "(no condition)"
 
+    @property
+    def semantic_eps(self) -> float:
+        return SEMANTIC_EPS if self.eps is None else float(self.eps)
+
     def validate(self) -> None:
         self._check_types()
         conditions = [self.min, self.max, self.is_null, self.values_in, self.not_in, self.keep, self.dedup, self.top]
@@ -110,6 +127,10 @@ class Rule:
             raise ConfigError(f"dedup rule {self.name!r} needs a column")
         if self.views and self.dedup != "perceptual":
             raise ConfigError(f"rule {self.name!r}: views apply to perceptual dedup only")
+        if self.dedup != "semantic" and (self.clusters is not None or self.eps is not None):
+            raise ConfigError(f"rule {self.name!r}: eps and clusters apply to semantic dedup only")
+        if self.best_by and not self.dedup:
+            raise ConfigError(f"rule {self.name!r}: best_by applies to dedup rules only")
         if (
             self.min is not None
             or self.max is not None
@@ -141,8 +162,16 @@ class Rule:
         for param, value in (("in", self.values_in), ("not_in", self.not_in)):
             if value is not None and not isinstance(value, list):
                 raise ConfigError(f"{where}: {param} must be a list like [a, b], got {value!r}")
-        if self.dedup is not None and self.dedup not in ("exact", "perceptual"):
-            raise ConfigError(f"{where}: dedup must be exact or perceptual, got {self.dedup!r}")
+        if self.dedup is not None and self.dedup not in ("exact", "perceptual", "semantic"):
+            raise ConfigError(f"{where}: dedup must be exact, perceptual or semantic, got {self.dedup!r}")
+        if self.eps is not None and (not _is_number(self.eps) or not 0 <= self.eps < 1):
+            raise ConfigError(f"{where}: eps must be a cosine distance in [0, 1), got {self.eps!r}")
+        if self.clusters is not None and (
+            not isinstance(self.clusters, int) or isinstance(self.clusters, bool) or self.clusters < 1
+        ):
+            raise ConfigError(f"{where}: clusters must be a whole number >= 1, got {self.clusters!r}")
+        if self.best_by is not None and not isinstance(self.best_by, str):
+            raise ConfigError(f"{where}: best_by must be a column name, got {self.best_by!r}")
         if not isinstance(self.max_hamming, int) or isinstance(self.max_hamming, bool) or self.max_hamming < 0:
             raise ConfigError(f"{where}: max_hamming must be a whole number >= 0, got {self.max_hamming!r}")
 

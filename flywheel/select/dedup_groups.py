@@ -11,6 +11,7 @@ candidate rate per pair is about (T+1) * 2^-(64/(T+1)); at the default T=4 that 
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import TypeVar
 
 import duckdb
 import numpy as np
@@ -22,6 +23,8 @@ import numpy as np
 LSH_BITS = 20
 LSH_TABLES = 64
 LSH_SEED = 1234
+
+K = TypeVar("K", str, int)  # row keys (perceptual: ids) or row indices (semantic dedup)
 
 
 def band_slices(max_hamming: int, bits: int = 64) -> list[tuple[int, int]]:
@@ -61,11 +64,11 @@ def hamming64(a: int, b: int) -> int:
     return ((a ^ b) & 0xFFFFFFFFFFFFFFFF).bit_count()
 
 
-def groups_from_edges(edges: list[tuple[str, str]]) -> dict[str, str]:
+def groups_from_edges(edges: list[tuple[K, K]]) -> dict[K, K]:
     """Union-find: map every key that has an edge to a representative key of its group."""
-    parent: dict[str, str] = {}
+    parent: dict[K, K] = {}
 
-    def find(x: str) -> str:
+    def find(x: K) -> K:
         parent.setdefault(x, x)
         while parent[x] != x:
             parent[x] = parent[parent[x]]

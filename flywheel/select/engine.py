@@ -36,6 +36,7 @@ from flywheel.recipes.recipe import CATEGORY, Category, Recipe, Rule
 from flywheel.select.dedup_groups import groups_from_edges, multiview_edges, near_duplicate_edges
 from flywheel.select.funnel import Funnel, RuleOutcome
 from flywheel.select.mix import MIX_MANIFEST, curated_keys, select_mix
+from flywheel.select.semantic_dedup import read_embeddings, semantic_groups
 from flywheel.select.validate import RecipeError, check_recipe
 from flywheel.store.images import BYTE_COLUMNS, reference_form
 from flywheel.store.shards import ShardStore, write_json_atomic
@@ -159,7 +160,9 @@ def select(
     order_cols = [c for c in ("resolution_megapixels", "file_bytes", "id") if c in pool_columns]
     order_cols += [t.split()[0] for t in recipe.keep_best_by if t.split()[0] in pool_columns]
     detail = [DETAIL_COLUMN] if DETAIL_COLUMN in pool_columns else []
-    needed = sorted({KEY, "uri", "partition", "task", *order_cols, *detail, *checked.columns})
+    # Embedding columns stay out of the table: semantic dedup reads them from the shards itself, only for live rows.
+    embedded = {r.column for r in applied if r.dedup == "semantic"}
+    needed = sorted({KEY, "uri", "partition", "task", *order_cols, *detail, *checked.columns} - embedded)
     projection = ", ".join(_quote(c) for c in needed)
     con.execute(f"CREATE TABLE s AS SELECT {projection} FROM read_parquet(?, union_by_name=true)", [files])
     # From here on the recipe's SQL runs: no file may be read or written, and nothing may turn that back on.
@@ -184,7 +187,7 @@ def select(
         outcome = RuleOutcome(rule.name, rule.describe(), column=rule.column)
         outcome.note = notes.get(rule.name, "")
         if rule.dedup:
-            _dedup(con, rule, order_by, outcome)
+            _dedup(con, rule, order_by, outcome, files)
             funnel.rules.append(outcome)
             continue
         if rule.top is not None:
@@ -293,10 +296,15 @@ def _apply(con: duckdb.DuckDBPyConnection, funnel: Funnel, outcome: RuleOutcome,
         funnel.rules.append(outcome)
 
 
-def _dedup(con: duckdb.DuckDBPyConnection, rule: Rule, order_by: str, outcome: RuleOutcome) -> None:
+def _dedup(con: duckdb.DuckDBPyConnection, rule: Rule, order_by: str, outcome: RuleOutcome, files: list[str]) -> None:
     col = _quote(rule.column or "")
     name = _literal(rule.name)
-    if rule.dedup == "exact":
+    if rule.best_by:  # the rule's quality column first, then the recipe's ordering (most pixels, largest file)
+        order_by = f"s.{_quote(rule.best_by)} DESC NULLS LAST, {order_by}"
+    semantic = None
+    if rule.dedup == "semantic":
+        semantic = _semantic_grp(con, rule, outcome, files)
+    elif rule.dedup == "exact":
         con.execute(f"""CREATE OR REPLACE TEMP TABLE grp AS
             SELECT {KEY} AS k, {col} AS g FROM s WHERE alive AND {col} IS NOT NULL""")
     else:
@@ -310,16 +318,22 @@ def _dedup(con: duckdb.DuckDBPyConnection, rule: Rule, order_by: str, outcome: R
         con.execute("CREATE OR REPLACE TEMP TABLE grp (k VARCHAR, g VARCHAR)")
         if groups:
             con.executemany("INSERT INTO grp VALUES (?, ?)", list(groups.items()))
+    value = "NULL::VARCHAR" if semantic is not None else f"CAST(s.{col} AS VARCHAR)"
     con.execute(f"""CREATE OR REPLACE TEMP TABLE ranked AS
         SELECT grp.k, grp.g, row_number() OVER (PARTITION BY grp.g ORDER BY {order_by}) AS rn,
                first_value(s.id) OVER (PARTITION BY grp.g ORDER BY {order_by}) AS best_id,
-               first_value(s.uri) OVER (PARTITION BY grp.g ORDER BY {order_by}) AS best_uri
+               first_value(s.uri) OVER (PARTITION BY grp.g ORDER BY {order_by}) AS best_uri,
+               {value} AS value
         FROM grp JOIN s ON s.{KEY} = grp.k""")
-    outcome.removed = con.execute("SELECT count(*) FROM ranked WHERE rn > 1").fetchone()[0]
+    # fetchall: a fully read result, so the connection may register the semantic ledger's Arrow tables next
+    outcome.removed, outcome.groups = con.execute(
+        "SELECT count(*), count(DISTINCT g) FROM ranked WHERE rn > 1"
+    ).fetchall()[0]
     outcome.failed_total = outcome.removed
-    outcome.groups = con.execute("SELECT count(DISTINCT g) FROM ranked WHERE rn > 1").fetchone()[0]
+    if semantic is not None:
+        _semantic_distances(con, *semantic)
     con.execute(f"""UPDATE s SET alive = FALSE, reason = {name}, reasons = list_append(reasons, {name}),
-        value = CAST(s.{col} AS VARCHAR), duplicate_of = ranked.best_id, duplicate_of_uri = ranked.best_uri
+        value = ranked.value, duplicate_of = ranked.best_id, duplicate_of_uri = ranked.best_uri
         FROM ranked WHERE s.{KEY} = ranked.k AND ranked.rn > 1""")
 
 
@@ -377,6 +391,51 @@ def _quota_keep(con: duckdb.DuckDBPyConnection, recipe: Recipe, order_by: str) -
 def _describe_quotas(recipe: Recipe) -> str:
     assert recipe.quotas is not None
     return "shares " + ", ".join(f"{c} {v:.0%}" for c, v in recipe.quotas.shares.items())
+
+
+def _semantic_distances(con: duckdb.DuckDBPyConnection, ids: pa.Array, x: np.ndarray) -> None:
+    """Set `ranked.value` of each removed row to its cosine distance from the kept member (4 decimals).
+
+    An embedding is no readable value for the rejected ledger; the distance says how close the duplicate was
+    (it can exceed eps: a group is connected through chains of pairs under eps).
+    """
+    con.register("semantic_index", pa.table({"k": ids, "i": pa.array(np.arange(len(ids)), pa.int64())}))
+    pairs = con.sql("""SELECT r.k, a.i AS a, b.i AS b FROM ranked r
+        JOIN semantic_index a ON a.k = r.k JOIN semantic_index b ON b.k = r.best_id WHERE r.rn > 1""").to_arrow_table()
+    con.unregister("semantic_index")
+    a = pairs.column("a").to_numpy()
+    b = pairs.column("b").to_numpy()
+    dist = 1.0 - np.einsum("ij,ij->i", x[a], x[b]) if len(a) else np.zeros(0)
+    text = pa.array([f"{d:.4f}" for d in np.maximum(dist, 0.0)], pa.string())
+    con.register("semantic_distances", pa.table({"k": pairs.column("k"), "d": text}))
+    con.execute("UPDATE ranked SET value = d.d FROM semantic_distances d WHERE ranked.k = d.k")
+    con.unregister("semantic_distances")
+
+
+def _semantic_grp(
+    con: duckdb.DuckDBPyConnection, rule: Rule, outcome: RuleOutcome, files: list[str]
+) -> tuple[pa.Array, np.ndarray]:
+    """Fill `grp` with the semantic groups among live rows; returns their ids and embeddings for the ledger.
+
+    The embeddings are read with pyarrow from the shards (the connection has file access disabled), only the
+    id and embedding columns and only for live rows.
+    """
+    live = con.sql(f"SELECT {KEY} FROM s WHERE alive").to_arrow_table().column(KEY).combine_chunks()
+    ids, x = read_embeddings(files, KEY, rule.column or "", live)
+    groups, stats = semantic_groups(x, rule.semantic_eps, rule.clusters)
+    outcome.null_rows = len(live) - len(ids)
+    outcome.note = "; ".join(n for n in (outcome.note, stats.note()) if n)
+    keys = list(groups)
+    grp = pa.table(
+        {
+            "k": ids.take(pa.array(keys, pa.int64())) if keys else pa.array([], pa.string()),
+            "g": ids.take(pa.array([groups[i] for i in keys], pa.int64())) if keys else pa.array([], pa.string()),
+        }
+    )
+    con.register("semantic_groups", grp)
+    con.execute("CREATE OR REPLACE TEMP TABLE grp AS SELECT k, g FROM semantic_groups")
+    con.unregister("semantic_groups")
+    return ids, x
 
 
 def _valid_order(terms: list[str], columns: set[str]) -> list[str]:

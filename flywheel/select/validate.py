@@ -152,6 +152,10 @@ def _check_values(rule: Rule, dtype: pa.DataType, where: str) -> None:
                 raise RecipeError(f"{where}: {param} value {value!r} does not match column {rule.column} ({kind})")
     if rule.dedup == "perceptual" and not pa.types.is_integer(dtype):
         raise RecipeError(f"{where}: perceptual dedup needs an integer hash column, {rule.column} is {kind}")
+    if rule.dedup == "semantic" and not (
+        (pa.types.is_fixed_size_list(dtype) or pa.types.is_list(dtype)) and pa.types.is_floating(dtype.value_type)
+    ):
+        raise RecipeError(f"{where}: semantic dedup needs an embedding column (list of floats), not {kind}")
 
 
 def check_recipe(recipe: Recipe, schema: pa.Schema, known_columns: Mapping[str, str] | None = None) -> CheckedRecipe:
@@ -176,6 +180,11 @@ def check_recipe(recipe: Recipe, schema: pa.Schema, known_columns: Mapping[str, 
         if rule.keep:
             reads |= keep_columns(rule.keep, where)
         missing = sorted(reads - set(pool))
+        if rule.dedup == "semantic" and rule.column in missing:
+            raise RecipeError(
+                f"{where}: the pool has no {rule.column} column; score it with the `embedding` filter "
+                "(`flywheel score-missing --filters embedding`) before a semantic dedup"
+            )
         if missing:
             unknown = [c for c in missing if strict and c not in known]
             if unknown:
@@ -190,6 +199,9 @@ def check_recipe(recipe: Recipe, schema: pa.Schema, known_columns: Mapping[str, 
             continue
         if rule.column:
             _check_values(rule, pool[rule.column], where)
+        if rule.best_by and _type_name(pool[rule.best_by]) != "number":
+            kind = _type_name(pool[rule.best_by])
+            raise RecipeError(f"{where}: best_by needs a numeric column, {rule.best_by} is {kind}")
         out.applied.append(rule)
         out.columns |= reads
     for category in recipe.categories:

@@ -47,7 +47,7 @@ def test_rule_whose_filter_was_not_run_is_reported_not_applied(tmp_path, ws):
         ("rules:\n  - name: n\n    column: nsfw_score\n    max: abc\n", "max must be a number"),
         ("rules:\n  - name: n\n    column: nsfw_score\n    is_null: maybe\n", "is_null must be true or false"),
         ("rules:\n  - name: n\n    column: nsfw_score\n    in: 0.5\n", "in must be a list"),
-        ("rules:\n  - name: d\n    column: dedup_phash\n    dedup: fuzzy\n", "dedup must be exact or perceptual"),
+        ("rules:\n  - name: d\n    column: dedup_phash\n    dedup: fuzzy\n", "dedup must be exact, perceptual or"),
         ("stage: one\nrules: []\n", "stage must be a whole number"),
     ],
 )

@@ -53,3 +53,11 @@ def test_hostile_or_wrong_recipes_are_one_line_errors(tmp_path):
     assert not leak.exists()
     _one_error_line(runner.invoke(app, ["select", "-w", str(tmp_path), "--set", "nsfw.max=abc"]))
     _one_error_line(runner.invoke(app, ["select", "-w", str(tmp_path), "--set", "nsfw.keep=1; DROP TABLE s"]))
+
+
+def test_semantic_dedup_on_a_pool_without_embeddings_names_the_filter_to_run(tmp_path):
+    _tiny_pool(Workspace.at(tmp_path))
+    path = tmp_path / "sem.yaml"
+    path.write_text("name: sem\nrules:\n  - name: sem_dup\n    column: image_embedding\n    dedup: semantic\n")
+    line = _one_error_line(runner.invoke(app, ["select", "-w", str(tmp_path), "--recipe", str(path)]))
+    assert "no image_embedding column" in line and "`embedding` filter" in line
