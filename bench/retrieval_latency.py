@@ -180,6 +180,7 @@ class ChildArgs:
     nprobe: int
     nlist: int | None
     faiss_type: str
+    faiss_mmap: bool
     sweep: list[int]  # faiss: nprobe values; lance: nprobes values (refine as given)
 
 
@@ -193,7 +194,7 @@ def child(spec: ChildArgs) -> dict:
         nprobes=spec.nprobes,
         refine_factor=spec.refine_factor,
         serving=spec.path,
-        faiss=FaissConfig(index_type=spec.faiss_type, nlist=spec.nlist, nprobe=spec.nprobe),
+        faiss=FaissConfig(index_type=spec.faiss_type, nlist=spec.nlist, nprobe=spec.nprobe, mmap=spec.faiss_mmap),
     )
     engine = RetrievalEngine(root, ann)
     queries = np.load(root / "queries.npy")
@@ -209,6 +210,7 @@ def child(spec: ChildArgs) -> dict:
         result["faiss_build_s"] = round(time.perf_counter() - t1, 1)
         result["nlist"] = manifest["nlist"]
         result["faiss_type"] = spec.faiss_type
+        result["faiss_load"] = "mmap" if spec.faiss_mmap else "ram"
         result["nprobe"] = spec.nprobe
         assert engine.served(spec.name) is not None
     else:
@@ -264,6 +266,7 @@ def run_dataset(args: argparse.Namespace, kind: str) -> dict:
                 nprobe=args.nprobe,
                 nlist=args.nlist,
                 faiss_type=args.faiss_type,
+                faiss_mmap=args.faiss_load == "mmap",
                 sweep=args.nprobe_sweep if path == "faiss" else args.nprobes_sweep,
             )
             proc = subprocess.run(
@@ -294,7 +297,7 @@ def table(results: list[dict]) -> str:
             x = r[path]
             build = x.get("faiss_build_s", x.get("lance_build_s"))
             label = (
-                f"faiss {x['faiss_type']} nlist {x['nlist']} nprobe {x['nprobe']}"
+                f"faiss {x['faiss_type']} nlist {x['nlist']} nprobe {x['nprobe']} ({x['faiss_load']})"
                 if path == "faiss"
                 else f"lance IVF_PQ {x['partitions']} part. nprobes {x['nprobes']} refine {x['refine_factor']}"
             )
@@ -325,6 +328,7 @@ def main() -> None:
     ap.add_argument("--refine-factor", type=int, default=AnnConfig.refine_factor)
     ap.add_argument("--nprobes-sweep", type=_ints, default=[], help="extra lance nprobes on the same index")
     ap.add_argument("--faiss-type", default=FaissConfig.index_type)
+    ap.add_argument("--faiss-load", choices=("mmap", "ram"), default="mmap" if FaissConfig.mmap else "ram")
     ap.add_argument("--nlist", type=int, default=None, help="faiss lists (default sqrt(n), 16..4096)")
     ap.add_argument("--nprobe", type=int, default=FaissConfig.nprobe)
     ap.add_argument("--nprobe-sweep", type=_ints, default=[], help="extra faiss nprobe values on the same index")

@@ -208,7 +208,7 @@ class RetrievalEngine:
         """The faiss copy that answers searches of `name`, or None (LanceDB answers)."""
         if self.ann.serving != "faiss":
             return None
-        got = serving.load(self.root, name, self._served.get(name))
+        got = serving.load(self.root, name, self._served.get(name), mmap=self.ann.faiss.mmap)
         if got is None:
             self._served.pop(name, None)
         else:

@@ -4,7 +4,7 @@ LanceDB stays the store of record (vectors, metadata, filters); this is a read-s
 vectors in a faiss IVF index, kept under ROOT/_faiss/<table>/ beside the table:
 
     manifest.json          what was built (table, space, rows, index type, nlist) and which build folder
-    build-<hex>/index.faiss   the IVF index; opened memory-mapped, so loading it costs no time and no copy
+    build-<hex>/index.faiss   the IVF index; memory-mapped by default (`faiss.mmap`), so opening costs nothing
     build-<hex>/ids.arrow     the table's id of each faiss label (Arrow IPC, memory-mapped)
 
 The manifest is written last and atomically, so a reader sees a whole build or none. Any write of vectors
@@ -151,7 +151,7 @@ def build(
     return manifest
 
 
-def load(root: Path, table: str, cached: ServingIndex | None) -> ServingIndex | None:
+def load(root: Path, table: str, cached: ServingIndex | None, *, mmap: bool = True) -> ServingIndex | None:
     """The table's faiss copy, or None when there is none (never built, or invalidated by a write).
 
     One stat per call: `cached` is returned while its manifest is the current one, so a long-running
@@ -168,7 +168,7 @@ def load(root: Path, table: str, cached: ServingIndex | None) -> ServingIndex | 
     except FileNotFoundError:  # removed between the stat and the read: a write is under way
         return None
     folder = serving_dir(root, table) / str(meta["build"])
-    index = faiss.read_index(str(folder / "index.faiss"), faiss.IO_FLAG_MMAP)
+    index = faiss.read_index(str(folder / "index.faiss"), faiss.IO_FLAG_MMAP if mmap else 0)
     ids = pa.ipc.open_file(pa.memory_map(str(folder / "ids.arrow"))).read_all().column("id").combine_chunks()
     space = EmbeddingSpace(str(meta["model"]), int(meta["dim"]), bool(meta["text_queries"]))
     return ServingIndex(

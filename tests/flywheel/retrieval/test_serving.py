@@ -132,3 +132,19 @@ def test_lance_serving_builds_no_copy_and_config_is_checked(tmp_path) -> None:
     path.write_text("ann: {faiss: {index_type: IVF_SQ8, nprobe: 8}}\n")
     assert IndexConfig.load(path) == cfg
     assert IndexConfig().ann.serving == "faiss"  # the default is the path that meets the latency target
+
+
+def test_sq8_index_read_into_ram(tmp_path) -> None:
+    base = _clustered(600, seed=0)
+    ann = AnnConfig(
+        min_rows=256, num_partitions=4, num_sub_vectors=4, faiss=FaissConfig(index_type="IVF_SQ8", nlist=8, nprobe=8)
+    )
+    ann.faiss.mmap = False
+    engine = RetrievalEngine(tmp_path / "index", ann)
+    engine.add("caption", SPACE, _rows(base))
+    name = engine.find("caption").name
+    assert engine.build_ann_if_large(name)
+    served = engine.served(name)
+    assert served is not None and served.index_type == "IVF_SQ8"
+    top = [engine.search(name, base[i], k=1, columns=["id"]).column("id")[0].as_py() for i in range(0, 600, 60)]
+    assert top == [f"s{i}" for i in range(0, 600, 60)]  # every row is its own nearest neighbour
