@@ -6,8 +6,9 @@
         --nprobe-sweep 4,8,16,32,64                                        # the nprobe tuning run
 
 One run writes one LanceDB table of N vectors per dataset, computes exact top-10 (faiss IndexFlatIP), then
-measures each path in its own child process, so each path's build seconds and peak RSS are its own (the
-generated vectors and the exact search stay in the parent):
+measures each path in its own child process, so each path's build seconds and memory are its own (the
+generated vectors and the exact search stay in the parent). Memory: peak RSS of the child (build and queries)
+and its RSS after the queries (the index as served: LanceDB caches, the faiss pages the queries touched):
 
 - `lance`: `ann.serving: lance`, the LanceDB IVF_PQ index (partitions, sub-vectors, nprobes, refine_factor).
 - `faiss`: `ann.serving: faiss` (the default), the faiss IVF copy beside the LanceDB index. It runs after the
@@ -132,13 +133,13 @@ def write_table(root: Path, base: np.ndarray) -> tuple[str, float]:
     return engine.find("caption").name, time.perf_counter() - t0
 
 
-def peak_rss_mb() -> int:
-    """This process's peak RSS (VmHWM). Not getrusage: Linux carries the parent's peak into a fork+exec child's
-    ru_maxrss, which would charge each path with the parent's generated vectors."""
+def rss_mb(key: str) -> int:
+    """VmHWM (peak) or VmRSS (now) of this process, in MB. Not getrusage: Linux carries the parent's peak into a
+    fork+exec child's ru_maxrss, which would charge each path with the parent's generated vectors."""
     for line in Path("/proc/self/status").read_text().splitlines():
-        if line.startswith("VmHWM:"):
+        if line.startswith(f"{key}:"):
             return round(int(line.split()[1]) / 1024)
-    raise RuntimeError("no VmHWM in /proc/self/status (Linux only)")
+    raise RuntimeError(f"no {key} in /proc/self/status (Linux only)")
 
 
 def _ms(values: list[float]) -> dict[str, float]:
@@ -215,8 +216,10 @@ def child(spec: ChildArgs) -> dict:
         assert engine.served(spec.name) is not None
     else:
         result.update(partitions=spec.partitions, nprobes=spec.nprobes, refine_factor=spec.refine_factor)
+    result["build_peak_rss_mb"] = rss_mb("VmHWM")
     result.update(measure(engine, spec.name, queries, truth, truth_f))
-    result["peak_rss_mb"] = peak_rss_mb()
+    result["serving_rss_mb"] = rss_mb("VmRSS")  # after the queries: the index as searched, build memory freed
+    result["peak_rss_mb"] = rss_mb("VmHWM")
     sweep = []
     for value in spec.sweep:
         if spec.path == "faiss":
@@ -287,8 +290,8 @@ def run_dataset(args: argparse.Namespace, kind: str) -> dict:
 def table(results: list[dict]) -> str:
     rows = [
         "| data | path | build (s) | ids p50 / p99 (ms) | meta p50 / p99 (ms) | recall@10 "
-        "| filtered p50 / p99 (ms) | filtered recall@10 | peak RSS (MB) |",
-        "|---|---|---|---|---|---|---|---|---|",
+        "| filtered p50 / p99 (ms) | filtered recall@10 | peak RSS (MB) | RSS serving (MB) |",
+        "|---|---|---|---|---|---|---|---|---|---|",
     ]
     for r in results:
         for path in PATHS:
@@ -305,7 +308,7 @@ def table(results: list[dict]) -> str:
                 f"| {r['data']} | {label} | {build} | {x['ids_p50_ms']} / {x['ids_p99_ms']} "
                 f"| {x['meta_p50_ms']} / {x['meta_p99_ms']} | {x['ids_recall_at_10']} "
                 f"| {x['filtered_p50_ms']} / {x['filtered_p99_ms']} | {x['filtered_recall_at_10']} "
-                f"| {x['peak_rss_mb']} |"
+                f"| {x['peak_rss_mb']} | {x['serving_rss_mb']} |"
             )
     return "\n".join(rows)
 
