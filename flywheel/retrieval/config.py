@@ -12,6 +12,38 @@ if TYPE_CHECKING:
     from flywheel.workspace import Workspace
 
 ANN_TYPES = ("IVF_PQ", "IVF_HNSW_SQ", "IVF_HNSW_PQ", "IVF_FLAT")
+SERVING = ("faiss", "lance")
+FAISS_TYPES = ("IVF_FLAT", "IVF_SQ8")
+
+
+@dataclass
+class FaissConfig:
+    """The faiss IVF index that answers single queries of a large table when `ann.serving` is `faiss`.
+
+    LanceDB's IVF_PQ path measured p50 19 ms at 1M x 384-d on 2 cores, because recall needs a re-rank of
+    k * refine_factor full vectors read from the table; an IVF_FLAT index scans full vectors of `nprobe`
+    lists in memory (memory-mapped, so opening it costs nothing) and needs no re-rank. Figures:
+    docs/retrieval.md. IVF_SQ8 stores one byte per dimension (a quarter of the memory) at some recall.
+    """
+
+    index_type: str = "IVF_FLAT"
+    nlist: int | None = None  # default: sqrt(rows) clamped to [16, 4096], about 1000 vectors per list at 1M
+    nprobe: int = 24  # lists scanned per query; tuned in docs/retrieval.md (recall@10 0.995 at 1M, 16: 0.966)
+    # A filtered query takes the k * filter_oversample nearest rows from faiss and applies `where` to them;
+    # when fewer than k pass (a selective filter), it is answered by LanceDB's prefiltered search instead.
+    filter_oversample: int = 20
+    # Memory-map the index (opens in no time, the page cache is shared by every process: `flywheel search`
+    # is one query per process) or read it into RAM (about 0.4 s per GB, then searches about twice as fast:
+    # for a long-running process that asks thousands of queries). docs/retrieval.md has both.
+    mmap: bool = True
+
+    def check(self) -> None:
+        if self.index_type not in FAISS_TYPES:
+            raise ConfigError(f"index.ann.faiss.index_type {self.index_type!r} unknown; use one of {FAISS_TYPES}")
+        if self.nlist is not None and self.nlist < 1:
+            raise ConfigError("index.ann.faiss.nlist must be >= 1")
+        if self.nprobe < 1 or self.filter_oversample < 1:
+            raise ConfigError("index.ann.faiss.nprobe and filter_oversample must be >= 1")
 
 
 @dataclass
@@ -26,8 +58,15 @@ class AnnConfig:
     num_sub_vectors: int | None = None  # default: dim / 8 (IVF_PQ)
     nprobes: int = 16
     refine_factor: int = 50  # re-rank k * refine_factor candidates with full vectors
+    # Which index answers unfiltered (and most filtered) queries of a table past `min_rows`: `faiss` builds a
+    # faiss IVF index beside the LanceDB one (which stays, for selective filters); `lance` uses LanceDB only.
+    serving: str = "faiss"
+    faiss: FaissConfig = field(default_factory=FaissConfig)
 
     def check(self) -> None:
+        if self.serving not in SERVING:
+            raise ConfigError(f"index.ann.serving {self.serving!r} unknown; use one of {SERVING}")
+        self.faiss.check()
         if self.index_type not in ANN_TYPES:
             raise ConfigError(f"index.ann.index_type {self.index_type!r} unknown; use one of {ANN_TYPES}")
         if self.min_rows < 256:

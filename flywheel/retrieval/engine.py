@@ -5,11 +5,16 @@ schema metadata records the embedding space, so a search can say which space it 
 vector of another width. Small tables are searched exactly (a flat scan over a few thousand vectors is
 faster than any index); once a table passes `ann.min_rows` an ANN index (IVF_PQ by default) is built, and
 searches re-rank `refine_factor * k` candidates with the full vectors to keep recall high.
+
+With `ann.serving: faiss` (the default) a large table also gets a faiss IVF copy of its vectors
+(flywheel.retrieval.serving) that answers queries in a few milliseconds; LanceDB then only fetches the
+metadata of the hits by id, and answers the selective filtered queries the faiss candidates cannot.
 """
 
 from __future__ import annotations
 
 import json
+import warnings
 from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from pathlib import Path
@@ -17,8 +22,10 @@ from pathlib import Path
 import lancedb
 import numpy as np
 import pyarrow as pa
+import pyarrow.compute as pc
 
 from flywheel.errors import UserError
+from flywheel.retrieval import serving
 from flywheel.retrieval.config import AnnConfig
 from flywheel.retrieval.space import FIELDS, EmbeddingSpace, table_name
 from flywheel.store.locks import file_lock
@@ -60,6 +67,7 @@ class RetrievalEngine:
         self.ann = ann or AnnConfig()
         self.root.mkdir(parents=True, exist_ok=True)
         self.db = lancedb.connect(str(self.root))
+        self._served: dict[str, serving.ServingIndex] = {}
 
     # --- tables -------------------------------------------------------------------------------------------
     def table_names(self) -> list[str]:
@@ -129,6 +137,7 @@ class RetrievalEngine:
         name = table_name(field, space)
         rows = rows.replace_schema_metadata(_space_meta(field, space))
         with self.write_lock():
+            serving.invalidate(self.root, name)  # before the write: the faiss copy no longer matches
             if name in self.table_names():
                 table = self.db.open_table(name)
                 rows = _conform(rows, table.schema)
@@ -163,7 +172,48 @@ class RetrievalEngine:
         if self.ann.index_type.endswith("PQ"):
             kwargs["num_sub_vectors"] = sub_vectors
         table.create_index(**kwargs)  # type: ignore[arg-type]
+        if self.ann.serving == "faiss":
+            self.build_serving(name)
         return True
+
+    def build_serving(self, name: str) -> dict[str, object]:
+        """Build (or rebuild) the table's faiss serving copy and the id index its hit lookups use.
+
+        Runs under the write lock, so no vector is written between reading the table and publishing the
+        copy. Returns the copy's manifest (rows, index type, nlist).
+        """
+        info = self.info(name)
+        with self.write_lock():
+            table = self._open(name)
+            if not any(ix.index_type == "BTree" and ix.columns == ["id"] for ix in table.list_indices()):
+                # hits are fetched by id: without this index each lookup scans every id of the table.
+                # LanceDB 0.40 deprecates create_scalar_index for create_index(config=BTree()), whose
+                # positional API takes the column as `metric`; the stable call is kept, its warning silenced.
+                with warnings.catch_warnings():
+                    warnings.simplefilter("ignore", category=DeprecationWarning)
+                    table.create_scalar_index("id", replace=True)
+            manifest = serving.build(self.root, name, table, info.field, info.space, self.ann.faiss)
+        self._served.pop(name, None)
+        return manifest
+
+    def ensure_serving(self, name: str) -> bool:
+        """Build the faiss copy of a table that has its ANN index but no current copy (a write invalidated
+        it, or the index predates `ann.serving`); return whether one was built."""
+        if self.ann.serving != "faiss" or serving.is_built(self.root, name) or not self.info(name).ann:
+            return False
+        self.build_serving(name)
+        return True
+
+    def served(self, name: str) -> serving.ServingIndex | None:
+        """The faiss copy that answers searches of `name`, or None (LanceDB answers)."""
+        if self.ann.serving != "faiss":
+            return None
+        got = serving.load(self.root, name, self._served.get(name), mmap=self.ann.faiss.mmap)
+        if got is None:
+            self._served.pop(name, None)
+        else:
+            self._served[name] = got
+        return got
 
     # --- reads --------------------------------------------------------------------------------------------
     def vector_of(self, name: str, sample_id: str) -> np.ndarray:
@@ -177,6 +227,11 @@ class RetrievalEngine:
         self, name: str, query: np.ndarray, *, k: int = 10, where: str | None = None, columns: list[str] | None = None
     ) -> pa.Table:
         """Nearest neighbours of one L2-normalised query: metadata, `similarity` (cosine) and the space used."""
+        served = self.served(name)
+        if served is not None:
+            got = self._search_served(served, name, query, k=k, where=where, columns=columns)
+            if got is not None:
+                return got
         info = self.info(name)
         query = np.asarray(query, dtype=np.float32).reshape(-1)
         if query.shape[0] != info.space.dim:
@@ -197,9 +252,55 @@ class RetrievalEngine:
         result = result.drop_columns([c for c in ("vector",) if c in result.column_names])
         similarity = pa.array(1.0 - result.column("_distance").to_numpy(zero_copy_only=False), pa.float32())
         result = result.drop_columns(["_distance"]).append_column("similarity", similarity)
-        return result.replace_schema_metadata(
-            {b"flywheel.space": info.space.describe().encode(), b"flywheel.table": name.encode()}
-        )
+        return _with_space(result, info.space, name)
+
+    def _search_served(
+        self,
+        served: serving.ServingIndex,
+        name: str,
+        query: np.ndarray,
+        *,
+        k: int,
+        where: str | None,
+        columns: list[str] | None,
+    ) -> pa.Table | None:
+        """`search` through the faiss copy; None when a filter leaves fewer than k of its candidates (LanceDB's
+        prefiltered search answers those). The hits' metadata comes from LanceDB by id, so it is current."""
+        query = np.asarray(query, dtype=np.float32).reshape(-1)
+        if query.shape[0] != served.space.dim:
+            raise IndexError_(f"query has width {query.shape[0]}, table {name} holds {served.space.describe()}")
+        cfg = self.ann.faiss
+        n = k if where is None else k * cfg.filter_oversample
+        sims, ids = serving.search(served, query, n, cfg.nprobe)
+        if where is None and columns is not None and set(columns) <= {"id"}:
+            hits = pa.table({"id": ids})  # the copy holds the ids: no table read at all
+        else:
+            table = self.db.open_table(name)
+            present = table.schema.names
+            cols = sorted((set(columns) & set(present)) | {"id"}) if columns is not None else present
+            cols = [c for c in cols if c != "vector"]
+            sql = "id IN (" + ", ".join(f"'{_sql_str(i)}'" for i in ids.to_pylist()) + ")" if len(ids) else "false"
+            if where:
+                sql = f"({sql}) AND ({where})"
+            try:
+                hits = table.search().where(sql).select(cols).limit(max(1, len(ids))).to_arrow()
+            except (ValueError, RuntimeError, OSError) as exc:
+                raise IndexError_(f"search on {name} failed (check the --where SQL): {exc}") from exc
+            if where and hits.num_rows < k and len(ids) < served.rows:
+                return None
+            rank = pc.index_in(hits.column("id"), ids).to_numpy(zero_copy_only=False)
+            order = np.argsort(rank, kind="stable")
+            hits = hits.take(pa.array(order))
+            sims = sims[rank[order]]
+        hits = hits.slice(0, k)
+        result = hits.append_column("similarity", pa.array(sims[: hits.num_rows], pa.float32()))
+        return _with_space(result, served.space, name)
+
+
+def _with_space(result: pa.Table, space: EmbeddingSpace, name: str) -> pa.Table:
+    return result.replace_schema_metadata(
+        {b"flywheel.space": space.describe().encode(), b"flywheel.table": name.encode()}
+    )
 
 
 def _sql_str(value: str) -> str:

@@ -171,7 +171,10 @@ def _index_field(
     if info.ann and embedded:
         engine.db.open_table(name).optimize()  # fold the new rows into the existing ANN index
     elif not info.ann and engine.build_ann_if_large(name):
-        log(f"{name}: built {cfg.ann.index_type} index over {info.rows} rows")
+        served = f" and a faiss {cfg.ann.faiss.index_type} serving index" if cfg.ann.serving == "faiss" else ""
+        log(f"{name}: built {cfg.ann.index_type} index{served} over {info.rows} rows")
+    if engine.ensure_serving(name):  # the faiss copy a write invalidated, or one this index never had
+        log(f"{name}: built faiss {cfg.ann.faiss.index_type} serving index over {info.rows} rows")
     info = engine.info(name)
     report.tables.append(
         TableReport(
