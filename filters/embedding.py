@@ -16,13 +16,12 @@ from typing import Any, ClassVar
 
 import numpy as np
 import pyarrow as pa
-from PIL import Image
 
 from filters.base import ModelScorer
 from filters.config import EmbeddingConfig, ScoringConfig
 from flywheel.aesthetics.head import FEATURE_DIM, FEATURE_VERSION
 from flywheel.errors import UserError
-from flywheel.imaging import Decoded
+from flywheel.imaging import Decoded, square_centre_crop
 from flywheel.schema import Column
 from flywheel.taxonomy import TAXONOMY_VERSION, path_of
 
@@ -94,7 +93,7 @@ class ImageEmbeddingScorer(ModelScorer):
         """The centre crop the backbone sees, uint8 (decode task): 150 KB per sample to the actor."""
         if decoded.rgb is None:
             raise ValueError("prepare() needs a decoded view; broken samples must be skipped by the caller")
-        return centre_crop(decoded.rgb, VIEW)
+        return square_centre_crop(decoded.rgb, VIEW)
 
     def load(self) -> None:
         if self._model is not None:
@@ -149,17 +148,3 @@ class ImageEmbeddingScorer(ModelScorer):
             "imagenet_prob": probs[np.arange(len(top)), top].tolist(),
             "taxonomy_path": [path_of(i) for i in top.tolist()],
         }
-
-
-def centre_crop(rgb: np.ndarray, size: int) -> np.ndarray:
-    """Shorter side resized to `size` (bilinear), then the centre `size` x `size` crop, uint8 HxWx3.
-
-    The same geometry as `flywheel.models.efficientnet_lite.preprocess`, so embeddings computed here and by
-    `flywheel.aesthetics.embed.LiteEmbedder` (training, benches) agree.
-    """
-    img = Image.fromarray(np.ascontiguousarray(rgb)).convert("RGB")
-    scale = size / min(img.size)
-    w, h = max(size, round(img.width * scale)), max(size, round(img.height * scale))
-    img = img.resize((w, h), Image.Resampling.BILINEAR)
-    left, top = (w - size) // 2, (h - size) // 2
-    return np.asarray(img.crop((left, top, left + size, top + size)), dtype=np.uint8)

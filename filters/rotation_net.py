@@ -19,12 +19,11 @@ from typing import Any, ClassVar
 
 import numpy as np
 import pyarrow as pa
-from PIL import Image
 
 from filters.base import ModelScorer, ScorerUnavailable
 from filters.config import ScoringConfig
 from flywheel.errors import UserError
-from flywheel.imaging import Decoded
+from flywheel.imaging import Decoded, square_centre_crop
 from flywheel.schema import Column
 
 VIEW = 160  # square side the backbone sees; prepare() centre-crops the displayed image to it
@@ -109,12 +108,7 @@ class RotationNetScorer(ModelScorer):
     def prepare(self, decoded: Decoded) -> np.ndarray:
         if decoded.rgb is None:
             raise ValueError("prepare() needs a decoded view; broken samples must be skipped by the caller")
-        img = Image.fromarray(decoded.rgb)
-        scale = VIEW / min(img.size)
-        w, h = max(VIEW, round(img.width * scale)), max(VIEW, round(img.height * scale))
-        img = img.resize((w, h), Image.Resampling.BILINEAR)
-        left, top = (w - VIEW) // 2, (h - VIEW) // 2
-        return np.asarray(img.crop((left, top, left + VIEW, top + VIEW)), dtype=np.uint8)
+        return square_centre_crop(decoded.rgb, VIEW)
 
     def load_backbone(self) -> None:
         import torch

@@ -226,3 +226,17 @@ def encode_jpeg(rgb: np.ndarray, quality: int = 90) -> bytes:
     buf = io.BytesIO()
     Image.fromarray(rgb).save(buf, format="JPEG", quality=quality)
     return buf.getvalue()
+
+
+def square_centre_crop(rgb: np.ndarray, size: int) -> np.ndarray:
+    """Shorter side resized to `size` (bilinear), then the centre `size` x `size` crop, uint8 HxWx3.
+
+    The one geometry every EfficientNet-Lite0 input goes through (the shared embedding filter, the rotation
+    CNN, `efficientnet_lite.preprocess` for training and benches), so embeddings computed anywhere agree.
+    """
+    image = Image.fromarray(np.ascontiguousarray(rgb)).convert("RGB")
+    scale = size / min(image.size)
+    w, h = max(size, round(image.width * scale)), max(size, round(image.height * scale))
+    image = image.resize((w, h), Image.Resampling.BILINEAR)
+    left, top = (w - size) // 2, (h - size) // 2
+    return np.asarray(image.crop((left, top, left + size, top + size)), dtype=np.uint8)

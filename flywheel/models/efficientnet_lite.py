@@ -19,6 +19,7 @@ from PIL import Image
 from torch import nn
 
 from flywheel.errors import RunFailed
+from flywheel.imaging import square_centre_crop
 
 # (expand ratio, kernel, stride, output channels, repeats): EfficientNet-B0 / Lite0.
 _STAGES: tuple[tuple[int, int, int, int, int], ...] = (
@@ -114,12 +115,7 @@ def preprocess(images: Sequence[Image.Image], size: int = 224) -> torch.Tensor:
     """Resize (shorter side), centre-crop to `size` and normalise: [B, 3, size, size] float32."""
     batch = np.empty((len(images), size, size, 3), dtype=np.float32)
     for i, image in enumerate(images):
-        image = image.convert("RGB")
-        scale = size / min(image.size)
-        w, h = max(size, round(image.width * scale)), max(size, round(image.height * scale))
-        image = image.resize((w, h), Image.Resampling.BILINEAR)
-        left, top = (w - size) // 2, (h - size) // 2
-        batch[i] = np.asarray(image.crop((left, top, left + size, top + size)), dtype=np.float32)
+        batch[i] = square_centre_crop(np.asarray(image.convert("RGB")), size)
     batch = (batch / 255.0 - np.array(MEAN, dtype=np.float32)) / np.array(STD, dtype=np.float32)
     return torch.from_numpy(batch).permute(0, 3, 1, 2).contiguous()
 

@@ -16,7 +16,6 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Any
 
 import numpy as np
 import pyarrow as pa
@@ -30,7 +29,7 @@ from flywheel.errors import MissingInput
 from flywheel.imaging import Decoded, decode
 from flywheel.workspace import Workspace
 from pipelines.steps.score import check_models
-from pipelines.steps.score_stages import score_embeddings
+from pipelines.steps.score_stages import score_embeddings, score_model_rows
 
 
 @dataclass
@@ -135,25 +134,15 @@ def _score_model(
     too and is reported (score-missing adds columns, it does not re-judge rows as broken).
     """
     scorer.load()
-    n = len(decoded)
-    results: dict[str, list[Any]] = {c.name: [None] * n for c in scorer.columns}
-    inputs: list[tuple[int, np.ndarray]] = []
+    inputs: list[np.ndarray | None] = [None] * len(decoded)
     failed: list[str] = []
     for i, d in enumerate(decoded):
         if d.ok:
             try:
-                inputs.append((i, scorer.prepare(d).astype(scorer.input_dtype)))
+                inputs[i] = scorer.prepare(d).astype(scorer.input_dtype)
             except Exception as exc:  # reported below, never silently null
                 failed.append(f"row {i}: {type(exc).__name__}: {exc}")
     if failed:
         log(f"[warning] {scorer.name}: {len(failed)} row(s) could not be prepared, left null: {failed[:3]}")
-    for start in range(0, len(inputs), batch_size):
-        chunk = inputs[start : start + batch_size]
-        rows = [i for i, _ in chunk]
-        texts = [captions[i] if scorer.wants_captions else None for i in rows]
-        raw = [images[i] for i in rows] if scorer.wants_images else None  # OCR decodes its own larger view
-        out = scorer(np.stack([x for _, x in chunk]), texts, raw)
-        for name, values in out.items():
-            for i, v in zip(rows, list(values), strict=True):
-                results[name][i] = v
+    results = score_model_rows(scorer, inputs, captions, images, batch_size)
     return scorer.to_arrays(results)

@@ -30,7 +30,7 @@ from flywheel.store.shards import write_json_atomic
 from flywheel.workspace import Workspace
 from pipelines.ray_runtime import init_ray
 from pipelines.steps.score_stages import EXPECTED, ModelStage, ScoreShards, score_partitions, spec_to_row
-from pipelines.steps.shard_writer import Collected, collect, write_stage
+from pipelines.steps.shard_writer import Collected, collect, one_cpu, write_stage
 
 ProgressFn = Callable[[int, int], None]  # (shards complete, shards in the plan)
 
@@ -317,7 +317,7 @@ def _stages(
         batch_size=1,
         batch_format="numpy",
         compute=ray.data.TaskPoolStrategy(),
-        ray_remote_args_fn=_one_cpu,
+        ray_remote_args_fn=one_cpu,
     )
     resources = model_resources(model_classes, cfg, _cuda_available())
     for cls in model_classes:
@@ -355,10 +355,6 @@ def model_resources(
     cpu_classes = [c for c in model_classes if c not in gpu_classes]
     cpu_share = 1.0 / max(1, len(cpu_classes))
     return {c.name: (0.0, share) if c in gpu_classes else (cpu_share, 0.0) for c in model_classes}
-
-
-def _one_cpu() -> dict[str, Any]:
-    return {"num_cpus": 1}
 
 
 def _cuda_available() -> bool:

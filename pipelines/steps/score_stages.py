@@ -278,18 +278,10 @@ class ModelStage:
         raw = table.column(col).to_pylist()
         captions = table.column("caption").to_pylist()
         images = table.column("image").to_pylist() if scorer.wants_images else None
-        valid = [i for i, r in enumerate(raw) if r is not None]
-        results: dict[str, list[Any]] = {c.name: [None] * len(raw) for c in scorer.columns}
-        for start in range(0, len(valid), self.batch_size):
-            chunk = valid[start : start + self.batch_size]
-            inputs = np.stack(
-                [np.frombuffer(raw[i], dtype=scorer.input_dtype).reshape(scorer.input_shape) for i in chunk]
-            )
-            texts = [captions[i] if scorer.wants_captions else None for i in chunk]
-            out = scorer(inputs, texts, [images[i] for i in chunk] if images else None)
-            for name, values in out.items():
-                for i, v in zip(chunk, list(values), strict=True):
-                    results[name][i] = v
+        inputs = [
+            None if r is None else np.frombuffer(r, dtype=scorer.input_dtype).reshape(scorer.input_shape) for r in raw
+        ]
+        results = score_model_rows(scorer, inputs, captions, images, self.batch_size)
         table = table.drop_columns([col])
         for name, arr in scorer.to_arrays(results).items():
             table = table.append_column(name, arr)
@@ -322,6 +314,30 @@ class ModelStage:
         values[target] = json.dumps(merged)
         index = table.column_names.index(COUNTERS)
         return table.set_column(index, COUNTERS, pa.array(values, pa.string()))
+
+
+def score_model_rows(
+    scorer: ModelScorer,
+    inputs: Sequence[np.ndarray | None],
+    captions: Sequence[str | None],
+    images: Sequence[bytes | None] | None,
+    batch_size: int,
+) -> dict[str, list[Any]]:
+    """One model scorer over prepared per-row inputs, in stacked batches; rows without an input get None.
+
+    Shared by the score actors and `score-missing`, so both batch, pass captions and raw bytes the same way.
+    """
+    results: dict[str, list[Any]] = {c.name: [None] * len(inputs) for c in scorer.columns}
+    valid = [i for i, x in enumerate(inputs) if x is not None]
+    for start in range(0, len(valid), batch_size):
+        chunk = valid[start : start + batch_size]
+        texts = [captions[i] if scorer.wants_captions else None for i in chunk]
+        raw = [images[i] for i in chunk] if scorer.wants_images and images is not None else None
+        out = scorer(np.stack([inputs[i] for i in chunk]), texts, raw)
+        for name, values in out.items():
+            for i, v in zip(chunk, list(values), strict=True):
+                results[name][i] = v
+    return results
 
 
 def score_embeddings(

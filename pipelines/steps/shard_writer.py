@@ -103,11 +103,12 @@ def write_stage(ds: Any, job: ShardJob) -> Any:
         batch_size=None,
         batch_format="pyarrow",
         compute=ray.data.TaskPoolStrategy(),
-        ray_remote_args_fn=_one_cpu,
+        ray_remote_args_fn=one_cpu,
     )
 
 
-def _one_cpu() -> dict[str, Any]:
+def one_cpu() -> dict[str, Any]:
+    """Remote args of a one-CPU task (a function, so Ray Data does not fuse the task into model actors)."""
     return {"num_cpus": 1}
 
 

@@ -6,10 +6,11 @@ import numpy as np
 import pyarrow as pa
 
 from filters.config import EmbeddingConfig, ScoringConfig
-from filters.embedding import EMBEDDING_TYPE, ImageEmbeddingScorer, centre_crop
+from filters.embedding import EMBEDDING_TYPE, ImageEmbeddingScorer
 from filters.registry import resolve
 from flywheel.aesthetics.embed import LiteEmbedder
 from flywheel.imaging import decode
+from flywheel.imaging import square_centre_crop as centre_crop
 from flywheel.taxonomy import class_paths, path_of
 from tests.images import encode, photo_like
 
