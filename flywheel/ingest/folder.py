@@ -38,7 +38,15 @@ from dataclasses import dataclass
 from typing import Any
 
 from flywheel.errors import UserError
-from flywheel.ingest.base import PartitionSpec, RawSample, Source, SourceError, fingerprint
+from flywheel.ingest.base import (
+    PartitionSpec,
+    RawSample,
+    Source,
+    SourceError,
+    decode_text,
+    fingerprint,
+    pop_str,
+)
 
 log = logging.getLogger(__name__)
 
@@ -254,18 +262,7 @@ def _read_text_sidecar(path: str, root_real: str) -> tuple[str | None, str | Non
     data, err = read_local_file(path, root_real, MAX_SIDECAR_BYTES)
     if data is None:
         return None, err
-    try:
-        return data.decode("utf-8-sig").strip(), None
-    except UnicodeDecodeError as e:
-        return None, f"text sidecar {os.path.basename(path)} is not UTF-8: {e}"
-
-
-def _pop_str(fields: dict[str, Any], keys: tuple[str, ...]) -> str | None:
-    """Pop and return the first string value among `keys` (stripped); non-strings stay in meta."""
-    for key in keys:
-        if isinstance(fields.get(key), str):
-            return str(fields.pop(key)).strip()
-    return None
+    return decode_text(data, f"text sidecar {os.path.basename(path)}")
 
 
 def _read_one(root: str, root_real: str, rel: str) -> RawSample:
@@ -287,9 +284,9 @@ def _read_one(root: str, root_real: str, rel: str) -> RawSample:
     if sidecar.is_edit:
         task = "TI2I"
         fields.pop("task")
-        caption = _pop_str(fields, ("instruction",))
+        caption = pop_str(fields, ("instruction",))
         if caption is None:
-            caption = text if text is not None else _pop_str(fields, CAPTION_KEYS)
+            caption = text if text is not None else pop_str(fields, CAPTION_KEYS)
         elif text is not None:
             fields.setdefault("caption", text)  # the plain caption of an edit is kept as meta
         source = fields.pop("source", None)
@@ -304,7 +301,7 @@ def _read_one(root: str, root_real: str, rel: str) -> RawSample:
     else:
         if str(fields.get("task", "")).upper() == "T2I":
             fields.pop("task")
-        caption = text if text is not None else _pop_str(fields, CAPTION_KEYS)
+        caption = text if text is not None else pop_str(fields, CAPTION_KEYS)
 
     meta: dict[str, Any] = fields
     if errors:

@@ -32,8 +32,13 @@ from typing import Any
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from flywheel.errors import UserError
-from flywheel.ingest.base import PartitionSpec, RawSample, Source, SourceError, fingerprint
+from flywheel.ingest.base import (
+    PartitionSpec,
+    RawSample,
+    Source,
+    SourceError,
+    fingerprint,
+)
 from flywheel.ingest.folder import is_inside, is_regular_file, read_local_file
 
 log = logging.getLogger(__name__)
@@ -122,19 +127,6 @@ def detect_layout(schema: pa.Schema, where: str) -> Layout:
     )
 
 
-def _list_parquet(root: str) -> list[str]:
-    """Sorted root-relative paths of non-hidden .parquet files (directory symlinks not followed)."""
-    out: list[str] = []
-    for dirpath, dirnames, filenames in os.walk(root, followlinks=False):
-        dirnames[:] = [d for d in dirnames if not d.startswith(".")]
-        out += [
-            os.path.relpath(os.path.join(dirpath, fn), root).replace(os.sep, "/")
-            for fn in filenames
-            if fn.lower().endswith(".parquet") and not fn.startswith(".")
-        ]
-    return sorted(out)
-
-
 class ParquetSource(Source):
     """Parquet rows; partitions are row ranges within one file, planned from footer row counts."""
 
@@ -145,17 +137,7 @@ class ParquetSource(Source):
         self.allow_paths_outside_root = allow_paths_outside_root
 
     def plan(self, rows_per_partition: int) -> list[PartitionSpec]:
-        if rows_per_partition < 1:
-            raise UserError(f"rows_per_partition must be >= 1, got {rows_per_partition}")
-        if not os.path.exists(self.root):
-            raise SourceError(f"parquet source does not exist: {self.root}")
-        path = os.path.abspath(self.root)
-        if os.path.isdir(path):
-            root, files = path, _list_parquet(path)
-        elif path.lower().endswith(".parquet"):
-            root, files = os.path.dirname(path), [os.path.basename(path)]
-        else:
-            raise SourceError(f"parquet source must be a .parquet file or a directory: {self.root}")
+        root, files = self.container_files(rows_per_partition, ".parquet")
         options = (("allow_paths_outside_root", "1" if self.allow_paths_outside_root else "0"),)
         specs: list[PartitionSpec] = []
         root_real = os.path.realpath(root)

@@ -37,8 +37,14 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any, BinaryIO
 
-from flywheel.errors import UserError
-from flywheel.ingest.base import PartitionSpec, RawSample, Source, SourceError, fingerprint
+from flywheel.ingest.base import (
+    PartitionSpec,
+    RawSample,
+    Source,
+    decode_text,
+    fingerprint,
+    pop_str,
+)
 from flywheel.ingest.folder import MAX_FILE_BYTES, MAX_SIDECAR_BYTES, is_inside, is_regular_file
 
 IMAGE_EXTS = ("jpg", "jpeg", "png", "webp", "gif", "bmp", "tif", "tiff")
@@ -126,35 +132,13 @@ def scan_tar(path: str) -> Scan:
     return Scan(list(groups.values()), error)
 
 
-def _list_tars(root: str) -> list[str]:
-    out: list[str] = []
-    for dirpath, dirnames, filenames in os.walk(root, followlinks=False):
-        dirnames[:] = [d for d in dirnames if not d.startswith(".")]
-        out += [
-            os.path.relpath(os.path.join(dirpath, fn), root).replace(os.sep, "/")
-            for fn in filenames
-            if fn.lower().endswith(".tar") and not fn.startswith(".")
-        ]
-    return sorted(out)
-
-
 class WebDatasetSource(Source):
     """Tar shards; partitions are sample-index ranges within one tar."""
 
     kind = "webdataset"
 
     def plan(self, rows_per_partition: int) -> list[PartitionSpec]:
-        if rows_per_partition < 1:
-            raise UserError(f"rows_per_partition must be >= 1, got {rows_per_partition}")
-        if not os.path.exists(self.root):
-            raise SourceError(f"webdataset source does not exist: {self.root}")
-        path = os.path.abspath(self.root)
-        if os.path.isdir(path):
-            root, tars = path, _list_tars(path)
-        elif path.lower().endswith(".tar"):
-            root, tars = os.path.dirname(path), [os.path.basename(path)]
-        else:
-            raise SourceError(f"webdataset source must be a .tar file or a directory: {self.root}")
+        root, tars = self.container_files(rows_per_partition, ".tar")
         specs: list[PartitionSpec] = []
         root_real = os.path.realpath(root)
         for rel in tars:
@@ -231,17 +215,7 @@ def _read_text(raw: BinaryIO, member: Member, limit: int) -> tuple[str | None, s
     data, err = _read_member(raw, member, limit)
     if data is None:
         return None, err
-    try:
-        return data.decode("utf-8-sig").strip(), None
-    except UnicodeDecodeError as e:
-        return None, f"member {member.name} is not UTF-8: {e}"
-
-
-def _pop_str(fields: dict[str, Any], keys: tuple[str, ...]) -> str | None:
-    for key in keys:
-        if isinstance(fields.get(key), str):
-            return str(fields.pop(key)).strip()
-    return None
+    return decode_text(data, f"member {member.name}")
 
 
 def _sample(raw: BinaryIO, tar_uri: str, group: Group) -> RawSample:
@@ -279,7 +253,7 @@ def _sample(raw: BinaryIO, tar_uri: str, group: Group) -> RawSample:
         caption, err = _read_text(raw, members["txt"], MAX_SIDECAR_BYTES)
         side_errors += [err] if err else []
     if caption is None:
-        caption = _pop_str(fields, ("caption", "text"))
+        caption = pop_str(fields, ("caption", "text"))
 
     task, source_image, source_uri = "T2I", None, None
     source_exts = [e for e in SOURCE_EXTS if e in members]
@@ -287,7 +261,7 @@ def _sample(raw: BinaryIO, tar_uri: str, group: Group) -> RawSample:
     if INSTRUCTION_EXT in members:
         instruction, err = _read_text(raw, members[INSTRUCTION_EXT], MAX_SIDECAR_BYTES)
         side_errors += [err] if err else []
-    instruction = instruction if instruction is not None else _pop_str(fields, ("instruction",))
+    instruction = instruction if instruction is not None else pop_str(fields, ("instruction",))
     if source_exts or INSTRUCTION_EXT in members:
         task = "TI2I"
         if instruction is not None:

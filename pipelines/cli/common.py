@@ -27,6 +27,15 @@ def fail(message: str, code: int = 2) -> None:
     raise typer.Exit(code)
 
 
+def parse_seeds(seeds: str) -> tuple[int, ...]:
+    """`--seeds 0,1,2` as integers; anything else is bad input (exit 2), never a traceback."""
+    try:
+        return tuple(int(s) for s in seeds.split(",") if s.strip())
+    except ValueError:
+        fail(f"--seeds must be comma-separated integers, got {seeds!r}")
+    return ()
+
+
 def progress_bar() -> Progress:
     """A rich progress bar on stderr, off when stderr is not a terminal (logs and CI stay clean)."""
     return Progress(

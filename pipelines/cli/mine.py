@@ -8,8 +8,7 @@ from typing import Annotated
 import typer
 from rich.table import Table
 
-from pipelines.cli.common import WorkspaceOpt, console, err
-from pipelines.cli.common import fail as _fail
+from pipelines.cli.common import WorkspaceOpt, console, err, parse_seeds
 
 
 def register(app: typer.Typer) -> None:
@@ -35,10 +34,7 @@ def register(app: typer.Typer) -> None:
         from flywheel.workspace import Workspace
         from pipelines.steps.mine import mine as run_mine
 
-        try:
-            seed_list = tuple(int(s) for s in seeds.split(",") if s.strip())
-        except ValueError:
-            _fail(f"--seeds must be comma-separated integers, got {seeds!r}")
+        seed_list = parse_seeds(seeds)
         report = run_mine(
             Workspace.at(workspace),
             checkpoint=checkpoint,

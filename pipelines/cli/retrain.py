@@ -10,16 +10,8 @@ from typing import Annotated, Any
 
 import typer
 
-from pipelines.cli.common import WorkspaceOpt, console, err
+from pipelines.cli.common import WorkspaceOpt, console, err, parse_seeds
 from pipelines.cli.common import fail as _fail
-
-
-def _seeds(seeds: str) -> list[int]:
-    try:
-        return [int(s) for s in seeds.split(",") if s.strip()]
-    except ValueError:
-        _fail(f"--seeds must be comma-separated integers, got {seeds!r}")
-    return []
 
 
 def _params(
@@ -60,7 +52,7 @@ def _params(
         "steps": steps,
         "dpo_steps": dpo_steps,
         "prompts": prompts,
-        "seeds": _seeds(seeds),
+        "seeds": list(parse_seeds(seeds)),
         "eval_steps": eval_steps,
         "index": index,
     }

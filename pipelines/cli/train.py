@@ -8,7 +8,7 @@ from typing import Annotated
 import typer
 from rich.table import Table
 
-from pipelines.cli.common import WorkspaceOpt, console, err
+from pipelines.cli.common import WorkspaceOpt, console, err, parse_seeds
 from pipelines.cli.common import fail as _fail
 
 CheckpointOpt = Annotated[
@@ -141,10 +141,7 @@ def register(app: typer.Typer) -> None:
         from trainer.generate import load_pipeline
 
         _threads(threads)
-        try:
-            seed_list = [int(s) for s in seeds.split(",") if s.strip()]
-        except ValueError:
-            _fail(f"--seeds must be comma-separated integers, got {seeds!r}")
+        seed_list = parse_seeds(seeds)
         src_image = None
         if source is not None:
             from PIL import Image
@@ -202,10 +199,7 @@ def register(app: typer.Typer) -> None:
         from trainer.generate import load_pipeline
 
         _threads(threads)
-        try:
-            seed_list = tuple(int(s) for s in seeds.split(",") if s.strip())
-        except ValueError:
-            _fail(f"--seeds must be comma-separated integers, got {seeds!r}")
+        seed_list = parse_seeds(seeds)
         root = workspace.expanduser().resolve()
         prompt_set = load_prompt_set(prompts)
         enh = load_enhancer(enhancer, root, model=enhancer_model) if enhancer is not None else None
