@@ -18,8 +18,6 @@ Prints JSON; nothing is tuned here (the 0.02 floor was set before this run).
 from __future__ import annotations
 
 import argparse
-import json
-import platform
 import sys
 import time
 from pathlib import Path
@@ -29,6 +27,7 @@ import numpy as np
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
+from bench.common import emit, machine  # noqa: E402
 from corpus.hard import build_split  # noqa: E402
 from filters.base import SampleBatch  # noqa: E402
 from filters.embedding import ImageEmbeddingScorer  # noqa: E402
@@ -132,7 +131,7 @@ def main() -> None:
     ]
     report = {
         "command": "python3 bench/categories.py" + (f" --ocv-root {args.ocv_root}" if args.ocv_root else ""),
-        "machine": f"2-core {platform.machine()} container, no GPU",
+        "machine": machine(),
         "portrait_threshold": PORTRAIT,
         "false_portraits": false_portraits,
         "portraits_found": {n: a for n, a in portrait_areas.items()},
@@ -140,10 +139,7 @@ def main() -> None:
         "taxonomy_top_node_accuracy": sum(t["ok"] for t in taxonomy) / max(1, len(taxonomy)),
         "seconds": round(time.perf_counter() - started, 1),
     }
-    text = json.dumps(report, indent=2)
-    print(text)
-    if args.out:
-        args.out.write_text(text + "\n")
+    emit(report, args.out)
 
 
 if __name__ == "__main__":

@@ -32,8 +32,6 @@ from __future__ import annotations
 import argparse
 import colorsys
 import io
-import json
-import platform
 import sys
 import tempfile
 import zlib
@@ -48,6 +46,7 @@ from PIL import Image, ImageDraw, ImageFilter, ImageFont
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from bench.common import emit, machine
 from filters.base import SampleBatch
 from filters.edit_pair import EditPairScorer
 from flywheel.fonts import installed, script_fonts
@@ -423,7 +422,7 @@ def main() -> None:
         fitted[col] = {"tuned_threshold": round(t, 4), "tune_f1": round(f1, 3)}
     result: dict[str, object] = {
         "command": "python3 bench/edit_pairs.py " + " ".join(sys.argv[1:]),
-        "machine": f"{platform.machine()}, Python {platform.python_version()} (2-core container, no GPU)",
+        "machine": machine(),
         "photos": {s: sorted({str(r["photo"]) for r in rows}) for s, rows in scored.items()},
         "tuned_on_tune_set": fitted,
     }
@@ -432,10 +431,7 @@ def main() -> None:
         result["recipe_rules"] = rules
         result[split] = summarise(rows, verdicts)
         result[split]["scorer_ms_per_pair"] = round(timed[split][1], 2)  # type: ignore[index]
-    text = json.dumps(result, indent=2)
-    print(text)
-    if args.out:
-        args.out.write_text(text + "\n", encoding="utf-8")
+    emit(result, args.out)
 
 
 if __name__ == "__main__":

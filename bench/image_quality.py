@@ -13,8 +13,6 @@ from __future__ import annotations
 
 import argparse
 import io
-import json
-import platform
 import sys
 import time
 from pathlib import Path
@@ -25,6 +23,7 @@ from scipy.stats import spearmanr
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from bench.common import emit, machine
 from corpus.photo_sets import REPORT_PHOTOS, load_photo
 from filters.base import SampleBatch
 from filters.image_quality import ImageQualityScorer
@@ -94,13 +93,10 @@ def main() -> None:
         },
         "scorer_ms_per_image": 1000 * scorer.counters.seconds / max(rows, 1),
         "seconds": seconds,
-        "machine": f"{platform.machine()}, Python {platform.python_version()} (2-core CPU, shared)",
+        "machine": machine(),
         "command": "python3 bench/image_quality.py",
     }
-    text = json.dumps(result, indent=2)
-    print(text)
-    if args.out:
-        args.out.write_text(text + "\n")
+    emit(result, args.out)
 
 
 if __name__ == "__main__":

@@ -13,8 +13,6 @@ from __future__ import annotations
 
 import argparse
 import io
-import json
-import platform
 import sys
 from pathlib import Path
 
@@ -23,6 +21,7 @@ from PIL import Image
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from bench.common import emit, machine
 from corpus.photo_sets import REPORT_PHOTOS, TUNE_PHOTOS, load_photo
 from filters.jpeg_quality import blockiness, estimate_quality, single_pass_bound
 
@@ -119,13 +118,10 @@ def main() -> None:
         "report_photos": list(REPORT_PHOTOS),
         "tune_single_pass_blockiness_max": calibrate(TUNE_PHOTOS),
         "report": report(REPORT_PHOTOS),
-        "machine": f"{platform.machine()}, Python {platform.python_version()}",
+        "machine": machine(),
         "command": "python3 bench/jpeg_quality.py",
     }
-    text = json.dumps(result, indent=2)
-    print(text)
-    if args.out:
-        args.out.write_text(text + "\n")
+    emit(result, args.out)
 
 
 if __name__ == "__main__":

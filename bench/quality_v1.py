@@ -15,8 +15,6 @@ from __future__ import annotations
 
 import argparse
 import io
-import json
-import platform
 import sys
 from itertools import pairwise
 from pathlib import Path
@@ -26,6 +24,7 @@ from PIL import Image, ImageEnhance, ImageFilter
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from bench.common import emit, machine
 from corpus.photo_sets import REPORT_PHOTOS, TUNE_PHOTOS, load_photo
 from filters.base import SampleBatch
 from filters.quality_v1 import QualityV1Scorer
@@ -188,12 +187,9 @@ def main() -> None:
             "report": pr(_subset(report_scored, kind), kind, t),
         }
     result["categories"] = table
-    result["machine"] = f"{platform.machine()}, Python {platform.python_version()} (2-core CPU)"
+    result["machine"] = machine()
     result["command"] = f"python3 bench/quality_v1.py --crops {args.crops}"
-    text = json.dumps(result, indent=2)
-    print(text)
-    if args.out:
-        args.out.write_text(text + "\n")
+    emit(result, args.out)
 
 
 if __name__ == "__main__":
