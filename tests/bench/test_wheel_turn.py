@@ -9,19 +9,19 @@ import json
 import numpy as np
 from PIL import Image
 
-from bench import wheel_turn
+from bench import wheel_turn, wheel_world
 
 
 def test_detector_reads_every_clean_render():
     rng = np.random.default_rng(0)
-    for shape in wheel_turn.SHAPES:
-        for color in wheel_turn.COLORS:
+    for shape in wheel_world.SHAPES:
+        for color in wheel_world.COLORS:
             for _ in range(4):
-                det = wheel_turn.detect(wheel_turn.render(shape, color, 32, rng))
+                det = wheel_world.detect(wheel_world.render(shape, color, 32, rng))
                 assert (det["shape"], det["color"]) == (shape, color)
-                assert wheel_turn.reward(det, shape, color) > 0.6
-    blank = Image.new("RGB", (32, 32), wheel_turn.BACKGROUND)
-    assert wheel_turn.detect(blank)["shape"] is None
+                assert wheel_world.reward(det, shape, color) > 0.6
+    blank = Image.new("RGB", (32, 32), wheel_world.BACKGROUND)
+    assert wheel_world.detect(blank)["shape"] is None
 
 
 def test_fast_turn_writes_a_report_with_the_mix_it_drew(tmp_path):
