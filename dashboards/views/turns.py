@@ -22,7 +22,7 @@ _TURN = re.compile(r"^turn-(\d{4,})$")
 
 def _reports(app: FastAPI) -> list[tuple[int, str, dict[str, Any]]]:
     """(number, id, report) of every turn with a readable report.json, in turn order."""
-    base = app.state.ws.root / "turns"
+    base = app.state.ws.turns_dir
     out = []
     for folder in base.iterdir() if base.is_dir() else []:
         m = _TURN.match(folder.name)

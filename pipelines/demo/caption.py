@@ -8,6 +8,7 @@ from rich.table import Table
 
 from captioners.config import CaptionConfig
 from captioners.types import CAPTION_TYPES
+from flywheel.store.shards import ShardStore
 from flywheel.workspace import Workspace
 from pipelines.steps.caption import caption
 
@@ -24,7 +25,7 @@ def caption_demo(ws: Workspace, console: Console, recipe: str = "stage1_256p") -
         CaptionConfig.load(),
         log=lambda m: console.print(f"[yellow]{m}[/]"),
     )
-    files = [str(p) for p in sorted(result.out_dir.glob("part-*.parquet"))]
+    files = [str(p) for p in ShardStore(result.out_dir).shard_paths()]
     query = (
         "SELECT caption, caption_text, ocr_script FROM read_parquet(?) WHERE ocr_text <> '' "
         "ORDER BY list_avg(list_transform(ocr_lines, lambda l: l.conf)) DESC, uri LIMIT 6"
