@@ -30,14 +30,13 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from flywheel.errors import UserError
-from flywheel.store.images import POOL_ROW, attach_bytes
+from flywheel.store.images import BYTE_COLUMNS, POOL_ROW, attach_bytes
 from flywheel.store.shards import ShardStore, file_sha256, write_json_atomic
 from flywheel.workspace import Workspace
 
 ExportFormat = Literal["parquet", "webdataset"]
 FORMATS: tuple[str, ...] = ("parquet", "webdataset")
 _EXT = {"JPEG": "jpg", "PNG": "png", "WEBP": "webp", "GIF": "gif", "BMP": "bmp", "TIFF": "tif", "MPO": "jpg"}
-_BYTE_COLUMNS = ("image", "source_image")
 _KEY_SAFE = re.compile(r"[^A-Za-z0-9_-]")
 
 
@@ -134,7 +133,7 @@ def _write_tar(out: Path, index: int, table: pa.Table, fingerprint: str) -> bool
             if row.get("source_image") is not None:
                 _add(tar, f"{key}.source.{_sniff_ext(row['source_image'])}", row["source_image"])
             _add(tar, f"{key}.txt", (row.get("caption") or "").encode("utf-8"))
-            meta = {name: row[name] for name in scalar if name not in _BYTE_COLUMNS}
+            meta = {name: row[name] for name in scalar if name not in BYTE_COLUMNS}
             _add(tar, f"{key}.json", json.dumps(meta, ensure_ascii=False, default=str).encode("utf-8"))
     with tmp.open("rb+") as fh:
         os.fsync(fh.fileno())
