@@ -21,6 +21,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from flywheel.recipes.recipe import MixSource, Recipe, Rule
+from flywheel.store.images import rebase_references
 from flywheel.store.shards import ShardStore
 from flywheel.workspace import Workspace
 
@@ -98,6 +99,7 @@ def _select_one(
         outcome.note = f"{source.source} has no complete shards yet (run `flywheel tracks` first)"
     else:
         table = _filter(shards, recipe, source, curated_ids, keep_expression, outcome)
+        table = rebase_references(table, ws.root / source.source, out_dir)  # track rows point at pool bytes
         if table.num_rows:
             store.write(0, table, fingerprint=f"mix:{recipe.name}:{source.source}")
             prov = table.column("provenance").to_pylist()

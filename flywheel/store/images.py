@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import os
 from collections import OrderedDict
+from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
@@ -34,6 +35,13 @@ POOL_ROW = Column(
     "",
     "Row of this sample in pool shard `partition`, where its image bytes are stored (selections hold no bytes).",
 )
+IMAGES_SHARD = Column(
+    "images_shard",
+    pa.string(),
+    "",
+    "Pool shard holding this row's image bytes (at row `pool_row`), relative to the folder of the shard that "
+    "lists the row: set on rows gathered from several pools (track data and its mix copies).",
+)
 
 
 class StaleReferenceError(RunFailed):
@@ -49,6 +57,35 @@ def reference_form(table: pa.Table, rows: np.ndarray, bytes_shard: Path, out_dir
     if POOL_ROW.name not in table.schema.names:
         table = table.append_column(POOL_ROW.field(), pa.array(rows.astype(np.int32), pa.int32()))
     return with_source(table, bytes_shard, out_dir)
+
+
+def row_references(table: pa.Table, files: Sequence[str], rows: Sequence[int], out_dir: Path) -> pa.Table:
+    """`table` without its bytes, each row pointing at its own pool shard `files[i]` and row `rows[i]`.
+
+    Track data gathers rows from the pool and from reservoirs (other workspaces' pools), so one shard-level
+    `flywheel.images_from` cannot name them all; the per-row form keeps the bytes in their one copy all the same.
+    """
+    table = table.drop_columns(
+        [c for c in (*BYTE_COLUMNS, POOL_ROW.name, IMAGES_SHARD.name) if c in table.schema.names]
+    )
+    shards = [os.path.relpath(f, out_dir) for f in files]
+    table = table.append_column(POOL_ROW.field(), pa.array(rows, pa.int32()))
+    return table.append_column(IMAGES_SHARD.field(), pa.array(shards, pa.string()))
+
+
+def rebase_references(table: pa.Table, from_dir: Path, to_dir: Path) -> pa.Table:
+    """Per-row references of rows read from a shard in `from_dir`, made relative to `to_dir` (a copy's folder)."""
+    if IMAGES_SHARD.name not in table.schema.names:
+        return table
+    values = table.column(IMAGES_SHARD.name).to_pylist()
+    moved = {v: os.path.relpath(os.path.normpath(from_dir / v), to_dir) for v in set(values) if v is not None}
+    at = table.schema.get_field_index(IMAGES_SHARD.name)
+    return table.set_column(at, IMAGES_SHARD.field(), pa.array([moved.get(v) for v in values], pa.string()))
+
+
+def holds_bytes(shard: Path, schema: pa.Schema) -> bool:
+    """False when `shard`'s rows reference pool rows for their bytes (shard-level or per-row form)."""
+    return bytes_source(shard, schema) is None and IMAGES_SHARD.name not in schema.names
 
 
 def with_source(table: pa.Table, bytes_shard: Path, out_dir: Path) -> pa.Table:
@@ -108,6 +145,8 @@ class BytesReader:
 
 def attach_bytes(table: pa.Table, shard: Path) -> pa.Table:
     """`table` (read from `shard`) with its byte columns, fetched from the pool when it references them."""
+    if IMAGES_SHARD.name in table.schema.names and "image" not in table.schema.names:
+        return _attach_per_row(table, shard)
     source = bytes_source(shard, table.schema)
     if source is None or "image" in table.schema.names:
         return table
@@ -121,4 +160,24 @@ def attach_bytes(table: pa.Table, shard: Path) -> pa.Table:
     for name in BYTE_COLUMNS:
         if name in picked.schema.names:
             table = table.append_column(pool.schema.field(name), picked.column(name))
+    return table
+
+
+def _attach_per_row(table: pa.Table, shard: Path) -> pa.Table:
+    """Byte columns of per-row references (track data), read row group by row group through a BytesReader."""
+    reader = BytesReader()
+    fetched = [
+        reader.row((shard.parent / rel).resolve(), int(row), str(sid))
+        for rel, row, sid in zip(
+            table.column(IMAGES_SHARD.name).to_pylist(),
+            table.column(POOL_ROW.name).to_pylist(),
+            table.column("id").to_pylist(),
+            strict=True,
+        )
+    ]
+    for name in BYTE_COLUMNS:
+        if any(name in f for f in fetched):
+            table = table.append_column(
+                pa.field(name, pa.binary()), pa.array([f.get(name) for f in fetched], pa.binary())
+            )
     return table

@@ -29,9 +29,13 @@ from flywheel.retrieval.knn import greedy_dedup
 from flywheel.retrieval.space import TextEmbedder
 from flywheel.routing.evidence import concepts_of
 from flywheel.select.engine import keep_expression
-from flywheel.tracks.common import write_track
+from flywheel.store.images import BYTE_COLUMNS, row_references
+from flywheel.tracks.common import track_dir, write_track
 from flywheel.tracks.registry import TrackInputs
 from flywheel.workspace import Workspace
+
+# Where a candidate's bytes are, carried through the quality rules and dedup until the track is written.
+_SHARD, _ROW = "_fw_pool_shard", "_fw_pool_row"
 
 
 @dataclass
@@ -137,6 +141,8 @@ def expand(
     if not kept:
         return ExpansionResult(len(cases), len(ordered), 0, len(passing), None, len(ordered) - len(passing))
     table = _assemble(rows, kept, found)
+    files, at = table.column(_SHARD).to_pylist(), table.column(_ROW).to_pylist()
+    table = row_references(table.drop_columns([_SHARD, _ROW]), files, at, track_dir(ws, "pretrain"))
     prov = table.column("provenance").to_pylist()
     by_prov = {p: prov.count(p) for p in sorted(set(prov))}
     path = write_track(
@@ -235,14 +241,18 @@ def _dedup(
 
 
 def _pool_rows(ws: Workspace, ids: list[str]) -> pa.Table:
-    """Full pool rows (all columns, one row per id: its first uri) for `ids`."""
+    """Pool rows for `ids` (one per id: its first uri), every column but the image bytes, plus where the bytes
+    are: `_SHARD` (the pool shard's path) and `_ROW` (the row in it). The track references them (bytes once)."""
     con = duckdb.connect()
     con.register("wanted", pa.table({"id": ids}))
     shards = [str(p) for p in ws.require_pool()]
+    scan = f"read_parquet(?, union_by_name=true, filename='{_SHARD}', file_row_number=true)"
+    names = {r[0] for r in con.execute(f"DESCRIBE SELECT * FROM {scan}", [shards]).fetchall()}
+    skip = ", ".join(["rn", "file_row_number", *(c for c in BYTE_COLUMNS if c in names)])
     return con.sql(
-        """SELECT * EXCLUDE (rn) FROM (
+        f"""SELECT * EXCLUDE ({skip}), file_row_number AS {_ROW} FROM (
                 SELECT p.*, row_number() OVER (PARTITION BY p.id ORDER BY p.uri) AS rn
-                FROM read_parquet(?, union_by_name=true) p WHERE p.id IN (SELECT id FROM wanted)) WHERE rn = 1""",
+                FROM {scan} p WHERE p.id IN (SELECT id FROM wanted)) WHERE rn = 1""",
         params=[shards],
     ).to_arrow_table()
 

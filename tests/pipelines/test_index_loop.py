@@ -121,7 +121,13 @@ def test_cycle_flow_ingests_routes_and_writes_tracks(ws, tmp_path):
         and "expansion_badcase_ids" in shard.column_names
         and "provenance" in shard.column_names
     )
-    assert {"image", "caption", "uri"} <= set(shard.column_names)
+    assert {"caption", "uri", "pool_row", "images_shard"} <= set(shard.column_names)
+    assert "image" not in shard.column_names
+    from pathlib import Path
+
+    from flywheel.store.images import attach_bytes
+
+    assert all(attach_bytes(shard, Path(expansion["path"])).column("image").to_pylist())  # bytes stay in the pool
     again = runner.invoke(app, ["cycle", "-w", str(ws.root), str(fb)])
     assert again.exit_code == 0 and '"added": 0' in again.output
 

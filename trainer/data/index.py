@@ -28,7 +28,7 @@ from PIL import Image
 from flywheel.config import ConfigError
 from flywheel.schema import TASKS
 from flywheel.select.mix import read_mix
-from flywheel.store.images import bytes_source
+from flywheel.store.images import holds_bytes
 from flywheel.store.shards import ShardStore
 from flywheel.workspace import Workspace
 from trainer.config import DataConfig
@@ -211,7 +211,7 @@ def build_index(shards: list[Path], buckets: list[Bucket], refs: list[ShardRef] 
         ref = refs[s]
         schema = pq.ParquetFile(shard).schema_arrow
         names = schema.names
-        if bytes_source(shard, schema) is not None:  # a selection: the pool row holds the image bytes
+        if not holds_bytes(shard, schema):  # a selection or track data: the pool row holds the image bytes
             names = [*names, "image"]
         missing = [c for c in REQUIRED_COLUMNS if c not in names]
         if missing:

@@ -34,7 +34,7 @@ from PIL import Image
 from flywheel.config import ConfigError
 from flywheel.imaging import decode
 from flywheel.schema import TASKS
-from flywheel.store.images import BYTE_COLUMNS, POOL_ROW, BytesReader, bytes_source
+from flywheel.store.images import BYTE_COLUMNS, IMAGES_SHARD, POOL_ROW, BytesReader, bytes_source
 from trainer.config import DataConfig
 from trainer.data.buckets import Bucket, fit_to_bucket
 from trainer.data.index import CURATED, RowIndex, split_group_key
@@ -193,7 +193,8 @@ class RowReader:
         self.columns = columns or self.COLUMNS
         self._cache: OrderedDict[tuple[int, int], dict[str, list[object]]] = OrderedDict()
         self._files: dict[int, tuple[pq.ParquetFile, np.ndarray, list[str]]] = {}
-        self._bytes_of: dict[int, Path | None] = {}  # shard -> pool shard holding its image bytes (None: itself)
+        # shard -> the pool shard holding its image bytes, or its own folder for per-row references (None: itself)
+        self._bytes_of: dict[int, Path | None] = {}
         self._bytes = BytesReader(cache_size)
 
     def _file(self, shard: int) -> tuple[pq.ParquetFile, np.ndarray, list[str]]:
@@ -206,8 +207,11 @@ class RowReader:
                 wanted.append(caption)  # the fused caption, falling back to the raw one where it is null
             cols = [c for c in dict.fromkeys(wanted) if c in pf.schema_arrow.names]
             self._bytes_of[shard] = bytes_source(self.index.shards[shard], pf.schema_arrow)
+            if IMAGES_SHARD.name in pf.schema_arrow.names:  # per-row references (track data): one pool shard a row
+                self._bytes_of[shard] = self.index.shards[shard].parent
             if self._bytes_of[shard] is not None:
-                cols = [c for c in dict.fromkeys(["id", *cols, POOL_ROW.name]) if c in pf.schema_arrow.names]
+                refs = [POOL_ROW.name, IMAGES_SHARD.name]
+                cols = [c for c in dict.fromkeys(["id", *cols, *refs]) if c in pf.schema_arrow.names]
             self._files[shard] = (pf, starts, cols)
         return self._files[shard]
 
@@ -226,6 +230,9 @@ class RowReader:
         source = self._bytes_of[shard]
         if source is not None:
             wanted = [c for c in BYTE_COLUMNS if c in self.columns]
+            rel = out.pop(IMAGES_SHARD.name, None)
+            if rel is not None:
+                source = (source / str(rel)).resolve()
             if wanted:
                 fetched = self._bytes.row(source, int(out.pop(POOL_ROW.name)), str(out["id"]))  # type: ignore[arg-type]
                 out.update({c: fetched.get(c) for c in wanted})

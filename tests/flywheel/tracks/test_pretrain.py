@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
@@ -9,6 +11,7 @@ import pyarrow.parquet as pq
 from flywheel.reservoir import list_reservoirs, register, reservoir_workspace
 from flywheel.retrieval import EmbeddingSpace, RetrievalEngine
 from flywheel.retrieval.engine import vectors_to_arrow
+from flywheel.store.images import attach_bytes
 from flywheel.store.shards import ShardStore
 from flywheel.tracks.pretrain import ExpansionConfig, SearchSource, expand
 from flywheel.workspace import Workspace
@@ -106,7 +109,9 @@ def test_expansion_reaches_reservoirs_with_recipe_thresholds(tmp_path):
         ExpansionConfig(min_similarity=0.5),
         reservoirs=[SearchSource("reservoir:zoo", rws, zoo)],
     )
-    rows = pq.read_table(result.path).to_pylist()
+    stored = pq.read_table(result.path)
+    assert "image" not in stored.column_names  # bytes once: the track references pool and reservoir rows
+    rows = attach_bytes(stored, Path(result.path)).to_pylist()
     got = {r["id"]: r for r in rows}
     # distribution-only rejection comes back; NSFW (a quality rule) and duplicates never do
     assert set(got) == {"p_dist", "r_gir1"}, set(got)

@@ -1,0 +1,42 @@
+"""What every bench prints the same way: the machine a figure was measured on, and the JSON report.
+
+A figure in docs/ names its machine; spelling that line once here keeps benches from drifting into a dozen
+slightly different descriptions (and from claiming "no GPU" on a machine that has one).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+from pathlib import Path
+from typing import Any
+
+
+def machine() -> str:
+    """One line: cores, architecture, GPU or not, Python, and the load average when the bench started.
+
+    The load matters on a shared machine: it slows both sides of a ratio but makes absolute figures pessimistic.
+    """
+    gpu = "no GPU"
+    try:
+        import torch
+
+        if torch.cuda.is_available():
+            gpu = torch.cuda.get_device_name(0)
+    except ImportError:
+        pass
+    load = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
+    return (
+        f"{os.cpu_count()}-core {platform.machine()} container, {gpu}, Python {platform.python_version()}, "
+        f"load average {load:.1f}"
+    )
+
+
+def emit(report: dict[str, Any], out: Path | None) -> None:
+    """Print the report as JSON and, with --out, write the same text there (UTF-8, scripts kept readable)."""
+    text = json.dumps(report, indent=2, ensure_ascii=False)
+    print(text)
+    if out is not None:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        out.write_text(text + "\n", encoding="utf-8")
