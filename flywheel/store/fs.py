@@ -24,6 +24,7 @@ import os
 import posixpath
 import shutil
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any
@@ -148,6 +149,16 @@ class ObjectPath:
     def parent(self) -> ObjectPath:
         scheme = self.uri.partition("://")[0]
         return ObjectPath(f"{scheme}://{posixpath.dirname(self.fs_path)}") if "/" in self.fs_path else self
+
+    @property
+    def parents(self) -> list[ObjectPath]:
+        """Every prefix above this one, up to the bucket."""
+        out: list[ObjectPath] = []
+        p = self
+        while p.parent != p:
+            p = p.parent
+            out.append(p)
+        return out
 
     def with_name(self, name: str) -> ObjectPath:
         return self.parent / name
@@ -294,6 +305,30 @@ def replace_bytes(path: StoragePath, data: bytes) -> None:
     os.replace(tmp, path)
 
 
+@contextmanager
+def atomic_writer(path: StoragePath) -> Iterator[IO[bytes]]:
+    """A binary file whose content appears at `path` whole when the block ends, and not at all on an error.
+
+    Local: a temporary name, fsync, rename. Object store: the bytes are buffered and sent in one PUT.
+    """
+    if isinstance(path, ObjectPath):
+        buf = io.BytesIO()
+        yield buf
+        path.write_bytes(buf.getvalue())
+        return
+    import uuid
+
+    tmp = path.with_name(f"{path.name}.tmp-{uuid.uuid4().hex}")
+    try:
+        with tmp.open("wb") as fh:
+            yield fh
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
 def rmtree(path: StoragePath, ignore_errors: bool = False) -> None:
     """Remove a folder (or every object under a prefix) and what it holds."""
     if isinstance(path, ObjectPath):
@@ -341,8 +376,8 @@ def write_table(table: pa.Table, path: StoragePath | str, **options: Any) -> Non
     pq.write_table(table, where, filesystem=fs, **options)
 
 
-def duckdb_connect(paths: list[str] | None = None) -> Any:
-    """A DuckDB connection that can `read_parquet` the given paths, object-store URIs included.
+def duckdb_connect(*where: StoragePath | str) -> Any:
+    """A DuckDB connection that can `read_parquet` paths like `where` (object-store URIs included).
 
     DuckDB's httpfs extension is downloaded on first use, which an offline machine cannot do; an object
     store is instead registered as an fsspec filesystem over the same pyarrow client.
@@ -350,7 +385,7 @@ def duckdb_connect(paths: list[str] | None = None) -> Any:
     import duckdb
 
     con = duckdb.connect()
-    if paths and any(is_uri(p) for p in paths):
+    if any(isinstance(p, ObjectPath) or is_uri(str(p)) for p in where):
         con.register_filesystem(_fsspec_s3())
     return con
 
@@ -362,6 +397,16 @@ def _fsspec_s3() -> Any:
         protocol = ("s3", "s3a")
 
     return _S3Wrapper(s3_filesystem())
+
+
+def worker_env() -> dict[str, Any]:
+    """Ray remote args that hand this process's AWS variables to a task (none set: no args).
+
+    Workers started before the variables were set (a long-lived local Ray, a cluster node) would otherwise
+    open `s3://` paths without the endpoint or credentials.
+    """
+    env = {k: os.environ[k] for k in (*ENV_VARS, "AWS_ENDPOINT_URL_S3", "AWS_PROFILE") if os.environ.get(k)}
+    return {"runtime_env": {"env_vars": env}} if env else {}
 
 
 def lance_storage_options(path: StoragePath) -> dict[str, str] | None:

@@ -24,6 +24,7 @@ from flywheel.retrieval.config import IndexConfig
 from flywheel.retrieval.engine import RetrievalEngine, vectors_to_arrow
 from flywheel.retrieval.metadata import pool_metadata
 from flywheel.retrieval.space import table_name
+from flywheel.store import fs as storage
 from flywheel.workspace import Workspace
 from pipelines.ray_runtime import init_ray
 
@@ -192,9 +193,8 @@ def _index_field(
 
 def _read_todo(batch: pa.Table, uris: pa.Array, field_name: str) -> pa.Table:
     """Read one pool shard's id and `field_name` columns, keeping only the representative rows still to embed."""
-    import pyarrow.parquet as pq
 
-    shard = pq.read_table(batch.column("shard")[0].as_py(), columns=["id", "uri", field_name])
+    shard = storage.read_table(batch.column("shard")[0].as_py(), columns=["id", "uri", field_name])
     return shard.filter(pc.is_in(shard.column("uri"), uris)).drop_columns(["uri"])
 
 
