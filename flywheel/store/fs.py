@@ -93,6 +93,8 @@ def s3_filesystem() -> pafs.S3FileSystem:
 class _Stat:
     st_size: int
     st_mtime: float
+    st_mtime_ns: int
+    st_ino: int = 0  # objects have no inode; the modification time is what tells versions apart
 
 
 @dataclass(frozen=True, order=True)
@@ -189,7 +191,8 @@ class ObjectPath:
         info = self._info()
         if info.type != pafs.FileType.File:
             raise FileNotFoundError(f"{self}: no such object")
-        return _Stat(int(info.size or 0), info.mtime.timestamp() if info.mtime else 0.0)
+        mtime = info.mtime.timestamp() if info.mtime else 0.0
+        return _Stat(int(info.size or 0), mtime, int(info.mtime_ns or 0))
 
     def iterdir(self) -> Iterator[ObjectPath]:
         selector = pafs.FileSelector(self.fs_path, allow_not_found=True, recursive=False)
