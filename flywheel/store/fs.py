@@ -213,8 +213,10 @@ class ObjectPath:
                 raw: Any = fs.open_input_file(self.fs_path)
             elif mode in ("wb", "w"):
                 raw = fs.open_output_stream(self.fs_path)
+            elif mode in ("ab", "a"):  # objects cannot grow: the whole object is rewritten on close
+                raw = _Appender(self)
             else:
-                raise ValueError(f"ObjectPath.open supports r, rb, w, wb, not {mode!r}")
+                raise ValueError(f"ObjectPath.open supports r, rb, w, wb, a, ab, not {mode!r}")
         except FileNotFoundError:
             raise
         except OSError as exc:
@@ -259,6 +261,20 @@ class ObjectPath:
                 fs.copy_file(item.path, target.fs_path + item.path[len(self.fs_path) :])
         rmtree(self)
         return target
+
+
+class _Appender(io.BytesIO):
+    """An append to an object: the old content plus what was written, in one PUT on close (run logs)."""
+
+    def __init__(self, path: ObjectPath) -> None:
+        super().__init__(path.read_bytes() if path.is_file() else b"")
+        self.seek(0, io.SEEK_END)
+        self._path = path
+
+    def close(self) -> None:
+        if not self.closed:
+            self._path.write_bytes(self.getvalue())
+        super().close()
 
 
 StoragePath = Path | ObjectPath
@@ -330,6 +346,34 @@ def atomic_writer(path: StoragePath) -> Iterator[IO[bytes]]:
         os.replace(tmp, path)
     finally:
         tmp.unlink(missing_ok=True)
+
+
+def staging_dir(folder: StoragePath) -> Path:
+    """A fresh local folder to build `folder`'s files in before `publish_dir` (beside it when local)."""
+    if isinstance(folder, ObjectPath):
+        import tempfile
+
+        return Path(tempfile.mkdtemp(prefix=f".{folder.name}.tmp-"))
+    import uuid
+
+    folder.parent.mkdir(parents=True, exist_ok=True)
+    tmp = folder.with_name(f".{folder.name}.tmp-{uuid.uuid4().hex[:8]}")
+    tmp.mkdir()
+    return tmp
+
+
+def publish_dir(tmp: Path, folder: StoragePath, last: str) -> None:
+    """Replace `folder` with the staged `tmp` (a rename when local; an upload with file `last` uploaded last,
+    the one readers check for completeness, on an object store)."""
+    if folder.exists():
+        rmtree(folder)
+    if isinstance(folder, ObjectPath):
+        names = sorted(os.listdir(tmp), key=lambda n: n == last)
+        for name in names:
+            (folder / name).write_bytes((tmp / name).read_bytes())
+        shutil.rmtree(tmp)
+        return
+    os.replace(tmp, folder)
 
 
 def rmtree(path: StoragePath, ignore_errors: bool = False) -> None:

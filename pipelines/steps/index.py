@@ -138,7 +138,9 @@ def _index_field(
         log(f"{name}: embedding {len(todo)} new id(s) with {embedder.space.describe()}")
         # One read task per pool shard (pyarrow, only the needed columns); Ray ships `todo` once.
         ds = ray.data.from_items([{"shard": s} for s in shards], override_num_blocks=len(shards))
-        ds = ds.map_batches(_read_todo, fn_args=(todo, field_name), batch_format="pyarrow", batch_size=1)
+        ds = ds.map_batches(
+            _read_todo, fn_args=(todo, field_name), batch_format="pyarrow", batch_size=1, **storage.worker_env()
+        )
         # max_restarts=0: the embedder travels as a constructor argument in the object store, which a
         # restarted actor cannot rely on (Ray logs an error-level line per actor otherwise). A lost actor
         # fails this run; the next one embeds only what is still missing. Ray 2.60 deprecates passing
