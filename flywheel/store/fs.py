@@ -81,12 +81,21 @@ def s3_settings() -> dict[str, str | None]:
 def s3_filesystem() -> pafs.S3FileSystem:
     """The S3 filesystem for the current environment; StorageError when no credentials are set."""
     s = s3_settings()
-    if not (s["key"] and s["secret"]) and not os.environ.get("AWS_PROFILE"):
+    if not (s["key"] and s["secret"]) and not _default_chain_configured():
         raise StorageError(
             "no S3 credentials: set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY (and AWS_ENDPOINT_URL, "
             "AWS_REGION for an S3-compatible server) to use an s3:// workspace"
         )
     return _s3(s["endpoint"], s["region"], s["key"], s["secret"])
+
+
+def _default_chain_configured() -> bool:
+    """True when the AWS SDK's own credential chain has something to find without the key variables: a
+    profile or credentials file, a web-identity token (EKS), container credentials (ECS)."""
+    env = os.environ
+    signals = ("AWS_PROFILE", "AWS_WEB_IDENTITY_TOKEN_FILE", "AWS_CONTAINER_CREDENTIALS_RELATIVE_URI")
+    files = (env.get("AWS_SHARED_CREDENTIALS_FILE", "~/.aws/credentials"), env.get("AWS_CONFIG_FILE", "~/.aws/config"))
+    return any(env.get(k) for k in signals) or any(Path(f).expanduser().is_file() for f in files)
 
 
 @dataclass(frozen=True)
@@ -141,7 +150,7 @@ class ObjectPath:
 
     @property
     def stem(self) -> str:
-        return self.name.split(".")[0] if not self.name.startswith(".") else self.name
+        return posixpath.splitext(self.name)[0]  # as pathlib: the name without its last suffix
 
     @property
     def suffix(self) -> str:

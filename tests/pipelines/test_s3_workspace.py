@@ -90,7 +90,15 @@ def test_s3_workspace_matches_a_local_one_end_to_end(images, tmp_path, s3_bucket
     ("env", "message"),
     [
         ({}, "bucket 'no-such-bucket' does not exist"),
-        ({"AWS_ACCESS_KEY_ID": None, "AWS_SECRET_ACCESS_KEY": None}, "no S3 credentials"),
+        (
+            {
+                "AWS_ACCESS_KEY_ID": None,
+                "AWS_SECRET_ACCESS_KEY": None,
+                "AWS_SHARED_CREDENTIALS_FILE": "/nonexistent",  # nor a credentials file of the machine's
+                "AWS_CONFIG_FILE": "/nonexistent",
+            },
+            "no S3 credentials",
+        ),
         ({"AWS_ENDPOINT_URL": "http://127.0.0.1:9"}, "object store at http://127.0.0.1:9 failed"),
     ],
 )

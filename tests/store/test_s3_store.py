@@ -93,6 +93,8 @@ def test_missing_bucket_and_credentials_are_one_line_user_errors(s3_bucket, monk
     with pytest.raises(StorageError, match="bucket 'no-such-bucket' does not exist"):
         Workspace.at("s3://no-such-bucket/ws")
     monkeypatch.delenv("AWS_SECRET_ACCESS_KEY")
+    monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", "/nonexistent")  # nor a credentials file of the machine's
+    monkeypatch.setenv("AWS_CONFIG_FILE", "/nonexistent")
     with pytest.raises(StorageError, match="no S3 credentials"):
         Workspace.at(f"{s3_bucket}/ws")
     monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "x")
