@@ -1,6 +1,6 @@
 """A workspace at `s3://bucket/prefix` through the CLI, against moto's S3 server on the loopback.
 
-score -> select -> export -> index -> search -> train on the small corpus, with the same commands run on a
+score -> select -> export -> caption -> index -> search -> train on the small corpus, with the same commands run on a
 local workspace: the object store must give the same pool, funnel and kept rows, not just "no error".
 """
 
@@ -71,6 +71,10 @@ def test_s3_workspace_matches_a_local_one_end_to_end(images, tmp_path, s3_bucket
         return sorted(zip(*(pa.concat_tables(tables).column(c).to_pylist() for c in ("uri", "image")), strict=True))
 
     assert exported(s3_ws) == exported(local_ws) and len(exported(s3_ws)) == _funnel(s3_ws)["kept"]
+
+    # Caption the selection (OCR text captions): curated shards read, captioned shards written on s3.
+    captioned = _ok(["caption", "-w", remote, "--recipe", RECIPE, "--types", "text", "--json"])
+    assert json.loads(captioned[captioned.index("{") :])["text"]["rows"] == _funnel(s3_ws)["kept"]
 
     # Index (LanceDB on s3) and search it.
     _ok(["index", "-w", remote])
