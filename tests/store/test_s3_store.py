@@ -101,3 +101,25 @@ def test_missing_bucket_and_credentials_are_one_line_user_errors(s3_bucket, monk
     monkeypatch.setenv("AWS_ENDPOINT_URL", "http://127.0.0.1:9")  # discard port: nothing listens
     with pytest.raises(StorageError, match=re.escape("object store at http://127.0.0.1:9 failed")):
         Workspace.at(f"{s3_bucket}/ws")
+
+
+def test_lancedb_index_and_faiss_serving_copy_on_s3(prefix):
+    """The index on s3: LanceDB tables through storage_options, the faiss copy uploaded and read back."""
+    from flywheel.retrieval import AnnConfig, RetrievalEngine
+    from flywheel.retrieval.config import FaissConfig
+    from flywheel.retrieval.knn import exact_knn
+    from tests.flywheel.retrieval.test_serving import SPACE, _clustered, _rows
+
+    ann = AnnConfig(min_rows=256, num_partitions=4, num_sub_vectors=4, faiss=FaissConfig(nlist=16, nprobe=16))
+    engine = RetrievalEngine(prefix / "index", ann)
+    base = _clustered(600, seed=0)
+    engine.add("caption", SPACE, _rows(base))
+    name = engine.find("caption").name
+    assert engine.build_ann_if_large(name)
+    assert (prefix / "index" / "_faiss" / name / "manifest.json").is_file()
+    served = RetrievalEngine(prefix / "index", ann).served(name)  # a fresh reader: loaded from the objects
+    assert served is not None and served.rows == 600
+    query = _clustered(1, seed=1)[0]
+    _sims, idx = exact_knn(base, query[None, :], 5)
+    got = engine.search(name, query, k=5, columns=["id"]).column("id").to_pylist()
+    assert got == [f"s{i}" for i in idx[0]]  # every list probed: the served answer is the exact one
