@@ -15,6 +15,7 @@ from typing import Any, TypeVar
 import yaml
 
 from flywheel.errors import UserError
+from flywheel.store.fs import ObjectPath, storage_path
 
 T = TypeVar("T")
 
@@ -57,8 +58,8 @@ def _dataclass_in(hint: Any) -> type | None:
     return None
 
 
-def load_yaml(path: str | Path) -> dict[str, Any]:
-    path = Path(path)
+def load_yaml(path: str | Path | ObjectPath) -> dict[str, Any]:
+    path = storage_path(path)  # a local file, or one in an object-store workspace (index_config.yaml)
     if not path.is_file():
         raise ConfigError(f"config file not found: {path}")
     with path.open(encoding="utf-8") as fh:

@@ -17,19 +17,17 @@ from __future__ import annotations
 import hashlib
 import io
 import json
-import os
 import re
 import tarfile
-import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
 import pyarrow as pa
-import pyarrow.parquet as pq
 
 from flywheel.errors import UserError
+from flywheel.store import fs as storage
 from flywheel.store.images import BYTE_COLUMNS, POOL_ROW, attach_bytes
 from flywheel.store.shards import ShardStore, file_sha256, write_json_atomic
 from flywheel.workspace import Workspace
@@ -76,7 +74,7 @@ def export(
     written = skipped = rows = 0
     for done, info in enumerate(infos, start=1):
         shard = source.root / info.shard
-        table = attach_bytes(pq.read_table(shard), shard).drop_columns([POOL_ROW.name])  # exports hold the bytes
+        table = attach_bytes(storage.read_table(shard), shard).drop_columns([POOL_ROW.name])  # exports hold the bytes
         rows += table.num_rows
         if fmt == "parquet":
             store = ShardStore(out, meta_root=out / "_meta")
@@ -121,10 +119,9 @@ def _write_tar(out: Path, index: int, table: pa.Table, fingerprint: str) -> bool
         recorded = json.loads(marker.read_text(encoding="utf-8"))
         if recorded.get("fingerprint") == fingerprint and recorded.get("sha256") == file_sha256(final):
             return False
-    tmp = final.with_name(f"{final.name}.tmp-{uuid.uuid4().hex}")
     scalar = [f.name for f in table.schema if not pa.types.is_binary(f.type) and not pa.types.is_large_binary(f.type)]
     seen: set[str] = set()
-    with tarfile.open(tmp, "w", format=tarfile.PAX_FORMAT) as tar:
+    with storage.atomic_writer(final) as fh, tarfile.open(fileobj=fh, mode="w", format=tarfile.PAX_FORMAT) as tar:
         for row in table.to_pylist():
             key = _tar_key(str(row["id"]), seen)
             ext = _EXT.get(str(row.get("format") or ""), "bin")
@@ -135,9 +132,6 @@ def _write_tar(out: Path, index: int, table: pa.Table, fingerprint: str) -> bool
             _add(tar, f"{key}.txt", (row.get("caption") or "").encode("utf-8"))
             meta = {name: row[name] for name in scalar if name not in BYTE_COLUMNS}
             _add(tar, f"{key}.json", json.dumps(meta, ensure_ascii=False, default=str).encode("utf-8"))
-    with tmp.open("rb+") as fh:
-        os.fsync(fh.fileno())
-    os.replace(tmp, final)
     write_json_atomic(marker, {"rows": table.num_rows, "sha256": file_sha256(final), "fingerprint": fingerprint})
     return True
 

@@ -11,6 +11,9 @@ DIR/runs/                         one JSON log per run (counters, timings)
 DIR/cache/<name>/                 rebuildable caches (endpoint answers per request)
 DIR/pool/_pieces/                 parts of a shard split across Ray blocks, until a task merges them
 
+DIR is a local folder or an object-store prefix (`s3://bucket/ws`, flywheel.store.fs): `root` is then an
+`ObjectPath`, which offers the same path methods, so nothing below depends on where the workspace lives.
+
 This module is the one place these names are declared; everything else asks a Workspace.
 """
 
@@ -24,6 +27,7 @@ from typing import Any
 
 from flywheel.errors import UserError
 from flywheel.schema import SCHEMA_VERSION
+from flywheel.store.fs import ObjectPath, StoragePath, check_bucket, storage_path
 from flywheel.store.locks import file_lock
 from flywheel.store.shards import CorruptShardError, ShardStore, write_json_atomic
 
@@ -49,14 +53,19 @@ class IncompletePoolError(WorkspaceError):
 
 @dataclass(frozen=True)
 class Workspace:
-    root: Path
+    root: StoragePath
 
     @classmethod
-    def at(cls, path: str | Path) -> Workspace:
-        return cls(Path(path).expanduser().resolve())
+    def at(cls, path: str | Path | ObjectPath) -> Workspace:
+        """The workspace at a folder or an `s3://bucket/prefix` URI (checked now: bucket, endpoint, credentials)."""
+        root = storage_path(path)
+        if isinstance(root, ObjectPath):
+            check_bucket(root)
+            return cls(root)
+        return cls(root.expanduser().resolve())
 
     @property
-    def pool_dir(self) -> Path:
+    def pool_dir(self) -> StoragePath:
         return self.root / "pool"
 
     @property
@@ -64,77 +73,77 @@ class Workspace:
         return ShardStore(self.pool_dir)
 
     @property
-    def runs_dir(self) -> Path:
+    def runs_dir(self) -> StoragePath:
         return self.root / "runs"
 
-    def curated_dir(self, recipe: str) -> Path:
+    def curated_dir(self, recipe: str) -> StoragePath:
         """The kept shards of a selection, and nothing else."""
         if not _NAME.match(recipe):
             raise WorkspaceError(f"invalid recipe name {recipe!r}")
         return self.root / "curated" / recipe
 
-    def selection_dir(self, recipe: str) -> Path:
+    def selection_dir(self, recipe: str) -> StoragePath:
         """A selection's funnel, ledger of rejected rows, recipe and shard manifest."""
         self.curated_dir(recipe)  # validates the name
         return self.root / "selections" / recipe
 
-    def captioned_dir(self, recipe: str) -> Path:
+    def captioned_dir(self, recipe: str) -> StoragePath:
         """The captioned version of a selection (its curated columns plus caption columns)."""
         self.curated_dir(recipe)  # validates the name
         return self.root / "captioned" / recipe
 
-    def tracks_dir(self, track: str) -> Path:
+    def tracks_dir(self, track: str) -> StoragePath:
         """A track's data (flywheel.tracks.registry names the tracks; the caller checks the name)."""
         if not _NAME.match(track):
             raise WorkspaceError(f"invalid track name {track!r}")
         return self.root / "tracks" / track
 
     @property
-    def index_dir(self) -> Path:
+    def index_dir(self) -> StoragePath:
         """The retrieval index (LanceDB tables) and, beside it, the config it was built with."""
         return self.root / "index"
 
     @property
-    def index_config_path(self) -> Path:
+    def index_config_path(self) -> StoragePath:
         """The `flywheel index --config` of the last build, so search, route and tracks use the same one."""
         return self.index_dir / "index_config.yaml"
 
     @property
-    def badcases_dir(self) -> Path:
+    def badcases_dir(self) -> StoragePath:
         return self.root / "badcases"
 
     @property
-    def reservoirs_dir(self) -> Path:
+    def reservoirs_dir(self) -> StoragePath:
         return self.root / "reservoirs"
 
     @property
-    def turns_dir(self) -> Path:
+    def turns_dir(self) -> StoragePath:
         return self.root / "turns"
 
     @property
-    def evaluations_dir(self) -> Path:
+    def evaluations_dir(self) -> StoragePath:
         return self.root / "evaluations"
 
-    def checkpoints_dir(self, stage: str | None = None) -> Path:
+    def checkpoints_dir(self, stage: str | None = None) -> StoragePath:
         """All trainer checkpoints, or one stage's."""
         base = self.root / "checkpoints"
         return base if stage is None else base / stage
 
     @property
-    def dashboards_dir(self) -> Path:
+    def dashboards_dir(self) -> StoragePath:
         """Dashboard state: users, thumbnails, caches."""
         return self.root / "dashboards"
 
-    def cache_dir(self, name: str) -> Path:
+    def cache_dir(self, name: str) -> StoragePath:
         """Caches a step may rebuild (endpoint answers per request, ...): `cache/<name>/`."""
         return self.root / "cache" / name
 
-    def mix_dir(self, recipe: str) -> Path:
+    def mix_dir(self, recipe: str) -> StoragePath:
         """Track rows a selection mixes in (`mix:`), one store per source under it."""
         self.curated_dir(recipe)  # validates the name
         return self.root / "mix" / recipe
 
-    def export_dir(self, recipe: str, fmt: str) -> Path:
+    def export_dir(self, recipe: str, fmt: str) -> StoragePath:
         """Self-contained training shards of a selection (`flywheel export`), one folder per format."""
         self.curated_dir(recipe)  # validates the name
         return self.root / "exports" / recipe / fmt
@@ -143,13 +152,13 @@ class Workspace:
         """The kept shards of `recipe` as a store whose markers and manifest live in selection_dir."""
         return ShardStore(self.curated_dir(recipe), meta_root=self.selection_dir(recipe))
 
-    def funnel_path(self, recipe: str) -> Path:
+    def funnel_path(self, recipe: str) -> StoragePath:
         return self.selection_dir(recipe) / FUNNEL_JSON
 
-    def rejected_path(self, recipe: str) -> Path:
+    def rejected_path(self, recipe: str) -> StoragePath:
         return self.selection_dir(recipe) / REJECTED
 
-    def require_selection(self, recipe: str) -> Path:
+    def require_selection(self, recipe: str) -> StoragePath:
         """selection_dir of an existing selection; a clear error for none or for the pre-v2 layout."""
         meta = self.selection_dir(recipe)
         if (meta / FUNNEL_JSON).is_file():
@@ -180,7 +189,7 @@ class Workspace:
                 "(or delete pool/ and re-run `flywheel score`)"
             )
 
-    def require_pool(self) -> list[Path]:
+    def require_pool(self) -> list[StoragePath]:
         self.check_schema()
         shards = self.pool.shard_paths()
         if not shards:
@@ -199,7 +208,7 @@ class Workspace:
                 out[int(entry["first"]) + i] = int(rows)
         return out
 
-    def require_complete_pool(self) -> list[Path]:
+    def require_complete_pool(self) -> list[StoragePath]:
         """Pool shards, verified against their checksums, with every planned row present.
 
         IncompletePoolError when a planned partition has no shard or fewer rows than planned;

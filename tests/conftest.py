@@ -48,3 +48,35 @@ def _stop_prefect_temporary_server() -> Iterator[None]:
 
     for server in list(SubprocessASGIServer._instances.values()):
         server.stop()
+
+
+@pytest.fixture(scope="session")
+def s3_bucket() -> Iterator[str]:
+    """An S3-compatible server (moto) on the loopback for the session, with the AWS variables pointing at it.
+
+    Yields `s3://<bucket>`, an empty bucket; tests use a fresh prefix under it. The variables are the
+    standard ones a user sets (flywheel.store.fs), and are restored afterwards.
+    """
+    from moto.server import ThreadedMotoServer
+
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
+    server.start()
+    host, port = server.get_host_and_port()
+    settings = {
+        "AWS_ENDPOINT_URL": f"http://{host}:{port}",
+        "AWS_ACCESS_KEY_ID": "flywheel-test",
+        "AWS_SECRET_ACCESS_KEY": "flywheel-test-secret",
+        "AWS_REGION": "us-east-1",
+    }
+    saved = {k: os.environ.get(k) for k in settings}
+    os.environ.update(settings)
+    import boto3
+
+    boto3.client("s3", endpoint_url=settings["AWS_ENDPOINT_URL"]).create_bucket(Bucket="flywheel-test")
+    yield "s3://flywheel-test"
+    for key, value in saved.items():
+        if value is None:
+            os.environ.pop(key, None)
+        else:
+            os.environ[key] = value
+    server.stop()

@@ -16,16 +16,17 @@ from __future__ import annotations
 import json
 import os
 import re
-import shutil
-import uuid
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import torch
+from safetensors.torch import load as safetensors_load
 from safetensors.torch import load_file, save_file
 
 from flywheel.errors import UserError
+from flywheel.store import fs as storage
+from flywheel.store.fs import ObjectPath
 from flywheel.store.shards import write_json_atomic
 from flywheel.workspace import Workspace
 
@@ -95,9 +96,7 @@ def save_checkpoint(
 ) -> Path:
     """Write a checkpoint folder atomically; `extra` maps further file names to tensor dicts (e.g. a DPO
     stage's frozen reference weights)."""
-    folder.parent.mkdir(parents=True, exist_ok=True)
-    tmp = folder.with_name(f".{folder.name}.tmp-{uuid.uuid4().hex[:8]}")
-    tmp.mkdir()
+    tmp = storage.staging_dir(folder)
     cpu = {k: v.detach().contiguous().cpu() for k, v in model.items()}
     save_file(cpu, tmp / "model.safetensors")
     save_file({k: v.detach().contiguous().cpu() for k, v in ema.items()}, tmp / "ema.safetensors")
@@ -109,9 +108,7 @@ def save_checkpoint(
     for name in os.listdir(tmp):
         with open(tmp / name, "rb") as fh:
             os.fsync(fh.fileno())
-    if folder.exists():
-        shutil.rmtree(folder)
-    os.replace(tmp, folder)
+    storage.publish_dir(tmp, folder, last="state.json")
     return folder
 
 
@@ -122,14 +119,19 @@ def load_checkpoint(folder: Path, with_optimizer: bool = True) -> Checkpoint:
     state = json.loads((folder / "state.json").read_text(encoding="utf-8"))
     optimizer: dict[str, Any] = {}
     if with_optimizer:
-        optimizer = unflatten_optimizer(load_file(folder / "optimizer.safetensors"), state.pop("param_groups"))
+        optimizer = unflatten_optimizer(_load(folder / "optimizer.safetensors"), state.pop("param_groups"))
     return Checkpoint(
         path=folder,
-        model=load_file(folder / "model.safetensors"),
-        ema=load_file(folder / "ema.safetensors"),
+        model=_load(folder / "model.safetensors"),
+        ema=_load(folder / "ema.safetensors"),
         optimizer=optimizer,
         state=state,
     )
+
+
+def _load(path: Path | ObjectPath) -> dict[str, torch.Tensor]:
+    """A safetensors file: memory-mapped when local, read whole from an object store."""
+    return safetensors_load(path.read_bytes()) if isinstance(path, ObjectPath) else load_file(path)
 
 
 def list_checkpoints(stage_dir: Path) -> list[Path]:

@@ -28,6 +28,7 @@ from flywheel.errors import UserError
 from flywheel.retrieval import serving
 from flywheel.retrieval.config import AnnConfig
 from flywheel.retrieval.space import FIELDS, EmbeddingSpace, table_name
+from flywheel.store.fs import lance_storage_options, storage_path
 from flywheel.store.locks import file_lock
 
 SPACE_KEY = b"flywheel.space"
@@ -63,10 +64,11 @@ class RetrievalEngine:
     """Embedded LanceDB database at `root` (WORKSPACE/index)."""
 
     def __init__(self, root: str | Path, ann: AnnConfig | None = None) -> None:
-        self.root = Path(root)
+        self.root = storage_path(root)
         self.ann = ann or AnnConfig()
         self.root.mkdir(parents=True, exist_ok=True)
-        self.db = lancedb.connect(str(self.root))
+        # A local folder, or an object-store prefix that LanceDB opens with the same AWS settings.
+        self.db = lancedb.connect(str(self.root), storage_options=lance_storage_options(self.root))
         self._served: dict[str, serving.ServingIndex] = {}
 
     # --- tables -------------------------------------------------------------------------------------------

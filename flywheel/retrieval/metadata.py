@@ -11,11 +11,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import duckdb
 import pyarrow as pa
-import pyarrow.parquet as pq
 
 from flywheel.schema import CORE_COLUMNS
+from flywheel.store import fs as storage
 from flywheel.workspace import Workspace
 
 # Always in the index, null where the pool lacks them: the core's own prefilters name them (the image table
@@ -55,9 +54,9 @@ def pool_metadata(ws: Workspace, ids: list[str] | None = None) -> pa.Table:
     (selections/<recipe>/rejected.parquet).
     """
     shards = ws.require_pool()
-    con = duckdb.connect()
+    con = storage.duckdb_connect(ws.root)
     con.execute("SET threads TO 2")
-    schema = pa.unify_schemas([pq.read_schema(s) for s in shards])
+    schema = pa.unify_schemas([storage.read_schema(s) for s in shards])
     scores = [*FIXED_TYPES, *score_columns(schema)]
     score_sql = "".join(f', any_value("{c}" ORDER BY uri) AS "{c}"' for c in scores)
     select_scores = "".join(f', "{c}"' if c in schema.names else f', NULL::{FIXED_TYPES[c]} AS "{c}"' for c in scores)

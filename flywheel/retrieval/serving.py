@@ -15,7 +15,6 @@ until `flywheel index` builds a new one. Metadata refreshes do not touch vectors
 from __future__ import annotations
 
 import json
-import shutil
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -28,6 +27,8 @@ import pyarrow as pa
 
 from flywheel.retrieval.config import FaissConfig
 from flywheel.retrieval.space import EmbeddingSpace
+from flywheel.store import fs as storage
+from flywheel.store.fs import ObjectPath
 from flywheel.store.shards import write_json_atomic
 
 MANIFEST = "manifest.json"
@@ -129,9 +130,12 @@ def build(
     folder = serving_dir(root, table_name)
     build_name = f"build-{uuid.uuid4().hex[:12]}"
     (folder / build_name).mkdir(parents=True)
-    faiss.write_index(index, str(folder / build_name / "index.faiss"))
-    ids_path = str(folder / build_name / "ids.arrow")
-    with pa.OSFile(ids_path, "wb") as sink, pa.ipc.new_file(sink, pa.schema([("id", pa.string())])) as writer:
+    if isinstance(folder, ObjectPath):  # an object store: the index's bytes are uploaded, not written in place
+        (folder / build_name / "index.faiss").write_bytes(faiss.serialize_index(index).tobytes())
+    else:
+        faiss.write_index(index, str(folder / build_name / "index.faiss"))
+    ids_sink = (folder / build_name / "ids.arrow").open("wb")
+    with ids_sink as sink, pa.ipc.new_file(sink, pa.schema([("id", pa.string())])) as writer:
         writer.write_table(pa.table({"id": ids_all}))
     manifest: dict[str, object] = {
         "table": table_name,
@@ -147,7 +151,7 @@ def build(
     write_json_atomic(folder / MANIFEST, manifest)
     for old in folder.glob("build-*"):  # a reader with an old build mapped keeps it until it closes
         if old.name != build_name:
-            shutil.rmtree(old)
+            storage.rmtree(old)
     return manifest
 
 
@@ -168,8 +172,13 @@ def load(root: Path, table: str, cached: ServingIndex | None, *, mmap: bool = Tr
     except FileNotFoundError:  # removed between the stat and the read: a write is under way
         return None
     folder = serving_dir(root, table) / str(meta["build"])
-    index = faiss.read_index(str(folder / "index.faiss"), faiss.IO_FLAG_MMAP if mmap else 0)
-    ids = pa.ipc.open_file(pa.memory_map(str(folder / "ids.arrow"))).read_all().column("id").combine_chunks()
+    if isinstance(folder, ObjectPath):  # no memory map of an object: the index is read into memory
+        index = faiss.deserialize_index(np.frombuffer((folder / "index.faiss").read_bytes(), dtype=np.uint8))
+        ids_file = pa.BufferReader((folder / "ids.arrow").read_bytes())
+    else:
+        index = faiss.read_index(str(folder / "index.faiss"), faiss.IO_FLAG_MMAP if mmap else 0)
+        ids_file = pa.memory_map(str(folder / "ids.arrow"))
+    ids = pa.ipc.open_file(ids_file).read_all().column("id").combine_chunks()
     space = EmbeddingSpace(str(meta["model"]), int(meta["dim"]), bool(meta["text_queries"]))
     return ServingIndex(
         index, ids, str(meta["field"]), space, int(meta["rows"]), str(meta["index_type"]), int(meta["nlist"]), stamp

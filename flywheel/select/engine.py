@@ -17,7 +17,6 @@ connection whose file access is disabled and locked once the score columns are l
 from __future__ import annotations
 
 import json
-import shutil
 import time
 import uuid
 from collections.abc import Mapping
@@ -29,7 +28,6 @@ import duckdb
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
-import pyarrow.parquet as pq
 
 from flywheel.errors import MissingInput, UserError
 from flywheel.recipes.recipe import CATEGORY, Category, Recipe, Rule
@@ -38,6 +36,7 @@ from flywheel.select.funnel import Funnel, RuleOutcome
 from flywheel.select.mix import MIX_MANIFEST, curated_keys, select_mix
 from flywheel.select.semantic_dedup import read_embeddings, semantic_groups
 from flywheel.select.validate import RecipeError, check_recipe
+from flywheel.store import fs as storage
 from flywheel.store.images import BYTE_COLUMNS, reference_form
 from flywheel.store.shards import ShardStore, write_json_atomic
 from flywheel.workspace import FUNNEL_JSON, FUNNEL_TXT, RECIPE_JSON, REJECTED, Workspace, WorkspaceError
@@ -127,11 +126,11 @@ def select(
     sel_name = name or recipe.name
     out_dir = workspace.curated_dir(sel_name)
     meta_dir = workspace.selection_dir(sel_name)
-    con = duckdb.connect()
+    files = [str(p) for p in shards]
+    con = storage.duckdb_connect(*files)
     if threads:
         con.execute(f"SET threads = {int(threads)}")
-    files = [str(p) for p in shards]
-    schemas = [pq.read_schema(f) for f in files]
+    schemas = [storage.read_schema(f) for f in files]
     pool_schema = pa.unify_schemas(schemas, promote_options="permissive")
     pool_columns = set(pool_schema.names)
     if known_columns is None:
@@ -230,7 +229,7 @@ def select(
         extra["mix"] = [o.to_json() for o in outcomes]
         write_json_atomic(tmp_meta / MIX_MANIFEST, {"recipe": recipe.name, "sources": extra["mix"]})
     else:
-        shutil.rmtree(workspace.mix_dir(sel_name), ignore_errors=True)  # no stale mix of an old recipe
+        storage.rmtree(workspace.mix_dir(sel_name), ignore_errors=True)  # no stale mix of an old recipe
     funnel.seconds = round(time.perf_counter() - started, 3)
     write_json_atomic(tmp_meta / FUNNEL_JSON, funnel.to_json())
     (tmp_meta / FUNNEL_TXT).write_text(funnel.to_text(), encoding="utf-8")
@@ -461,8 +460,8 @@ def _write_outputs(
             continue
         # pyarrow rather than DuckDB for the copy: it keeps the pool's schema and its field metadata. The byte
         # columns are never read: the selection references the pool rows that hold them (flywheel.store.images).
-        names = [n for n in pq.read_schema(shard).names if n not in BYTE_COLUMNS]
-        table = pq.read_table(shard, columns=names)
+        names = [n for n in storage.read_schema(shard).names if n not in BYTE_COLUMNS]
+        table = storage.read_table(shard, columns=names)
         mask = pc.is_in(table.column(KEY), value_set=keep.column(KEY))
         rows = np.flatnonzero(mask.to_numpy(zero_copy_only=False))
         kept = reference_form(table.filter(mask), rows, shard, out_dir)
@@ -481,7 +480,7 @@ def _write_outputs(
             CAST({detail} AS VARCHAR) AS detail, s.duplicate_of, s.duplicate_of_uri
         FROM s LEFT JOIN whys ON whys.name = s.reason
         WHERE NOT s.alive ORDER BY s.partition, s.uri""").to_arrow_table()
-    pq.write_table(rejected, meta_dir / REJECTED)
+    storage.write_table(rejected, meta_dir / REJECTED)
     store.write_manifest({"recipe": recipe.name, "stage": recipe.stage, "resolution": recipe.resolution})
 
 
@@ -519,7 +518,7 @@ def _swap_in(tmp_dir: Path, out_dir: Path) -> None:
         out_dir.rename(old)
     tmp_dir.rename(out_dir)
     if old is not None:
-        shutil.rmtree(old, ignore_errors=False)
+        storage.rmtree(old, ignore_errors=False)
 
 
 def read_rejected(workspace: Workspace, recipe: str, reason: str | None, limit: int) -> pa.Table:
@@ -529,7 +528,7 @@ def read_rejected(workspace: Workspace, recipe: str, reason: str | None, limit: 
         raise FileNotFoundError(str(exc)) from None
     if not path.is_file():
         raise MissingInput(f"no rejected rows for {recipe!r} in {workspace.root}: re-run `flywheel select`")
-    con = duckdb.connect()
+    con = storage.duckdb_connect(path)
     if reason is not None:  # a typo must not look like "nothing was rejected for that reason"
         found = con.sql(
             "SELECT DISTINCT r FROM (SELECT reason AS r FROM read_parquet(?) "

@@ -16,11 +16,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import duckdb
 import pyarrow as pa
-import pyarrow.parquet as pq
 
 from flywheel.recipes.recipe import MixSource, Recipe, Rule
+from flywheel.store import fs as storage
 from flywheel.store.images import rebase_references
 from flywheel.store.shards import ShardStore
 from flywheel.workspace import Workspace
@@ -118,7 +117,7 @@ def _filter(
     keep_expression: Any,
     outcome: MixOutcome,
 ) -> pa.Table:
-    con = duckdb.connect()
+    con = storage.duckdb_connect(*shards)
     con.execute(
         "CREATE TABLE t AS SELECT *, row_number() OVER () AS _pos FROM read_parquet(?, union_by_name=true)", [shards]
     )
@@ -188,7 +187,7 @@ def curated_keys(out_dir: Path) -> pa.Table:
     files = sorted(str(p) for p in out_dir.glob("part-*.parquet"))
     if not files:
         return pa.table({"id": pa.array([], pa.string()), "dedup_sha256": pa.array([], pa.string())})
-    names = set(pq.read_schema(files[0]).names)
+    names = set(storage.read_schema(files[0]).names)
     cols = ["id"] + (["dedup_sha256"] if "dedup_sha256" in names else [])
-    con = duckdb.connect()
+    con = storage.duckdb_connect(out_dir)
     return con.sql(f"SELECT {', '.join(cols)} FROM read_parquet(?)", params=[files]).to_arrow_table()

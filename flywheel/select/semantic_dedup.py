@@ -27,10 +27,10 @@ from pathlib import Path
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
-import pyarrow.parquet as pq
 
 from flywheel.errors import UserError
 from flywheel.select.dedup_groups import groups_from_edges
+from flywheel.store import fs as storage
 
 KMEANS_SEED = 1234
 KMEANS_ITERS = 20
@@ -80,7 +80,7 @@ def read_embeddings(files: Sequence[Path | str], key: str, column: str, keys: pa
     ids: list[pa.Array] = []
     filled = 0
     for path in files:
-        for batch in pq.ParquetFile(path).iter_batches(batch_size=READ_BATCH, columns=[key, column]):
+        for batch in storage.parquet_file(path).iter_batches(batch_size=READ_BATCH, columns=[key, column]):
             col = batch.column(column)
             mask = pc.and_(pc.is_in(batch.column(key), value_set=keys), pc.is_valid(col))
             batch = batch.filter(mask)

@@ -15,7 +15,6 @@ since the selection is a clear error, never the wrong image.
 
 from __future__ import annotations
 
-import os
 from collections import OrderedDict
 from collections.abc import Sequence
 from pathlib import Path
@@ -26,6 +25,7 @@ import pyarrow.parquet as pq
 
 from flywheel.errors import RunFailed
 from flywheel.schema import Column
+from flywheel.store.fs import parquet_file, read_schema, read_table, relpath, storage_path
 
 BYTE_COLUMNS = ("image", "source_image")
 IMAGES_FROM = b"flywheel.images_from"
@@ -68,7 +68,7 @@ def row_references(table: pa.Table, files: Sequence[str], rows: Sequence[int], o
     table = table.drop_columns(
         [c for c in (*BYTE_COLUMNS, POOL_ROW.name, IMAGES_SHARD.name) if c in table.schema.names]
     )
-    shards = [os.path.relpath(f, out_dir) for f in files]
+    shards = [relpath(storage_path(f), out_dir) for f in files]
     table = table.append_column(POOL_ROW.field(), pa.array(rows, pa.int32()))
     return table.append_column(IMAGES_SHARD.field(), pa.array(shards, pa.string()))
 
@@ -78,7 +78,7 @@ def rebase_references(table: pa.Table, from_dir: Path, to_dir: Path) -> pa.Table
     if IMAGES_SHARD.name not in table.schema.names:
         return table
     values = table.column(IMAGES_SHARD.name).to_pylist()
-    moved = {v: os.path.relpath(os.path.normpath(from_dir / v), to_dir) for v in set(values) if v is not None}
+    moved = {v: relpath(from_dir / v, to_dir) for v in set(values) if v is not None}
     at = table.schema.get_field_index(IMAGES_SHARD.name)
     return table.set_column(at, IMAGES_SHARD.field(), pa.array([moved.get(v) for v in values], pa.string()))
 
@@ -90,13 +90,13 @@ def holds_bytes(shard: Path, schema: pa.Schema) -> bool:
 
 def with_source(table: pa.Table, bytes_shard: Path, out_dir: Path) -> pa.Table:
     """Record in the schema metadata where the bytes of `table`'s rows are, relative to `out_dir`."""
-    rel = os.path.relpath(bytes_shard, out_dir)
+    rel = relpath(bytes_shard, out_dir)
     return table.replace_schema_metadata({**(table.schema.metadata or {}), IMAGES_FROM: rel.encode()})
 
 
 def bytes_source(shard: Path, schema: pa.Schema | None = None) -> Path | None:
     """The shard holding the bytes of `shard`'s rows, or None when `shard` holds its own bytes."""
-    meta = (schema if schema is not None else pq.read_schema(shard)).metadata or {}
+    meta = (schema if schema is not None else read_schema(shard)).metadata or {}
     rel = meta.get(IMAGES_FROM)
     return None if rel is None else (shard.parent / rel.decode()).resolve()
 
@@ -115,7 +115,7 @@ class BytesReader:
                 raise StaleReferenceError(
                     f"pool shard {path} holding the selected images is missing: re-score the source and re-select"
                 )
-            pf = pq.ParquetFile(path)
+            pf = parquet_file(path)
             starts = np.cumsum([0] + [pf.metadata.row_group(i).num_rows for i in range(pf.num_row_groups)])
             cols = ["id", *(c for c in BYTE_COLUMNS if c in pf.schema_arrow.names)]
             self._files[path] = (pf, starts, cols)
@@ -150,7 +150,7 @@ def attach_bytes(table: pa.Table, shard: Path) -> pa.Table:
     source = bytes_source(shard, table.schema)
     if source is None or "image" in table.schema.names:
         return table
-    pool = pq.read_table(source, columns=["id", *(c for c in BYTE_COLUMNS if c in pq.read_schema(source).names)])
+    pool = read_table(source, columns=["id", *(c for c in BYTE_COLUMNS if c in read_schema(source).names)])
     rows = table.column(POOL_ROW.name).to_numpy(zero_copy_only=False).astype(np.int64)
     if len(rows) and (rows.min() < 0 or rows.max() >= pool.num_rows):
         raise StaleReferenceError(f"{shard} references rows {source} does not have: re-run `flywheel select`")

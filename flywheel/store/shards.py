@@ -9,6 +9,7 @@ Write protocol (crash-safe at every step):
    a marker is redone, which overwrites it.
 4. `_manifest.json` is rebuilt from the markers (tmp + rename) after each run.
 Only one process writes a store at a time (the driver), so markers need no locking.
+On an object store (`s3://`, flywheel.store.fs) steps 1-2 are one PUT of the final key, which is atomic.
 
 Markers and manifest live under `meta_root` (default: the shard folder itself). A store whose
 shards must be the only files in their folder (curated selections, which any Parquet reader
@@ -18,12 +19,12 @@ opens as a dataset) keeps its bookkeeping in a sibling folder instead.
 from __future__ import annotations
 
 import hashlib
+import io
 import json
 import os
 import uuid
 from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field
-from pathlib import Path
 from typing import Any
 
 import pyarrow as pa
@@ -32,6 +33,7 @@ import pyarrow.parquet as pq
 
 from flywheel.errors import MissingInput, RunFailed, UserError
 from flywheel.schema import SCHEMA_VERSION
+from flywheel.store.fs import ObjectPath, StoragePath, replace_bytes, storage_path
 
 SHARD_GLOB = "part-*.parquet"
 
@@ -53,22 +55,18 @@ class ShardInfo:
     scoring: str = ""
 
 
-def write_bytes_atomic(path: Path, data: bytes) -> None:
-    """Write to a temporary name, fsync, then rename: readers see the old file or the new one, never half."""
-    tmp = path.with_name(f"{path.name}.tmp-{uuid.uuid4().hex}")
-    with tmp.open("wb") as fh:
-        fh.write(data)
-        fh.flush()
-        os.fsync(fh.fileno())
-    os.replace(tmp, path)
+def write_bytes_atomic(path: StoragePath, data: bytes) -> None:
+    """Write to a temporary name, fsync, then rename (one PUT on an object store): readers see the old
+    file or the new one, never half."""
+    replace_bytes(path, data)
 
 
-def write_json_atomic(path: Path, obj: Any) -> None:
+def write_json_atomic(path: StoragePath, obj: Any) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     write_bytes_atomic(path, json.dumps(obj, indent=2, sort_keys=True, default=str).encode("utf-8"))
 
 
-def file_sha256(path: Path) -> str:
+def file_sha256(path: StoragePath) -> str:
     h = hashlib.sha256()
     with path.open("rb") as fh:
         for chunk in iter(lambda: fh.read(1 << 20), b""):
@@ -95,21 +93,21 @@ def column_stats(table: pa.Table) -> dict[str, Any]:
 class ShardStore:
     """A folder of `part-NNNNN.parquet` shards with markers and a manifest."""
 
-    def __init__(self, root: str | Path, meta_root: str | Path | None = None) -> None:
-        self.root = Path(root)
-        self.meta_root = Path(meta_root) if meta_root is not None else self.root
+    def __init__(self, root: str | StoragePath, meta_root: str | StoragePath | None = None) -> None:
+        self.root = storage_path(root)
+        self.meta_root = storage_path(meta_root) if meta_root is not None else self.root
         self.markers = self.meta_root / "_markers"
         # Shards `completed` found not to match their markers (index -> what is wrong), for the caller to report.
         self.damaged: dict[int, str] = {}
 
     @property
-    def manifest_path(self) -> Path:
+    def manifest_path(self) -> StoragePath:
         return self.meta_root / "_manifest.json"
 
-    def marker_path(self, index: int) -> Path:
+    def marker_path(self, index: int) -> StoragePath:
         return self.markers / f"part-{index:05d}.json"
 
-    def shard_path(self, index: int) -> Path:
+    def shard_path(self, index: int) -> StoragePath:
         return self.root / shard_name(index)
 
     def write(
@@ -119,17 +117,25 @@ class ShardStore:
         self.root.mkdir(parents=True, exist_ok=True)
         self.markers.mkdir(parents=True, exist_ok=True)
         final = self.shard_path(index)
-        tmp = final.with_name(f"{final.name}.tmp-{uuid.uuid4().hex}")
-        pq.write_table(table, tmp, row_group_size=row_group_size, compression="zstd")
-        with tmp.open("rb+") as fh:
-            os.fsync(fh.fileno())
-        os.replace(tmp, final)
+        if isinstance(final, ObjectPath):  # one PUT of the final key; size and hash from the bytes sent
+            buf = io.BytesIO()
+            pq.write_table(table, buf, row_group_size=row_group_size, compression="zstd")
+            data = buf.getvalue()
+            final.write_bytes(data)
+            size, digest = len(data), hashlib.sha256(data).hexdigest()
+        else:
+            tmp = final.with_name(f"{final.name}.tmp-{uuid.uuid4().hex}")
+            pq.write_table(table, tmp, row_group_size=row_group_size, compression="zstd")
+            with tmp.open("rb+") as fh:
+                os.fsync(fh.fileno())
+            os.replace(tmp, final)
+            size, digest = final.stat().st_size, file_sha256(final)
         info = ShardInfo(
             shard=final.name,
             index=index,
             rows=table.num_rows,
-            bytes=final.stat().st_size,
-            sha256=file_sha256(final),
+            bytes=size,
+            sha256=digest,
             fingerprint=fingerprint,
             stats=column_stats(table),
             scoring=scoring,
@@ -138,20 +144,20 @@ class ShardStore:
         return info
 
     @property
-    def pieces_dir(self) -> Path:
+    def pieces_dir(self) -> StoragePath:
         """Parts of a shard written by different workers, waiting to be merged (see `write_piece`)."""
         return self.root / "_pieces"
 
-    def write_piece(self, index: int, table: pa.Table) -> Path:
+    def write_piece(self, index: int, table: pa.Table) -> StoragePath:
         """Write part of shard `index` atomically under `_pieces/`; it is not a shard until merged and written.
 
         A crash leaves only pieces, which `clean_temporaries` removes: the partition is then redone whole.
         """
         self.pieces_dir.mkdir(parents=True, exist_ok=True)
         final = self.pieces_dir / f"part-{index:05d}.{uuid.uuid4().hex}.parquet"
-        tmp = final.with_name(f"{final.name}.tmp")
-        pq.write_table(table, tmp, compression="zstd")
-        os.replace(tmp, final)
+        buf = io.BytesIO()
+        pq.write_table(table, buf, compression="zstd")
+        write_bytes_atomic(final, buf.getvalue())
         return final
 
     def completed(self, index: int, fingerprint: str | None = None, scoring: str | None = None) -> ShardInfo | None:
@@ -239,7 +245,7 @@ class ShardStore:
             raise MissingInput(f"no manifest at {path}: nothing has been written here yet")
         return json.loads(path.read_text(encoding="utf-8"))
 
-    def shard_paths(self) -> list[Path]:
+    def shard_paths(self) -> list[StoragePath]:
         return [self.root / i.shard for i in self.infos()]
 
 

@@ -10,13 +10,18 @@ import typer
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
+from flywheel.store.fs import storage_path
+
 console = Console(soft_wrap=True)
 err = Console(stderr=True, soft_wrap=True)
 
 WorkspaceOpt = Annotated[
     Path,
     typer.Option(
-        "--workspace", "-w", help="Workspace folder (pool, curated, index, badcases, tracks, checkpoints, runs)."
+        "--workspace",
+        "-w",
+        help="Workspace folder or s3://bucket/prefix (pool, curated, index, badcases, tracks, checkpoints, runs).",
+        parser=storage_path,  # a Path, or an ObjectPath for a URI (Path would fold s3:// into s3:/)
     ),
 ]
 

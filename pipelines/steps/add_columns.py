@@ -19,7 +19,6 @@ from dataclasses import dataclass, field
 
 import numpy as np
 import pyarrow as pa
-import pyarrow.parquet as pq
 
 from filters.base import CpuScorer, EmbeddingScorer, ModelScorer, SampleBatch, Scorer
 from filters.broken import BrokenScorer
@@ -27,6 +26,7 @@ from filters.config import ScoringConfig
 from filters.registry import build, decode_short_side, is_model, resolve
 from flywheel.errors import MissingInput
 from flywheel.imaging import Decoded, decode
+from flywheel.store import fs as storage
 from flywheel.workspace import Workspace
 from pipelines.steps.score import check_models
 from pipelines.steps.score_stages import score_embeddings, score_model_rows
@@ -64,12 +64,12 @@ def add_missing_columns(
     for info in infos:
         result.shards += 1
         path = store.shard_path(info.index)
-        names = set(pq.read_schema(path).names)
+        names = set(storage.read_schema(path).names)
         todo = [c for c in runnable if not all(col.name in names for col in c.columns)]
         if not todo:
             columns |= names
             continue
-        table = pq.read_table(path)
+        table = storage.read_table(path)
         scorers = [built.setdefault(c.name, build(c, cfg)) for c in todo]
         images = table.column("image").to_pylist()
         captions = table.column("caption").to_pylist() if "caption" in names else [None] * table.num_rows

@@ -28,19 +28,19 @@ from typing import Any
 
 import numpy as np
 import pyarrow as pa
-import pyarrow.parquet as pq
 
 from captioners.captioner import Captioner
 from captioners.columns import CAPTION_COLUMNS, CAPTION_TYPES, caption_schema
 from captioners.config import CaptionConfig
 from captioners.types import needs_ocr
 from flywheel.errors import RunFailed, UserError
+from flywheel.store import fs as storage
 from flywheel.store.images import attach_bytes, bytes_source, reference_form
 from flywheel.store.shards import ShardStore, StaleShardError, write_json_atomic
 from flywheel.workspace import Workspace, WorkspaceError
 from pipelines.ray_runtime import init_ray
 from pipelines.steps.caption_summary import summarize
-from pipelines.steps.shard_writer import Collected, ShardJob, collect, write_stage
+from pipelines.steps.shard_writer import Collected, ShardJob, collect, one_cpu, write_stage
 
 SHARD = "_caption_shard"
 EXPECTED = "_caption_expected"
@@ -95,7 +95,8 @@ class CaptionStage:
 def read_shard(row: dict[str, Any]) -> pa.Table:
     """Ray Data task: one curated shard as a table, tagged with its index and expected row count."""
     path, index = str(row["path"][0]), int(row["index"][0])
-    table = attach_bytes(pq.read_table(path), Path(path))  # the captioners need the pixels the pool holds
+    # the captioners need the pixels the pool holds
+    table = attach_bytes(storage.read_table(path), storage.storage_path(path))
     table = table.append_column(SHARD, pa.array([index] * table.num_rows, pa.int32()))
     return table.append_column(EXPECTED, pa.array([table.num_rows] * table.num_rows, pa.int64()))
 
@@ -139,7 +140,7 @@ def caption(
         if done is not None:
             result.skipped += 1
         elif info.rows == 0:
-            schema = _out_schema(pq.read_schema(curated.root / info.shard))
+            schema = _out_schema(storage.read_schema(curated.root / info.shard))
             out.write(info.index, schema.empty_table(), fp)
             result.written += 1
         else:
@@ -212,7 +213,7 @@ def _run(
             batch_size=1,
             batch_format="numpy",
             compute=ray.data.TaskPoolStrategy(),
-            ray_remote_args_fn=lambda: {"num_cpus": 1},
+            ray_remote_args_fn=one_cpu,
         )
         ds = ds.map_batches(
             CaptionStage,
@@ -229,7 +230,7 @@ def _run(
             key=SHARD,
             expected=EXPECTED,
             fingerprints=prints,
-            sources={p["index"]: _str_or_none(bytes_source(Path(p["path"]))) for p in pending},
+            sources={p["index"]: _str_or_none(bytes_source(storage.storage_path(p["path"]))) for p in pending},
         )
         ds = write_stage(ds, job)
     left = {p["index"] for p in pending}
@@ -255,7 +256,7 @@ class CaptionShards(ShardJob):
         table = table.select(_out_schema(table.schema).names).cast(_out_schema(table.schema))
         source = self.sources.get(index)
         if source is not None:  # captioned rows reference the pool's bytes, as curated ones do
-            table = reference_form(table, np.zeros(0), Path(source), Path(self.root))
+            table = reference_form(table, np.zeros(0), storage.storage_path(source), storage.storage_path(self.root))
         return table
 
 

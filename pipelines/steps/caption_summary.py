@@ -10,15 +10,15 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-import duckdb
+from flywheel.store import fs as storage
 
 
 def summarize(shards: Sequence[Path], kinds: Sequence[str]) -> dict[str, Any]:
     """{kind: {"rows", "ok", "repaired", "failed", "error", "not_produced", "flags": {flag: n}, "error_example"}}."""
     if not shards:
         return {}
-    con = duckdb.connect()
     files = [str(p) for p in shards]
+    con = storage.duckdb_connect(*files)
     summary: dict[str, Any] = {}
     for kind in kinds:
         status, checks, error = f"caption_{kind}_status", f"caption_{kind}_checks", f"caption_{kind}_error"

@@ -24,6 +24,7 @@ from flywheel.retrieval.config import IndexConfig
 from flywheel.retrieval.engine import RetrievalEngine, vectors_to_arrow
 from flywheel.retrieval.metadata import pool_metadata
 from flywheel.retrieval.space import table_name
+from flywheel.store import fs as storage
 from flywheel.workspace import Workspace
 from pipelines.ray_runtime import init_ray
 
@@ -137,7 +138,9 @@ def _index_field(
         log(f"{name}: embedding {len(todo)} new id(s) with {embedder.space.describe()}")
         # One read task per pool shard (pyarrow, only the needed columns); Ray ships `todo` once.
         ds = ray.data.from_items([{"shard": s} for s in shards], override_num_blocks=len(shards))
-        ds = ds.map_batches(_read_todo, fn_args=(todo, field_name), batch_format="pyarrow", batch_size=1)
+        ds = ds.map_batches(
+            _read_todo, fn_args=(todo, field_name), batch_format="pyarrow", batch_size=1, **storage.worker_env()
+        )
         # max_restarts=0: the embedder travels as a constructor argument in the object store, which a
         # restarted actor cannot rely on (Ray logs an error-level line per actor otherwise). A lost actor
         # fails this run; the next one embeds only what is still missing. Ray 2.60 deprecates passing
@@ -192,9 +195,8 @@ def _index_field(
 
 def _read_todo(batch: pa.Table, uris: pa.Array, field_name: str) -> pa.Table:
     """Read one pool shard's id and `field_name` columns, keeping only the representative rows still to embed."""
-    import pyarrow.parquet as pq
 
-    shard = pq.read_table(batch.column("shard")[0].as_py(), columns=["id", "uri", field_name])
+    shard = storage.read_table(batch.column("shard")[0].as_py(), columns=["id", "uri", field_name])
     return shard.filter(pc.is_in(shard.column("uri"), uris)).drop_columns(["uri"])
 
 

@@ -20,13 +20,12 @@ import json
 from collections import defaultdict
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 import pyarrow as pa
 import pyarrow.compute as pc
-import pyarrow.parquet as pq
 
+from flywheel.store import fs
 from flywheel.store.shards import ShardStore
 
 SUMMARY_SCHEMA = pa.schema(
@@ -86,10 +85,10 @@ def write_blocks(block: pa.Table, job: ShardJob) -> pa.Table:
 
 def merge_pieces(job: ShardJob, index: int, pieces: list[str]) -> int:
     """Merge task: a shard's piece files (all its rows) into the shard; returns its row count."""
-    table = pa.concat_tables([pq.read_table(p) for p in pieces])
+    table = pa.concat_tables([fs.read_table(p) for p in pieces])
     job.store().write(index, table, job.fingerprints[index], scoring=job.scoring)
     for p in pieces:
-        Path(p).unlink(missing_ok=True)
+        fs.storage_path(p).unlink(missing_ok=True)
     return table.num_rows
 
 
@@ -108,8 +107,11 @@ def write_stage(ds: Any, job: ShardJob) -> Any:
 
 
 def one_cpu() -> dict[str, Any]:
-    """Remote args of a one-CPU task (a function, so Ray Data does not fuse the task into model actors)."""
-    return {"num_cpus": 1}
+    """Remote args of a one-CPU task (a function, so Ray Data does not fuse the task into model actors).
+
+    With the object-store variables set, the tasks get them too (`fs.worker_env`): writers open s3:// paths.
+    """
+    return {"num_cpus": 1, **fs.worker_env()}
 
 
 @dataclass
@@ -138,7 +140,7 @@ def collect(ds: Any, job: ShardJob, collected: Collected) -> Iterator[Summary]:
     """
     import ray
 
-    merge = ray.remote(num_cpus=1)(merge_pieces)
+    merge = ray.remote(num_cpus=1)(merge_pieces).options(**fs.worker_env())
     pieces: dict[int, list[tuple[str, int, dict[str, Any]]]] = defaultdict(list)
     for block in ds.iter_batches(batch_format="pyarrow", batch_size=None, prefetch_batches=1):
         collected.bytes_received += block.nbytes

@@ -22,12 +22,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
-import pyarrow.parquet as pq
 from PIL import Image
 
 from flywheel.config import ConfigError
 from flywheel.schema import TASKS
 from flywheel.select.mix import read_mix
+from flywheel.store import fs as storage
 from flywheel.store.images import holds_bytes
 from flywheel.store.shards import ShardStore
 from flywheel.workspace import Workspace
@@ -97,7 +97,9 @@ class RowIndex:
         for shard, source, caption in zip(self.shards, self.shard_sources, self.caption_columns, strict=True):
             # curated shards keep the original form, so checkpoints written before mixing still resume
             prefix = "" if source == CURATED and caption == "caption" else f"{source}:{shard.parent.parent.name}/"
-            h.update(f"{prefix}{shard.parent.name}/{shard.name}:{pq.ParquetFile(shard).metadata.num_rows};".encode())
+            h.update(
+                f"{prefix}{shard.parent.name}/{shard.name}:{storage.parquet_file(shard).metadata.num_rows};".encode()
+            )
         if set(self.weights) != {CURATED}:
             h.update(json.dumps(self.weights, sort_keys=True).encode())
         return h.hexdigest()
@@ -162,7 +164,7 @@ def resolve_data(workspace: Workspace, cfg: DataConfig) -> DataPlan:
             info = cap.get(index)
             if info is not None and info.rows == cur_rows[index]:
                 cap_path = cap_store.root / info.shard
-                column = FUSED_CAPTION if FUSED_CAPTION in pq.read_schema(cap_path).names else "caption"
+                column = FUSED_CAPTION if FUSED_CAPTION in storage.read_schema(cap_path).names else "caption"
                 refs.append(ShardRef(cap_path, CURATED, column))
                 captioned += 1
             elif cfg.captions == "captioned":
@@ -209,7 +211,7 @@ def build_index(shards: list[Path], buckets: list[Bucket], refs: list[ShardRef] 
     skipped = 0
     for s, shard in enumerate(shards):
         ref = refs[s]
-        schema = pq.ParquetFile(shard).schema_arrow
+        schema = storage.parquet_file(shard).schema_arrow
         names = schema.names
         if not holds_bytes(shard, schema):  # a selection or track data: the pool row holds the image bytes
             names = [*names, "image"]
@@ -219,7 +221,7 @@ def build_index(shards: list[Path], buckets: list[Bucket], refs: list[ShardRef] 
                 f"{shard} lacks core columns {missing}; the trainer reads curated shards written by "
                 "`flywheel select` (columns id, image, caption, task, width, height, source_image)"
             )
-        table = pq.read_table(shard, columns=["task", "width", "height"])
+        table = storage.read_table(shard, columns=["task", "width", "height"])
         task = np.array([TASKS.index(t) if t in TASKS else -1 for t in table.column("task").to_pylist()], np.int8)
         if (task < 0).any():
             raise ConfigError(f"{shard}: task must be one of {TASKS}")
@@ -234,7 +236,7 @@ def build_index(shards: list[Path], buckets: list[Bucket], refs: list[ShardRef] 
             prov = np.zeros(len(rows), np.int16)
         else:
             values = (
-                pq.read_table(shard, columns=["provenance"]).column("provenance").to_pylist()
+                storage.read_table(shard, columns=["provenance"]).column("provenance").to_pylist()
                 if "provenance" in names
                 else [None] * len(w)
             )
@@ -286,12 +288,12 @@ def build_pair_index(shards: list[Path], buckets: list[Bucket]) -> RowIndex:
     """Index of (chosen, rejected) pairs; a pair's size is its chosen image's (both have the same size)."""
     shard_of, row_of, task_of, widths, heights = [], [], [], [], []
     for s, shard in enumerate(shards):
-        names = pq.ParquetFile(shard).schema_arrow.names
+        names = storage.parquet_file(shard).schema_arrow.names
         missing = [c for c in PAIR_COLUMNS if c not in names]
         if missing:
             raise ConfigError(f"{shard} lacks preference-pair columns {missing} (docs/flywheel-loop.md, tracks/rl)")
         cols = ["chosen_image"] + (["task"] if "task" in names else [])
-        table = pq.read_table(shard, columns=cols)
+        table = storage.read_table(shard, columns=cols)
         sizes = [Image.open(io.BytesIO(b)).size for b in table.column("chosen_image").to_pylist()]
         tasks = table.column("task").to_pylist() if "task" in names else ["T2I"] * len(sizes)
         task = np.array([TASKS.index(t) if t in TASKS else -1 for t in tasks], np.int8)

@@ -34,6 +34,7 @@ from PIL import Image
 from flywheel.config import ConfigError
 from flywheel.imaging import decode
 from flywheel.schema import TASKS
+from flywheel.store import fs as storage
 from flywheel.store.images import BYTE_COLUMNS, IMAGES_SHARD, POOL_ROW, BytesReader, bytes_source
 from trainer.config import DataConfig
 from trainer.data.buckets import Bucket, fit_to_bucket
@@ -199,7 +200,7 @@ class RowReader:
 
     def _file(self, shard: int) -> tuple[pq.ParquetFile, np.ndarray, list[str]]:
         if shard not in self._files:
-            pf = pq.ParquetFile(self.index.shards[shard])
+            pf = storage.parquet_file(self.index.shards[shard])
             starts = np.cumsum([0] + [pf.metadata.row_group(i).num_rows for i in range(pf.num_row_groups)])
             wanted = list(self.columns)
             caption = self.index.caption_columns[shard]
