@@ -480,7 +480,8 @@ def load_recipe(name_or_path: str) -> Recipe:
 
     `extends: BASE` (a built-in name or a path) starts from BASE: every key this file does not set is
     BASE's, and its rules are BASE's rules with this file's rules of the same name replacing them in place
-    and the others appended (a stage's quality rules written once, the curriculum steps adding theirs).
+    and the others inserted before BASE's first dedup rule (so duplicates are judged among the rows the new
+    rules keep): a stage's quality rules written once, the curriculum steps adding theirs.
     """
     path = named_yaml(name_or_path, _builtin_dir(), "recipe")
     data = load_yaml(path)
@@ -537,24 +538,29 @@ def load_recipe(name_or_path: str) -> Recipe:
     return recipe
 
 
-def _extended(data: dict[str, Any], base: Any, path: Path) -> dict[str, Any]:
-    """`data` laid over the raw YAML of the recipe it extends (which may itself extend another)."""
+def _extended(data: dict[str, Any], base: Any, path: Path, seen: frozenset[Path] = frozenset()) -> dict[str, Any]:
+    """`data` laid over the raw YAML of the recipe it extends (which may itself extend another); a relative
+    path is read beside the extending file, a bare name is a built-in recipe."""
     if not isinstance(base, str) or not base:
         raise ConfigError(f"{path.name}: extends must name a recipe (built-in name or path), got {base!r}")
-    base_path = named_yaml(base, _builtin_dir(), "recipe")
-    if base_path.resolve() == path.resolve():
-        raise ConfigError(f"{path.name}: a recipe cannot extend itself")
+    beside = path.parent / base
+    base_path = beside if beside.is_file() else named_yaml(base, _builtin_dir(), "recipe")
+    seen = seen | {path.resolve()}
+    if base_path.resolve() in seen:
+        raise ConfigError(f"{path.name}: a recipe cannot extend itself (extends {base!r} loops back)")
     parent = load_yaml(base_path)
     grand = parent.pop("extends", None)
     if grand is not None:
-        parent = _extended(parent, grand, base_path)
+        parent = _extended(parent, grand, base_path, seen)
     merged = {**{k: v for k, v in parent.items() if k not in ("name", "description")}, **data}
     own = data.get("rules") or []
     if not isinstance(own, list) or not all(isinstance(r, dict) and "name" in r for r in own):
         raise ConfigError(f"{path.name}: rules must be a list of mappings with a name")
     by_name = {r["name"]: r for r in own}
     inherited = [by_name.pop(r["name"], r) for r in parent.get("rules") or [] if isinstance(r, dict)]
-    merged["rules"] = inherited + [r for r in own if r["name"] in by_name]
+    added = [r for r in own if r["name"] in by_name]
+    first_dedup = next((i for i, r in enumerate(inherited) if r.get("dedup")), len(inherited))
+    merged["rules"] = inherited[:first_dedup] + added + inherited[first_dedup:]
     return merged
 
 
