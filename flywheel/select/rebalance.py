@@ -127,8 +127,9 @@ def describe(tax: TaxonomyBalance) -> tuple[str, str]:
     """The funnel conditions of the cap and the resampling steps."""
     order = "lowest" if tax.ascending else "highest"
     ranked = f"best by {tax.best_by} ({order} first)" if tax.best_by else "seeded order"
-    caps = ", ".join([*(f"{k} {v}" for k, v in tax.caps.items()), *([f"others {tax.cap}"] if tax.cap else [])])
-    cap = f"at most {caps} rows per {tax.column} node of level {tax.level}, {ranked}"
+    named = ", ".join(f"{k} {v}" for k, v in tax.caps.items())
+    limit = f"{tax.cap}" if not named else f"{named}" + (f", others {tax.cap}" if tax.cap else "")
+    cap = f"at most {limit} rows per {tax.column} node of level {tax.level}, {ranked}"
     shape = f"targets ~ count^(1/{tax.temperature:g})"
     resample = f"{tax.total} rows over {tax.column} level-{tax.level} nodes, {shape}, {ranked}"
     return cap, resample
