@@ -11,7 +11,9 @@ schema, so each column's description and unit travel in the Parquet field metada
 the only files in `curated/<recipe>/` (the funnel, rejected rows and manifest go to
 `selections/<recipe>/`), so any Parquet reader pointed at the folder sees exactly the kept rows.
 The recipe is checked against the pool first (flywheel.select.validate), and its SQL runs on a
-connection whose file access is disabled and locked once the score columns are loaded.
+connection whose file access is disabled and locked once the score columns are loaded. After the rules come
+the rebalancing keys, in this order: `augment:` (flywheel.select.augment), `taxonomy:` caps and resampling
+(flywheel.select.rebalance), then quotas; each rejects through the same accounting as a rule.
 """
 
 from __future__ import annotations
@@ -187,8 +189,8 @@ def select(
     detail = [DETAIL_COLUMN] if DETAIL_COLUMN in pool_columns else []
     # Embedding columns stay out of the table: semantic dedup reads them from the shards itself, only for live rows.
     embedded = {r.column for r in applied if r.dedup == "semantic"}
-    needed = {KEY, "uri", "partition", "task", *order_cols, *detail, *checked.columns}
-    needed = sorted(needed.union(taxonomy_reads, funnel_taxonomy_cols) - embedded)
+    read = {KEY, "uri", "partition", "task", *order_cols, *detail, *checked.columns}
+    needed = sorted(read.union(taxonomy_reads, funnel_taxonomy_cols) - embedded)
     projection = ", ".join(_quote(c) for c in needed)
     con.execute(f"CREATE TABLE s AS SELECT {projection} FROM read_parquet(?, union_by_name=true)", [files])
     # From here on the recipe's SQL runs: no file may be read or written, and nothing may turn that back on.
