@@ -11,6 +11,7 @@ from flywheel.recipes import load_recipe
 from flywheel.reservoir import register, reservoir_workspace
 from flywheel.retrieval import EmbeddingSpace, RetrievalEngine
 from flywheel.retrieval.engine import IndexError_, vectors_to_arrow
+from flywheel.retrieval.space import table_name
 from flywheel.select import augment, select
 from flywheel.workspace import Workspace
 from tests.flywheel.select.pools import write_pool
@@ -131,3 +132,35 @@ def test_bad_augment_keys_are_one_line_errors(tmp_path, edit, message) -> None:
     path.write_text(edit(RECIPE))
     with pytest.raises(ValueError, match=message):
         load_recipe(str(path))
+
+
+IMAGE = EmbeddingSpace("fake-image", 2, text_queries=False)
+
+
+class Pixels:
+    """An image embedder that reads the first byte: b'f' (a face) on one axis, anything else on the other."""
+
+    space = IMAGE
+
+    def embed_images(self, images):
+        vectors = np.array([[1.0, 0.0] if data.startswith(b"f") else [0.0, 1.0] for data in images], np.float32)
+        return vectors, np.ones(len(images), bool)
+
+
+def test_an_example_image_finds_its_neighbours_in_the_image_index(tmp_path, monkeypatch) -> None:
+    monkeypatch.setattr(augment, "query_embedders", lambda ws: augment.QueryEmbedders(image=[Pixels()]))
+    ws = Workspace.at(tmp_path / "ws")
+    rows = _rows()
+    write_pool(ws, rows)
+    faces = [r["id"].startswith(("p", "g_")) for r in rows]
+    vectors = vectors_to_arrow(np.array([[1.0, 0.0] if f else [0.0, 1.0] for f in faces], np.float32))
+    RetrievalEngine(ws.index_dir).add("image", IMAGE, pa.table({"id": [r["id"] for r in rows], "vector": vectors}))
+    example = tmp_path / "face.jpg"
+    example.write_bytes(b"face")
+    recipe_file = tmp_path / "augmented.yaml"
+    recipe_file.write_text(RECIPE.replace('queries: ["a portrait of a person"]', f"images: [{example}]"))
+    sel = select(ws, load_recipe(str(recipe_file)))
+    report = sel.funnel.rebalance["augment"]
+    assert report["moved"] == 3 and report["searched"] == [table_name("image", IMAGE)]
+    kept = pq.read_table(sorted(sel.out_dir.glob("part-*.parquet"))).to_pylist()
+    assert {r["id"] for r in kept if r["augment_query"] == f"image:{example}"} == {f"g_face{i}" for i in range(3)}
