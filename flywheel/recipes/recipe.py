@@ -314,8 +314,8 @@ class Augment:
     engine and embedders as the pretrain track's expansion. Hits with similarity >= `min_similarity` that
     are still alive after every rule (so they pass the recipe's rules) and sit in another category move into
     `category`, most similar first, until it reaches `min_share`; each carries the query in `augment_query`.
-    Reservoirs are searched too and their hits that pass the rules are reported (they are not pool rows, so
-    the selection cannot keep them: `flywheel tracks` brings them in through the pretrain track).
+    Reservoirs are searched too and their hits counted in the funnel (not judged by the rules: they are not
+    pool rows, so the selection cannot keep them; `flywheel tracks` brings them in through the pretrain track).
     """
 
     category: str
