@@ -161,6 +161,7 @@ class Trainer:
             )
             self.index = build_plan_index(plan, buckets)
         self.planner = BatchPlanner(self.index, cfg.data, cfg.train.seed, self.rank, self.world)
+        self.data_notes += self.planner.notes
         self.loader_state = LoaderState(fingerprint=self.index.fingerprint())
         self.step = 0
         self.log_path = workspace.runs_dir / f"train-{cfg.name}.jsonl"
@@ -381,6 +382,20 @@ class Trainer:
             "drawn": drawn,
             "drawn_share": {s: round(n / total, 4) for s, n in drawn.items()} if total else {},
             "provenance": dict(self.loader_state.provenance),
+            **self.category_summary(),
+        }
+
+    def category_summary(self) -> dict[str, Any]:
+        """Curated rows drawn per category against the recipe's shares (empty when the recipe sets none)."""
+        if not self.planner.categories:
+            return {}
+        drawn = dict(self.loader_state.categories)
+        total = sum(drawn.values())
+        weights = zip(self.planner.categories, self.planner.category_weights, strict=True)
+        return {
+            "category_weights": {c: round(float(w), 6) for c, w in weights},
+            "category_drawn": drawn,
+            "category_drawn_share": {c: round(n / total, 4) for c, n in drawn.items()} if total else {},
         }
 
     def run(self, steps: int | None = None) -> TrainResult:
@@ -399,6 +414,8 @@ class Trainer:
             mix = self.data_summary()
             if len(mix["weights"]) > 1:
                 self.log(f"data mix (draw probability per source): {mix['weights']}; rows: {mix['rows']}")
+            if "category_weights" in mix:
+                self.log(f"categories (draw probability of curated rows): {mix['category_weights']}")
             for note in self.data_notes:
                 self.log(note)
         batches = self.batches()
@@ -429,6 +446,9 @@ class Trainer:
             self.log(
                 f"drew {mix['drawn']} rows per source (share {mix['drawn_share']}); provenance {mix['provenance']}"
             )
+            if "category_drawn" in mix:
+                share = mix["category_drawn_share"]
+                self.log(f"drew {mix['category_drawn']} curated rows per category (share {share})")
             self._append({"event": "data_mix", "step": self.step, **mix, "time": time.time()})
         return result
 
@@ -453,6 +473,7 @@ class Trainer:
             "tokens_per_s": sum(e.tokens for e in window) * self.world / seconds,
             "data_wait": sum(e.data_seconds for e in window) / seconds,
             "drawn": dict(self.loader_state.drawn),
+            **({"drawn_category": dict(self.loader_state.categories)} if self.planner.categories else {}),
             "time": time.time(),
         }
         for key in window[-1].extra:

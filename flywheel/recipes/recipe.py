@@ -9,7 +9,11 @@ still alive at that point, so the members kept are ones that passed the rules be
 
 `categories:` assign every row one category (general / portrait / text in the built-in recipes)
 from SQL conditions over score columns, first match wins; `quotas:` then shape the kept rows to
-the stated shares of each category, keeping the best rows of each (`keep_best_by`).
+the stated shares of each category, keeping the best rows of each (`keep_best_by`), or (`mode: sample`)
+leave every row in and have the trainer draw the categories in those shares. `taxonomy:` caps the rows per
+taxonomy node, keeping the best of each by a score column, and resamples the long tail with a temperature;
+`augment:` fills a thin category from the retrieval index (keyword and image queries). `extends:` starts a
+recipe from another one's fields and rules (the text curriculum recipes extend stage3_512p).
 """
 
 from __future__ import annotations
@@ -221,16 +225,123 @@ class Category:
     why: str = ""
 
 
+QuotaMode = Literal["select", "sample"]
+
+
 @dataclass(frozen=True)
 class Quotas:
     """Shares of the kept rows per category (summing to 1): the largest selection with those proportions.
 
-    Rows beyond a category's share are rejected with reason `quota`, worst first (`keep_best_by`), so the
-    rows a thin category limits are the worst of the plentiful ones.
+    `mode: select` (default): rows beyond a category's share are rejected with reason `quota`, worst first
+    (`keep_best_by`), so the rows a thin category limits are the worst of the plentiful ones. `mode: sample`:
+    no row is rejected; the selection records the shares and the trainer draws each category at its share
+    (a thin category repeats instead of the plentiful ones being cut). Both modes record the shares in the
+    curated manifest (`category_weights`), which the trainer's loader follows.
     """
 
     shares: dict[str, float]
+    mode: QuotaMode = "select"
     why: str = ""
+
+
+TAXONOMY_CAP = "taxonomy_cap"  # the reason of rows beyond their taxonomy node's cap
+TAXONOMY_RESAMPLE = "taxonomy_resample"  # the reason of rows the temperature resampling left out
+AUGMENT_COLUMN = "augment_query"  # the query that moved a row into an augmented category (null: not moved)
+
+
+@dataclass(frozen=True)
+class TaxonomyBalance:
+    """`taxonomy:` balance the kept rows over the nodes of a hierarchical taxonomy column.
+
+    A row's node is the first `level` parts of its `column` (`animal/dog` at level 1 is `animal`). Inside a
+    node rows are ranked by `best_by` (highest first, lowest with `ascending: true`), ties and unscored rows
+    in an order seeded by the recipe's `seed` (without `best_by`: a seeded random sample). Then:
+    `cap` / `caps` (per node name) keep at most that many rows per node (reason `taxonomy_cap`), and `total`
+    resamples to that many rows with node targets proportional to count^(1/temperature) (temperature 1:
+    proportional, larger: flatter, so the long tail keeps all its rows and the head gives way), never more than
+    a node holds (reason `taxonomy_resample`). Rows with no taxonomy path belong to no node and are left alone.
+    """
+
+    column: str = "taxonomy_path"
+    level: int = 1
+    cap: int | None = None
+    caps: dict[str, int] = field(default_factory=dict)
+    best_by: str | None = None
+    ascending: bool = False
+    temperature: float = 1.0
+    total: int | None = None
+    why: str = ""
+
+    def columns(self) -> list[str]:
+        return [self.column, *([self.best_by] if self.best_by else [])]
+
+    def validate(self, where: str) -> None:
+        where = f"{where}: taxonomy"
+        for param in ("column", "why"):
+            if not isinstance(getattr(self, param), str) or (param == "column" and not self.column):
+                raise ConfigError(f"{where}.{param} must be text, got {getattr(self, param)!r}")
+        if self.best_by is not None and (not isinstance(self.best_by, str) or not self.best_by):
+            raise ConfigError(f"{where}.best_by must be a column name, got {self.best_by!r}")
+        if not _is_count(self.level):
+            raise ConfigError(f"{where}.level must be a whole number >= 1, got {self.level!r}")
+        for param in ("cap", "total"):
+            value = getattr(self, param)
+            if value is not None and not _is_count(value):
+                raise ConfigError(f"{where}.{param} must be a whole number >= 1, got {value!r}")
+        if not isinstance(self.caps, dict) or not all(
+            isinstance(k, str) and k and _is_count(v) for k, v in self.caps.items()
+        ):
+            raise ConfigError(f"{where}.caps must map node names to whole numbers >= 1, got {self.caps!r}")
+        deep = [k for k in self.caps if len(k.split("/")) != self.level]
+        if deep:
+            raise ConfigError(f"{where}.caps names {deep}, which are not nodes of level {self.level} (a/b is level 2)")
+        if not isinstance(self.ascending, bool):
+            raise ConfigError(f"{where}.ascending must be true or false, got {self.ascending!r}")
+        if not _is_number(self.temperature) or self.temperature <= 0:
+            raise ConfigError(f"{where}.temperature must be a number > 0, got {self.temperature!r}")
+        if self.temperature != 1 and self.total is None:
+            raise ConfigError(f"{where}: temperature reshapes a resampled total; set taxonomy.total (rows to keep)")
+        if self.cap is None and not self.caps and self.total is None:
+            raise ConfigError(f"{where} needs cap, caps or total (it would change nothing)")
+
+
+@dataclass(frozen=True)
+class Augment:
+    """`augment:` when `category` holds less than `min_share` of the live rows, fill it from the index.
+
+    Keyword `queries` (text, searched in the caption index and in CLIP's image index when configured) and
+    image `images` (files, searched in the image index) retrieve neighbours from the pool's index, the same
+    engine and embedders as the pretrain track's expansion. Hits with similarity >= `min_similarity` that
+    are still alive after every rule (so they pass the recipe's rules) and sit in another category move into
+    `category`, most similar first, until it reaches `min_share`; each carries the query in `augment_query`.
+    Reservoirs are searched too and their hits counted in the funnel (not judged by the rules: they are not
+    pool rows, so the selection cannot keep them; `flywheel tracks` brings them in through the pretrain track).
+    """
+
+    category: str
+    min_share: float
+    queries: list[str] = field(default_factory=list)
+    images: list[str] = field(default_factory=list)
+    k: int = 50
+    min_similarity: float = 0.3
+    why: str = ""
+
+    def validate(self, where: str, categories: list[str]) -> None:
+        where = f"{where}: augment"
+        if self.category not in categories:
+            raise ConfigError(f"{where}.category {self.category!r} is not one of the recipe's categories {categories}")
+        if not _is_number(self.min_share) or not 0 < self.min_share < 1:
+            raise ConfigError(f"{where}.min_share must be a fraction in (0, 1), got {self.min_share!r}")
+        for param in ("queries", "images"):
+            value = getattr(self, param)
+            if not isinstance(value, list) or not all(isinstance(v, str) and v.strip() for v in value):
+                raise ConfigError(f"{where}.{param} must be a list of non-empty texts, got {value!r}")
+        if not self.queries and not self.images:
+            raise ConfigError(f"{where} needs keyword queries or image files to search with")
+        if not _is_count(self.k):
+            raise ConfigError(f"{where}.k must be a whole number >= 1, got {self.k!r}")
+        if not _is_number(self.min_similarity) or not -1 <= self.min_similarity <= 1:
+            raise ConfigError(f"{where}.min_similarity must be a cosine similarity in [-1, 1]")
 
 
 @dataclass(frozen=True)
@@ -247,6 +358,9 @@ class Recipe:
     mix: list[MixSource] = field(default_factory=list)
     categories: list[Category] = field(default_factory=list)
     quotas: Quotas | None = None
+    taxonomy: TaxonomyBalance | None = None
+    augment: Augment | None = None
+    seed: int = 0  # orders ties (and unranked rows) inside taxonomy nodes: the same seed, the same selection
 
     def quality_rules(self) -> list[Rule]:
         """Threshold rules that judge a sample's quality (not dedup, not distribution shaping)."""
@@ -277,7 +391,13 @@ class Recipe:
                 raise ConfigError(f"recipe {self.name}: {param} must be a whole number, got {value!r}")
         if not isinstance(self.description, str):
             raise ConfigError(f"recipe {self.name}: description must be text")
+        if not isinstance(self.seed, int) or isinstance(self.seed, bool):
+            raise ConfigError(f"recipe {self.name}: seed must be a whole number, got {self.seed!r}")
         self._validate_categories()
+        if self.taxonomy is not None:
+            self.taxonomy.validate(f"recipe {self.name}")
+        if self.augment is not None:
+            self.augment.validate(f"recipe {self.name}", [c.name for c in self.categories])
 
     def _validate_categories(self) -> None:
         where = f"recipe {self.name}"
@@ -298,6 +418,8 @@ class Recipe:
                 raise ConfigError(f"{where}: quotas.shares must give a share for each category {names}")
             if not all(_is_number(v) and v >= 0 for v in shares.values()) or abs(sum(shares.values()) - 1) > 1e-6:
                 raise ConfigError(f"{where}: quotas.shares must be numbers >= 0 summing to 1, got {shares}")
+            if self.quotas.mode not in ("select", "sample"):
+                raise ConfigError(f"{where}: quotas.mode must be select or sample, got {self.quotas.mode!r}")
 
     def rule(self, name: str) -> Rule:
         for r in self.rules:
@@ -335,6 +457,10 @@ def _is_number(value: Any) -> bool:
     return isinstance(value, int | float) and not isinstance(value, bool)
 
 
+def _is_count(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and value >= 1
+
+
 def _parse_value(raw: str) -> Any:
     import yaml
 
@@ -350,9 +476,18 @@ def builtin_recipes() -> list[str]:
 
 
 def load_recipe(name_or_path: str) -> Recipe:
-    """A built-in recipe by name, or a YAML file by path."""
+    """A built-in recipe by name, or a YAML file by path.
+
+    `extends: BASE` (a built-in name or a path) starts from BASE: every key this file does not set is
+    BASE's, and its rules are BASE's rules with this file's rules of the same name replacing them in place
+    and the others inserted before BASE's first dedup rule (so duplicates are judged among the rows the new
+    rules keep): a stage's quality rules written once, the curriculum steps adding theirs.
+    """
     path = named_yaml(name_or_path, _builtin_dir(), "recipe")
     data = load_yaml(path)
+    base = data.pop("extends", None)
+    if base is not None:
+        data = _extended(data, base, path)
     rules = []
     for i, raw in enumerate(data.pop("rules", []) or []):
         if not isinstance(raw, dict) or "name" not in raw:
@@ -375,11 +510,64 @@ def load_recipe(name_or_path: str) -> Recipe:
         for i, c in enumerate(_mappings(data.pop("categories", None), path.name, "categories"))
     ]
     raw_quotas = data.pop("quotas", None)
-    quotas = build(Quotas, raw_quotas, f"{path.name}:quotas") if raw_quotas is not None else None
+    quotas = None
+    if raw_quotas is not None:
+        quotas = build(Quotas, _mapping(raw_quotas, path.name, "quotas"), f"{path.name}:quotas")
+    raw_taxonomy = data.pop("taxonomy", None)
+    taxonomy = None
+    if raw_taxonomy is not None:
+        taxonomy = build(TaxonomyBalance, _mapping(raw_taxonomy, path.name, "taxonomy"), f"{path.name}:taxonomy")
+    raw_augment = data.pop("augment", None)
+    augment = None
+    if raw_augment is not None:
+        raw_augment = _mapping(raw_augment, path.name, "augment")
+        if "category" not in raw_augment or "min_share" not in raw_augment:
+            raise ConfigError(f"{path.name}: augment needs `category` and `min_share`")
+        augment = build(Augment, raw_augment, f"{path.name}:augment")
     data.setdefault("name", path.stem)
-    recipe = replace(build(Recipe, data, path.name), rules=rules, mix=mix, categories=categories, quotas=quotas)
+    recipe = replace(
+        build(Recipe, data, path.name),
+        rules=rules,
+        mix=mix,
+        categories=categories,
+        quotas=quotas,
+        taxonomy=taxonomy,
+        augment=augment,
+    )
     recipe.validate()
     return recipe
+
+
+def _extended(data: dict[str, Any], base: Any, path: Path, seen: frozenset[Path] = frozenset()) -> dict[str, Any]:
+    """`data` laid over the raw YAML of the recipe it extends (which may itself extend another); a relative
+    path is read beside the extending file, a bare name is a built-in recipe."""
+    if not isinstance(base, str) or not base:
+        raise ConfigError(f"{path.name}: extends must name a recipe (built-in name or path), got {base!r}")
+    beside = path.parent / base
+    base_path = beside if beside.is_file() else named_yaml(base, _builtin_dir(), "recipe")
+    seen = seen | {path.resolve()}
+    if base_path.resolve() in seen:
+        raise ConfigError(f"{path.name}: a recipe cannot extend itself (extends {base!r} loops back)")
+    parent = load_yaml(base_path)
+    grand = parent.pop("extends", None)
+    if grand is not None:
+        parent = _extended(parent, grand, base_path, seen)
+    merged = {**{k: v for k, v in parent.items() if k not in ("name", "description")}, **data}
+    own = data.get("rules") or []
+    if not isinstance(own, list) or not all(isinstance(r, dict) and "name" in r for r in own):
+        raise ConfigError(f"{path.name}: rules must be a list of mappings with a name")
+    by_name = {r["name"]: r for r in own}
+    inherited = [by_name.pop(r["name"], r) for r in parent.get("rules") or [] if isinstance(r, dict)]
+    added = [r for r in own if r["name"] in by_name]
+    first_dedup = next((i for i, r in enumerate(inherited) if r.get("dedup")), len(inherited))
+    merged["rules"] = inherited[:first_dedup] + added + inherited[first_dedup:]
+    return merged
+
+
+def _mapping(raw: Any, where: str, key: str) -> dict[str, Any]:
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{where}: {key} must be a mapping, got {raw!r}")
+    return raw
 
 
 def _mappings(raw: Any, where: str, key: str) -> list[dict[str, Any]]:

@@ -11,12 +11,15 @@ schema, so each column's description and unit travel in the Parquet field metada
 the only files in `curated/<recipe>/` (the funnel, rejected rows and manifest go to
 `selections/<recipe>/`), so any Parquet reader pointed at the folder sees exactly the kept rows.
 The recipe is checked against the pool first (flywheel.select.validate), and its SQL runs on a
-connection whose file access is disabled and locked once the score columns are loaded.
+connection whose file access is disabled and locked once the score columns are loaded. After the rules come
+the rebalancing keys, in this order: `augment:` (flywheel.select.augment), `taxonomy:` caps and resampling
+(flywheel.select.rebalance), then quotas; each rejects through the same accounting as a rule.
 """
 
 from __future__ import annotations
 
 import json
+import math
 import time
 import uuid
 from collections.abc import Mapping
@@ -30,12 +33,21 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from flywheel.errors import MissingInput, UserError
-from flywheel.recipes.recipe import CATEGORY, Category, Recipe, Rule
+from flywheel.recipes.recipe import (
+    AUGMENT_COLUMN,
+    CATEGORY,
+    TAXONOMY_CAP,
+    TAXONOMY_RESAMPLE,
+    Category,
+    Recipe,
+    Rule,
+)
+from flywheel.select import rebalance
 from flywheel.select.dedup_groups import groups_from_edges, multiview_edges, near_duplicate_edges
 from flywheel.select.funnel import Funnel, RuleOutcome
 from flywheel.select.mix import MIX_MANIFEST, curated_keys, select_mix
 from flywheel.select.semantic_dedup import read_embeddings, semantic_groups
-from flywheel.select.validate import RecipeError, check_recipe
+from flywheel.select.validate import RecipeError, check_recipe, check_taxonomy
 from flywheel.store import fs as storage
 from flywheel.store.images import BYTE_COLUMNS, reference_form
 from flywheel.store.shards import ShardStore, write_json_atomic
@@ -53,6 +65,17 @@ CATEGORY_FIELD = pa.field(
         "owner": "recipe",
     },
 )
+AUGMENT_FIELD = pa.field(
+    AUGMENT_COLUMN,
+    pa.string(),
+    metadata={
+        "description": "The keyword or image query (`image:<file>`) of the recipe's `augment:` that moved this row "
+        "into its category through the retrieval index; null for rows the category conditions placed.",
+        "unit": "",
+        "owner": "recipe",
+    },
+)
+TAXONOMY_COLUMN = "taxonomy_path"  # the funnel counts rows per top node of this column when the pool has it
 DETAIL_COLUMN = "broken_detail"  # the decoder's message, shown with rejected rows when the pool has it
 
 
@@ -136,6 +159,10 @@ def select(
     if known_columns is None:
         known_columns = _recorded_known_columns(workspace)
     checked = check_recipe(recipe, pool_schema, known_columns)
+    taxonomy_skip = check_taxonomy(recipe, pool_schema, known_columns)
+    taxonomy_reads = recipe.taxonomy.columns() if recipe.taxonomy is not None and taxonomy_skip is None else []
+    funnel_taxonomy = recipe.taxonomy.column if recipe.taxonomy is not None else TAXONOMY_COLUMN
+    funnel_taxonomy_cols = [funnel_taxonomy] if funnel_taxonomy in pool_columns else []
     _refuse_overwrite(meta_dir, recipe, replace)
 
     funnel = Funnel(recipe=recipe.name)
@@ -161,7 +188,8 @@ def select(
     detail = [DETAIL_COLUMN] if DETAIL_COLUMN in pool_columns else []
     # Embedding columns stay out of the table: semantic dedup reads them from the shards itself, only for live rows.
     embedded = {r.column for r in applied if r.dedup == "semantic"}
-    needed = sorted({KEY, "uri", "partition", "task", *order_cols, *detail, *checked.columns} - embedded)
+    read = {KEY, "uri", "partition", "task", *order_cols, *detail, *checked.columns}
+    needed = sorted(read.union(taxonomy_reads, funnel_taxonomy_cols) - embedded)
     projection = ", ".join(_quote(c) for c in needed)
     con.execute(f"CREATE TABLE s AS SELECT {projection} FROM read_parquet(?, union_by_name=true)", [files])
     # From here on the recipe's SQL runs: no file may be read or written, and nothing may turn that back on.
@@ -178,6 +206,8 @@ def select(
     if recipe.categories:
         _assign_categories(con, checked.categories, recipe)
         funnel.warnings.extend(checked.category_warnings)
+    if funnel_taxonomy_cols:
+        rebalance.add_top_node(con, funnel_taxonomy)
 
     tasks = ", ".join(_literal(t) for t in recipe.tasks)
     _apply(con, funnel, RuleOutcome("task", f"task IN ({tasks})", column="task"), f"task IN ({tasks})")
@@ -202,14 +232,30 @@ def select(
             first = str(exc).splitlines()[0]
             raise RecipeError(f"recipe {recipe.name}: rule {rule.name!r} cannot be evaluated: {first}") from None
 
-    if recipe.quotas is not None:
+    if recipe.augment is not None:
+        _augment(con, recipe, workspace, funnel)
+    if recipe.taxonomy is not None and taxonomy_skip is not None:
+        funnel.not_applied.append({"rule": "taxonomy", "why": taxonomy_skip})
+    elif recipe.taxonomy is not None:
+        _taxonomy(con, recipe, funnel)
+    if recipe.quotas is not None and recipe.quotas.mode == "select":
         outcome = RuleOutcome(QUOTA, _describe_quotas(recipe), column=CATEGORY)
         _apply(con, funnel, outcome, _quota_keep(con, recipe, order_by))
+    elif recipe.quotas is not None:  # mode sample: every row stays, the trainer draws the categories at their shares
+        funnel.rebalance["quotas"] = {"mode": "sample", "shares": dict(recipe.quotas.shares)}
     if recipe.categories:
         funnel.by_category = {
             str(c): {"in": int(n), "kept": int(k)}
             for c, n, k in con.execute(
                 "SELECT category, count(*), count(*) FILTER (WHERE alive) FROM s GROUP BY 1 ORDER BY 1"
+            ).fetchall()
+        }
+    if funnel_taxonomy_cols:
+        funnel.by_taxonomy = {
+            str(node or "(none)"): {"in": int(n), "kept": int(k)}
+            for node, n, k in con.execute(
+                f"SELECT {rebalance.TOP_NODE}, count(*), count(*) FILTER (WHERE alive) FROM s GROUP BY 1 "
+                "ORDER BY 1 NULLS LAST"
             ).fetchall()
         }
     funnel.kept = con.execute("SELECT count(*) FROM s WHERE alive").fetchone()[0]
@@ -369,6 +415,75 @@ def _rank_top(con: duckdb.DuckDBPyConnection, rule: Rule) -> str:
     return f"CASE WHEN {col} IS NULL THEN {on_null} ELSE COALESCE({flag}, TRUE) END"
 
 
+def _taxonomy(con: duckdb.DuckDBPyConnection, recipe: Recipe, funnel: Funnel) -> None:
+    """The recipe's `taxonomy:`: per-node caps, then the temperature resampling (flywheel.select.rebalance)."""
+    tax = recipe.taxonomy
+    assert tax is not None
+    cap_text, resample_text = rebalance.describe(tax)
+    rebalance.rank_in_nodes(con, tax, recipe.seed)
+    report: dict[str, Any] = {"column": tax.column, "level": tax.level, "seed": recipe.seed}
+    if tax.cap is not None or tax.caps:
+        _apply(con, funnel, RuleOutcome(TAXONOMY_CAP, cap_text, column=tax.column), rebalance.cap_keep(con, tax))
+    if tax.total is not None:
+        keep, targets = rebalance.resample_keep(con, tax, recipe.seed)
+        _apply(con, funnel, RuleOutcome(TAXONOMY_RESAMPLE, resample_text, column=tax.column), keep)
+        report.update(temperature=tax.temperature, total=tax.total, targets=targets)
+    funnel.rebalance["taxonomy"] = report
+
+
+def _augment(con: duckdb.DuckDBPyConnection, recipe: Recipe, workspace: Workspace, funnel: Funnel) -> None:
+    """The recipe's `augment:`: move retrieved live rows into a category below its share (flywheel.select.augment)."""
+    from flywheel.reservoir import list_reservoirs, reservoir_workspace
+    from flywheel.select import augment
+
+    spec = recipe.augment
+    assert spec is not None
+    con.execute(f"ALTER TABLE s ADD COLUMN {AUGMENT_COLUMN} VARCHAR DEFAULT NULL")
+    counts = con.execute(f"SELECT {CATEGORY}, count(*) FROM s WHERE alive GROUP BY 1").fetchall()
+    live = {str(c): int(n) for c, n in counts}
+    total, have = sum(live.values()), live.get(spec.category, 0)
+    report: dict[str, Any] = {"category": spec.category, "min_share": spec.min_share, "rows_before": have, "moved": 0}
+    need = math.ceil(spec.min_share * total - have - 1e-9) if total else 0
+    if need <= 0:
+        report["note"] = f"{have} of {total} live rows ({have / total if total else 0:.1%}) already at its share"
+        funnel.rebalance["augment"] = report
+        return
+    reservoirs = [reservoir_workspace(workspace, r.name) for r in list_reservoirs(workspace)]
+    hits = augment.search(workspace, spec, recipe.name, augment.query_embedders(workspace), reservoirs)
+    found = pa.table(
+        {
+            "k": pa.array(list(hits.pool), pa.string()),
+            "sim": pa.array([h[0] for h in hits.pool.values()], pa.float64()),
+            "q": pa.array([h[1] for h in hits.pool.values()], pa.string()),
+        }
+    )
+    con.register("augment_hits", found)
+    con.execute(f"""CREATE OR REPLACE TEMP TABLE augment_moved AS
+        SELECT s.{KEY} AS k, h.q, s.{CATEGORY} AS was FROM s JOIN augment_hits h ON h.k = s.{KEY}
+        WHERE s.alive AND s.{CATEGORY} <> {_literal(spec.category)}
+        ORDER BY h.sim DESC, s.{KEY} LIMIT {int(need)}""")
+    con.unregister("augment_hits")
+    con.execute(f"""UPDATE s SET {CATEGORY} = {_literal(spec.category)}, {AUGMENT_COLUMN} = m.q
+        FROM augment_moved m WHERE s.{KEY} = m.k""")
+    moved_from = dict(con.execute("SELECT was, count(*) FROM augment_moved GROUP BY 1 ORDER BY 1").fetchall())
+    moved = sum(moved_from.values())
+    after = (have + moved) / total
+    report.update(
+        moved=moved,
+        moved_from=moved_from,
+        candidates=len(hits.pool),
+        searched=hits.searched,
+        reservoir_hits=hits.reservoirs,
+        share_after=round(after, 4),
+    )
+    short = "" if moved >= need else f"; {need - moved} short: the index found no more live rows of other categories"
+    report["note"] = (
+        f"{have} of {total} live rows ({have / total:.1%}) < {spec.min_share:.0%}: moved {moved} retrieved rows in "
+        f"({after:.1%}){short}"
+    )
+    funnel.rebalance["augment"] = report
+
+
 def _quota_keep(con: duckdb.DuckDBPyConnection, recipe: Recipe, order_by: str) -> str:
     """Keep condition of the recipe's quotas: the largest total with the stated shares, best rows first."""
     assert recipe.quotas is not None
@@ -454,7 +569,8 @@ def _write_outputs(
     store = ShardStore(out_dir, meta_root=meta_dir)
     for shard in shards:
         index = int(shard.stem.split("-")[1])
-        extra = f", {CATEGORY}" if recipe.categories else ""
+        fields = _recipe_fields(recipe)
+        extra = "".join(f", {_quote(f.name)}" for f in fields)
         keep = con.sql(f"SELECT {KEY}{extra} FROM s WHERE alive AND partition = ?", params=[index]).to_arrow_table()
         if not keep.num_rows:
             continue
@@ -465,14 +581,18 @@ def _write_outputs(
         mask = pc.is_in(table.column(KEY), value_set=keep.column(KEY))
         rows = np.flatnonzero(mask.to_numpy(zero_copy_only=False))
         kept = reference_form(table.filter(mask), rows, shard, out_dir)
-        if recipe.categories:  # the category each kept row was counted in, for readers and the trainer
-            where = pc.index_in(kept.column(KEY), value_set=keep.column(KEY))
-            kept = kept.append_column(CATEGORY_FIELD, pc.take(keep.column(CATEGORY), where))
+        where = pc.index_in(kept.column(KEY), value_set=keep.column(KEY))
+        for column_field in fields:  # the category each kept row was counted in, for readers and the trainer
+            kept = kept.append_column(column_field, pc.take(keep.column(column_field.name), where).cast(pa.string()))
         store.write(index, kept, fingerprint=f"{recipe.name}:{shard.name}")
     whys = [(r.name, r.why or r.describe()) for r in recipe.rules]
     whys.append(("task", f"task is not one of the recipe's tasks {list(recipe.tasks)}"))
     if recipe.quotas is not None:
         whys.append((QUOTA, recipe.quotas.why or f"beyond its category's share ({_describe_quotas(recipe)})"))
+    if recipe.taxonomy is not None:
+        cap_text, resample_text = rebalance.describe(recipe.taxonomy)
+        why = recipe.taxonomy.why
+        whys += [(TAXONOMY_CAP, why or cap_text), (TAXONOMY_RESAMPLE, why or resample_text)]
     con.execute("CREATE OR REPLACE TEMP TABLE whys (name VARCHAR, why VARCHAR)")
     con.executemany("INSERT INTO whys VALUES (?, ?)", whys)
     detail = f"s.{DETAIL_COLUMN}" if DETAIL_COLUMN in {r[0] for r in con.execute("DESCRIBE s").fetchall()} else "NULL"
@@ -481,7 +601,15 @@ def _write_outputs(
         FROM s LEFT JOIN whys ON whys.name = s.reason
         WHERE NOT s.alive ORDER BY s.partition, s.uri""").to_arrow_table()
     storage.write_table(rejected, meta_dir / REJECTED)
-    store.write_manifest({"recipe": recipe.name, "stage": recipe.stage, "resolution": recipe.resolution})
+    manifest: dict[str, Any] = {"recipe": recipe.name, "stage": recipe.stage, "resolution": recipe.resolution}
+    if recipe.quotas is not None:  # the trainer's loader draws each category at its share (trainer/data/loader.py)
+        manifest["category_weights"] = dict(recipe.quotas.shares)
+    store.write_manifest(manifest)
+
+
+def _recipe_fields(recipe: Recipe) -> list[pa.Field]:
+    """Columns the recipe adds to its kept rows: the category, and the augmentation query when it augments."""
+    return ([CATEGORY_FIELD] if recipe.categories else []) + ([AUGMENT_FIELD] if recipe.augment is not None else [])
 
 
 def _refuse_overwrite(meta_dir: Path, recipe: Recipe, replace: bool) -> None:

@@ -35,6 +35,10 @@ class Funnel:
     by_reason: dict[str, int] = field(default_factory=dict)
     # category -> {"in": rows assigned, "kept": rows kept} when the recipe has `categories:`
     by_category: dict[str, dict[str, int]] = field(default_factory=dict)
+    # top taxonomy node (first part of taxonomy_path) -> {"in", "kept"} when the pool has the column
+    by_taxonomy: dict[str, dict[str, int]] = field(default_factory=dict)
+    # what the recipe's `taxonomy:` and `augment:` keys did (node targets, rows moved, queries searched)
+    rebalance: dict[str, Any] = field(default_factory=dict)
     seconds: float = 0.0
 
     @property
@@ -57,6 +61,8 @@ class Funnel:
             "not_applied": self.not_applied,
             "warnings": self.warnings,
             "by_category": self.by_category,
+            "by_taxonomy": self.by_taxonomy,
+            "rebalance": self.rebalance,
             "seconds": self.seconds,
         }
 
@@ -79,4 +85,13 @@ class Funnel:
             for name, c in self.by_category.items():
                 share = 100.0 * c["kept"] / self.kept if self.kept else 0.0
                 lines.append(f"  {name:<{width}}  {c['in']:>8}  {c['kept']:>8}  {share:>5.1f}%")
+        if self.by_taxonomy:
+            node_width = max([len(n) for n in self.by_taxonomy] + [width])
+            lines += ["", f"  {'taxonomy':<{node_width}}  {'in':>8}  {'kept':>8}  {'share':>6}"]
+            for name, c in self.by_taxonomy.items():
+                share = 100.0 * c["kept"] / self.kept if self.kept else 0.0
+                lines.append(f"  {name:<{node_width}}  {c['in']:>8}  {c['kept']:>8}  {share:>5.1f}%")
+        augment = self.rebalance.get("augment")
+        if augment:
+            lines += ["", f"  augment {augment['category']}: {augment['note']}"]
         return "\n".join(lines) + "\n"

@@ -235,3 +235,30 @@ def check_recipe(recipe: Recipe, schema: pa.Schema, known_columns: Mapping[str, 
                 f"recipe {recipe.name}: keep_best_by term {term!r} must be COLUMN [ASC|DESC] [NULLS FIRST|LAST]"
             )
     return out
+
+
+def check_taxonomy(recipe: Recipe, schema: pa.Schema, known_columns: Mapping[str, str] | None = None) -> str | None:
+    """Why the recipe's `taxonomy:` cannot apply to this pool (its filter was not run), or None when it can.
+
+    A column no registered filter writes is a RecipeError, as for rules; so is a non-text taxonomy column or
+    a non-numeric `best_by`.
+    """
+    tax = recipe.taxonomy
+    if tax is None:
+        return None
+    where = f"recipe {recipe.name}: taxonomy"
+    pool = {f.name: f.type for f in schema}
+    missing = [c for c in tax.columns() if c not in pool]
+    if missing:
+        known: Mapping[str, str] = known_columns or {}
+        unknown = [c for c in missing if known_columns is not None and c not in known]
+        if unknown:
+            raise RecipeError(f"{where} reads column(s) {unknown} that the pool lacks (and no filter writes)")
+        filters = sorted({known.get(c, "unrecorded") for c in missing})
+        return f"column(s) {missing} not in the pool: filter(s) {filters} were not run"
+    kind = _type_name(pool[tax.column])
+    if kind != "text":
+        raise RecipeError(f"{where}: column {tax.column} must hold text paths like a/b, not {kind}")
+    if tax.best_by and _type_name(pool[tax.best_by]) != "number":
+        raise RecipeError(f"{where}: best_by needs a numeric column, {tax.best_by} is {_type_name(pool[tax.best_by])}")
+    return None

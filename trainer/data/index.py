@@ -11,6 +11,10 @@ half-written or abandoned shard is never trained on). Per recipe: `curated/<reci
 by `captioned/<recipe>/` where the captioned shard is complete and holds the same rows (it then trains on
 `caption_fused` when present); plus the recipe's `mix:` sources as `flywheel select` wrote them
 (`selections/<recipe>/mix.json`, contract in docs/flywheel-loop.md), each drawn at its weight.
+
+Category weights: a selection whose recipe has `quotas:` records the shares in its manifest
+(`category_weights`) and writes each kept row's `category`; the index then carries every curated row's
+category, and the loader draws the curated batches per category at those shares (docs/categories.md).
 """
 
 from __future__ import annotations
@@ -35,6 +39,7 @@ from trainer.config import DataConfig
 from trainer.data.buckets import Bucket, assign_buckets
 
 CURATED = "curated"  # the source name of a stage's own (curated or captioned) rows
+CATEGORY = "category"  # the column `flywheel select` writes for a recipe with `categories:`
 FUSED_CAPTION = "caption_fused"
 PAIR_COLUMNS = ("prompt", "chosen_image", "rejected_image")
 REQUIRED_COLUMNS = ("id", "image", "caption", "task", "width", "height")
@@ -57,6 +62,7 @@ class DataPlan:
     weights: dict[str, float]
     notes: list[str] = field(default_factory=list)
     captioned: int = 0  # curated shards replaced by their captioned version
+    category_weights: dict[str, float] = field(default_factory=dict)  # the recipe's quota shares, when it has them
 
 
 @dataclass
@@ -75,6 +81,10 @@ class RowIndex:
     provenances: list[str] = field(default_factory=lambda: [CURATED])
     caption_columns: list[str] = field(default_factory=list)  # per shard
     shard_sources: list[str] = field(default_factory=list)  # per shard
+    # curated rows' category (index into `categories`; -1 for other sources) when the selection weights them
+    category_of: np.ndarray | None = None
+    categories: list[str] = field(default_factory=list)
+    category_weights: dict[str, float] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         n = len(self.shard_of)
@@ -102,6 +112,8 @@ class RowIndex:
             )
         if set(self.weights) != {CURATED}:
             h.update(json.dumps(self.weights, sort_keys=True).encode())
+        if self.category_weights:  # a plan drawn per category is another sequence of batches
+            h.update(json.dumps(self.category_weights, sort_keys=True).encode())
         return h.hexdigest()
 
     def groups(self) -> dict[str, np.ndarray]:
@@ -122,7 +134,7 @@ def split_group_key(key: str) -> tuple[str, str, Bucket]:
     """(source, task, bucket) of a group key."""
     source, _, rest = key.rpartition("|")
     task, bucket = rest.split("/", 1)
-    return source or CURATED, task, Bucket.from_key(bucket)
+    return source or CURATED, task, Bucket.from_key(bucket.split("@", 1)[0])  # `@category`: a planner's sub-group
 
 
 def _complete(store: ShardStore) -> dict[int, Path]:
@@ -193,14 +205,55 @@ def resolve_data(workspace: Workspace, cfg: DataConfig) -> DataPlan:
     if mixed >= 1.0:
         raise ConfigError(f"mix weights sum to {mixed:.3f}; they must leave the curated rows a share (< 1)")
     weights = {CURATED: 1.0 - mixed, **weights}
-    return DataPlan(refs, weights, notes, captioned)
+    category_weights, category_notes = recipe_category_weights(workspace, cfg.recipes)
+    return DataPlan(refs, weights, notes + category_notes, captioned, category_weights)
+
+
+def recipe_category_weights(workspace: Workspace, recipes: list[str]) -> tuple[dict[str, float], list[str]]:
+    """The category shares the selections of `recipes` recorded (`category_weights` in their manifest).
+
+    Several recipes must agree on them; otherwise (or when one has none) the curated rows are drawn uniformly
+    and a note says why.
+    """
+    found: dict[str, dict[str, float]] = {}
+    for recipe in recipes:
+        store = workspace.curated_store(recipe)
+        manifest = store.read_manifest() if store.manifest_path.is_file() else {}  # hand-written shards have none
+        found[recipe] = manifest.get("category_weights") or {}
+    distinct = {json.dumps(w, sort_keys=True) for w in found.values()}
+    if len(distinct) > 1:
+        return {}, [f"recipes {recipes} record different category weights {found}: curated rows drawn uniformly"]
+    weights = next(iter(found.values()), {})
+    return {str(c): float(w) for c, w in weights.items()}, []
 
 
 def build_plan_index(plan: DataPlan, buckets: list[Bucket]) -> RowIndex:
-    """The row index of a resolved data plan (sources, captions, provenance)."""
+    """The row index of a resolved data plan (sources, captions, provenance, curated categories)."""
     index = build_index([r.path for r in plan.shards], buckets, refs=plan.shards)
     index.weights = {s: plan.weights[s] for s in index.sources}
+    if plan.category_weights:
+        attach_categories(index, plan.category_weights)
     return index
+
+
+def attach_categories(index: RowIndex, weights: dict[str, float]) -> None:
+    """Read the `category` column of the index's curated shards, for rows the index holds, and the weights."""
+    categories = list(weights)
+    category_of = np.full(index.rows, -1, np.int16)
+    for s, (shard, source) in enumerate(zip(index.shards, index.shard_sources, strict=True)):
+        if source != CURATED:
+            continue
+        if CATEGORY not in storage.read_schema(shard).names:
+            raise ConfigError(f"{shard} has no {CATEGORY} column but its selection records category weights")
+        values = storage.read_table(shard, columns=[CATEGORY]).column(CATEGORY).to_pylist()
+        mine = np.flatnonzero(index.shard_of == s)
+        for i in mine:
+            label = str(values[int(index.row_of[i])])
+            if label not in categories:
+                categories.append(label)  # a category with no weight: never drawn (weight 0)
+            category_of[i] = categories.index(label)
+    index.category_of, index.categories = category_of, categories
+    index.category_weights = {c: float(weights.get(c, 0.0)) for c in categories}
 
 
 def build_index(shards: list[Path], buckets: list[Bucket], refs: list[ShardRef] | None = None) -> RowIndex:

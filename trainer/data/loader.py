@@ -14,6 +14,13 @@ sources' weights (curated: 1 - sum of the mix weights), so a whole batch comes f
 buckets need) and the share of rows from each source converges to its weight. With one source this draw is
 skipped, so plans of unmixed stages are exactly what they were before mixing existed.
 
+Category weights (a selection with `quotas:`, trainer/data/index.py): a batch from the curated source then
+draws its category from RNG(seed, k) at the recipe's shares (renormalised over the categories that have rows),
+and its task and bucket among that category's rows, so each category's share of the drawn rows converges to
+its share in the recipe, also where the kept rows are not in those proportions (`quotas: {mode: sample}`).
+Each category's rows form their own groups (`TASK/bucket@category`, own cursors and permutations); the counts
+drawn per category are kept in the loader state and logged. Without weights the plan is unchanged.
+
 Preference stages read pairs: the same planner over a pair index, and `load_pair_batch` decodes the chosen
 and rejected image of each row into the batch's bucket.
 """
@@ -48,6 +55,7 @@ class LoaderState:
     fingerprint: str = ""
     drawn: dict[str, int] = field(default_factory=dict)  # rows of the global batch per source
     provenance: dict[str, int] = field(default_factory=dict)  # rows of the global batch per provenance
+    categories: dict[str, int] = field(default_factory=dict)  # curated rows of the global batch per category
 
     def to_json(self) -> dict[str, object]:
         return {
@@ -56,6 +64,7 @@ class LoaderState:
             "fingerprint": self.fingerprint,
             "drawn": dict(self.drawn),
             "provenance": dict(self.provenance),
+            "categories": dict(self.categories),
         }
 
     @classmethod
@@ -66,6 +75,7 @@ class LoaderState:
             fingerprint=str(data.get("fingerprint", "")),
             drawn={str(k): int(v) for k, v in dict(data.get("drawn") or {}).items()},
             provenance={str(k): int(v) for k, v in dict(data.get("provenance") or {}).items()},
+            categories={str(k): int(v) for k, v in dict(data.get("categories") or {}).items()},
         )
 
 
@@ -131,10 +141,36 @@ class BatchPlanner:
                 "data.allow_missing_tasks: true to train on what is there"
             )
         self.effective_t2i_ratio = self._ratio(CURATED)
+        self.categories, self.category_weights, self.notes = self._category_groups()
+
+    def _category_groups(self) -> tuple[list[str], np.ndarray, list[str]]:
+        """Split the curated groups per category when the index weights categories; (categories, weights, notes)."""
+        index = self.index
+        if not index.category_weights or index.category_of is None:
+            return [], np.zeros(0), []
+        rows = {c: int((index.category_of == i).sum()) for i, c in enumerate(index.categories)}
+        drawn = [c for c in index.categories if rows[c] and index.category_weights.get(c, 0.0) > 0]
+        notes = [
+            f"category {c} has weight {index.category_weights[c]:g} but no curated rows: its share goes to the others"
+            for c in index.categories
+            if not rows[c] and index.category_weights.get(c, 0.0) > 0
+        ]
+        if not drawn:
+            return [], np.zeros(0), [*notes, "no weighted category has rows: curated rows drawn uniformly"]
+        for task in TASKS:
+            for key in self.keys.get((CURATED, task), []):
+                members = self.groups[key]
+                for c in drawn:
+                    sub = members[index.category_of[members] == index.categories.index(c)]
+                    if len(sub):
+                        self.groups[f"{key}@{c}"] = sub
+                        self.keys.setdefault((f"@{c}", task), []).append(f"{key}@{c}")
+        weights = np.array([index.category_weights[c] for c in drawn], dtype=np.float64)
+        return drawn, weights / weights.sum(), notes
 
     def _ratio(self, source: str) -> float:
         """T2I share within a source: the configured ratio, or 1/0 when the source has only one task."""
-        has = {t: (source, t) in self.keys for t in TASKS}
+        has = {t: bool(self.keys.get((source, t))) for t in TASKS}
         return 1.0 if not has["TI2I"] else 0.0 if not has["T2I"] else self.cfg.t2i_ratio
 
     def _permutation(self, key: str, epoch: int) -> np.ndarray:
@@ -144,7 +180,7 @@ class BatchPlanner:
     def plans(self, state: LoaderState) -> Iterator[tuple[BatchPlan, LoaderState]]:
         """Plans from `state` on; each comes with the state *after* it (what a checkpoint stores)."""
         cursors = dict(state.cursors)
-        drawn, provenance = dict(state.drawn), dict(state.provenance)
+        drawn, provenance, categories = dict(state.drawn), dict(state.provenance), dict(state.categories)
         k = state.batch
         bs = self.cfg.batch_size
         while True:
@@ -152,9 +188,15 @@ class BatchPlanner:
             if len(self.sources) > 1:
                 pick = np.random.default_rng([self.seed, k, 0x50C3]).choice(len(self.sources), p=self.weights)
                 source = self.sources[int(pick)]
+            group_source, category = source, None
+            if source == CURATED and self.categories:
+                draw = np.random.default_rng([self.seed, k, 0xCA7E])
+                pick = draw.choice(len(self.categories), p=self.category_weights)
+                category = self.categories[int(pick)]
+                group_source = f"@{category}"
             rng = np.random.default_rng([self.seed, k, 0x7A5C])
-            task = "T2I" if rng.random() < self._ratio(source) else "TI2I"
-            keys = self.keys[(source, task)]
+            task = "T2I" if rng.random() < self._ratio(group_source) else "TI2I"
+            keys = self.keys[(group_source, task)]
             sizes = np.array([len(self.groups[key]) for key in keys], dtype=np.float64)
             key = keys[int(rng.choice(len(keys), p=sizes / sizes.sum()))]
             start = cursors.get(key, 0)
@@ -169,6 +211,8 @@ class BatchPlanner:
             drop = np.random.default_rng([self.seed, k, self.rank, 0xD809]).random(bs) < self.cfg.uncond_dropout
             cursors[key] = start + self.world * bs
             drawn[source] = drawn.get(source, 0) + len(rows_all)
+            if category is not None:
+                categories[category] = categories.get(category, 0) + len(rows_all)
             for p, count in zip(*np.unique(self.index.provenance_of[rows_all], return_counts=True), strict=True):
                 label = self.index.provenances[int(p)]
                 provenance[label] = provenance.get(label, 0) + int(count)
@@ -177,7 +221,12 @@ class BatchPlanner:
             yield (
                 BatchPlan(k - 1, task, bucket, rows, drop, source),
                 LoaderState(
-                    batch=k, cursors=dict(cursors), fingerprint=state.fingerprint, drawn=drawn, provenance=provenance
+                    batch=k,
+                    cursors=dict(cursors),
+                    fingerprint=state.fingerprint,
+                    drawn=drawn,
+                    provenance=provenance,
+                    categories=categories,
                 ),
             )
 
