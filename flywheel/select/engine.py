@@ -49,7 +49,7 @@ from flywheel.select.mix import MIX_MANIFEST, curated_keys, select_mix
 from flywheel.select.semantic_dedup import read_embeddings, semantic_groups
 from flywheel.select.validate import RecipeError, check_recipe, check_taxonomy
 from flywheel.store import fs as storage
-from flywheel.store.images import BYTE_COLUMNS, reference_form
+from flywheel.store.images import POOL_ONLY_COLUMNS, reference_form
 from flywheel.store.shards import ShardStore, write_json_atomic
 from flywheel.workspace import FUNNEL_JSON, FUNNEL_TXT, RECIPE_JSON, REJECTED, Workspace, WorkspaceError
 
@@ -575,8 +575,8 @@ def _write_outputs(
         if not keep.num_rows:
             continue
         # pyarrow rather than DuckDB for the copy: it keeps the pool's schema and its field metadata. The byte
-        # columns are never read: the selection references the pool rows that hold them (flywheel.store.images).
-        names = [n for n in storage.read_schema(shard).names if n not in BYTE_COLUMNS]
+        # columns (and embeddings) are never read: the selection references the pool rows that hold them.
+        names = [n for n in storage.read_schema(shard).names if n not in POOL_ONLY_COLUMNS]
         table = storage.read_table(shard, columns=names)
         mask = pc.is_in(table.column(KEY), value_set=keep.column(KEY))
         rows = np.flatnonzero(mask.to_numpy(zero_copy_only=False))

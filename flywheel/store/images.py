@@ -28,6 +28,10 @@ from flywheel.schema import Column
 from flywheel.store.fs import parquet_file, read_schema, read_table, relpath, storage_path
 
 BYTE_COLUMNS = ("image", "source_image")
+# Per-row payloads a selection leaves in the pool beside the bytes: deciding and training never read them, and a
+# copy would cost what the bytes did (image_embedding: 1280 float32 = 5 KB a row, about 5 GB at 1M kept rows).
+# Semantic dedup and the index read them from the pool; a reader that wants one joins on (partition, pool_row).
+POOL_ONLY_COLUMNS = (*BYTE_COLUMNS, "image_embedding")
 IMAGES_FROM = b"flywheel.images_from"
 POOL_ROW = Column(
     "pool_row",
@@ -53,7 +57,7 @@ def reference_form(table: pa.Table, rows: np.ndarray, bytes_shard: Path, out_dir
 
     A table that already carries `pool_row` (a derived copy of a selection, e.g. captioned rows) keeps it.
     """
-    table = table.drop_columns([c for c in BYTE_COLUMNS if c in table.schema.names])
+    table = table.drop_columns([c for c in POOL_ONLY_COLUMNS if c in table.schema.names])
     if POOL_ROW.name not in table.schema.names:
         table = table.append_column(POOL_ROW.field(), pa.array(rows.astype(np.int32), pa.int32()))
     return with_source(table, bytes_shard, out_dir)
@@ -66,7 +70,7 @@ def row_references(table: pa.Table, files: Sequence[str], rows: Sequence[int], o
     `flywheel.images_from` cannot name them all; the per-row form keeps the bytes in their one copy all the same.
     """
     table = table.drop_columns(
-        [c for c in (*BYTE_COLUMNS, POOL_ROW.name, IMAGES_SHARD.name) if c in table.schema.names]
+        [c for c in (*POOL_ONLY_COLUMNS, POOL_ROW.name, IMAGES_SHARD.name) if c in table.schema.names]
     )
     shards = [relpath(storage_path(f), out_dir) for f in files]
     table = table.append_column(POOL_ROW.field(), pa.array(rows, pa.int32()))

@@ -29,7 +29,7 @@ from flywheel.retrieval.knn import greedy_dedup
 from flywheel.retrieval.space import TextEmbedder
 from flywheel.routing.evidence import concepts_of
 from flywheel.select.engine import keep_expression
-from flywheel.store.images import BYTE_COLUMNS, row_references
+from flywheel.store.images import POOL_ONLY_COLUMNS, row_references
 from flywheel.tracks.common import track_dir, write_track
 from flywheel.tracks.registry import TrackInputs
 from flywheel.workspace import Workspace
@@ -248,7 +248,7 @@ def _pool_rows(ws: Workspace, ids: list[str]) -> pa.Table:
     shards = [str(p) for p in ws.require_pool()]
     scan = f"read_parquet(?, union_by_name=true, filename='{_SHARD}', file_row_number=true)"
     names = {r[0] for r in con.execute(f"DESCRIBE SELECT * FROM {scan}", [shards]).fetchall()}
-    skip = ", ".join(["rn", "file_row_number", *(c for c in BYTE_COLUMNS if c in names)])
+    skip = ", ".join(["rn", "file_row_number", *(c for c in POOL_ONLY_COLUMNS if c in names)])
     return con.sql(
         f"""SELECT * EXCLUDE ({skip}), file_row_number AS {_ROW} FROM (
                 SELECT p.*, row_number() OVER (PARTITION BY p.id ORDER BY p.uri) AS rn

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
@@ -70,3 +71,16 @@ def test_a_pool_rescored_under_other_rows_is_a_clear_error(selected: tuple[Works
         attach_bytes(pq.read_table(shard), shard)
     with pytest.raises(StaleReferenceError, match="not the selected s1"):
         BytesReader().row(bytes_source(shard), 1, "s1")
+
+
+def test_embeddings_stay_in_the_pool_with_the_bytes(tmp_path: Path) -> None:
+    """A selection leaves `image_embedding` (5 KB a row) in the pool; per-row track references keep none either."""
+    from flywheel.store.images import IMAGES_SHARD, reference_form, row_references
+
+    table = pa.table({"id": ["a", "b"], "image": [b"x", b"y"], "image_embedding": [[0.5, 0.5], [1.0, 0.0]]})
+    pool_shard = tmp_path / "pool" / "part-00000.parquet"
+    curated = reference_form(table, np.array([0, 1]), pool_shard, tmp_path / "curated")
+    assert curated.column_names == ["id", POOL_ROW.name]
+    track = row_references(table, [str(pool_shard)] * 2, [0, 1], tmp_path / "tracks" / "pretrain")
+    assert track.column_names == ["id", POOL_ROW.name, IMAGES_SHARD.name]
+    assert track.column(IMAGES_SHARD.name).to_pylist() == ["../../pool/part-00000.parquet"] * 2
