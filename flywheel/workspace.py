@@ -208,15 +208,17 @@ class Workspace:
                 out[int(entry["first"]) + i] = int(rows)
         return out
 
-    def require_complete_pool(self) -> list[StoragePath]:
+    def require_complete_pool(self, *, rehash: bool = False) -> list[StoragePath]:
         """Pool shards, verified against their checksums, with every planned row present.
+
+        Shards unchanged since they last hashed right are not hashed again unless `rehash` (ShardStore.verify).
 
         IncompletePoolError when a planned partition has no shard or fewer rows than planned;
         CorruptShardError (from the store) when a shard's bytes differ from its marker.
         """
         self.require_pool()
         try:
-            infos = {i.index: i for i in self.pool.verify()}
+            infos = {i.index: i for i in self.pool.verify(rehash=rehash)}
         except CorruptShardError as exc:  # damaged data (exit 1): say how to repair it
             hint = f"re-run `flywheel score SOURCE --workspace {self.root}` to re-score it"
             raise CorruptShardError(f"{exc}; {hint}") from None

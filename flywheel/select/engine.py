@@ -135,6 +135,7 @@ def select(
     known_columns: Mapping[str, str] | None = None,
     name: str | None = None,
     replace: bool = False,
+    rehash: bool = False,
 ) -> Selection:
     """Apply `recipe` to the pool and write `curated/<name or recipe.name>/`.
 
@@ -143,9 +144,10 @@ def select(
     scoring run recorded in the pool manifest (`known_columns`) is used; a pool without one (built by hand,
     not by `flywheel score`) judges every missing column as not applied. An existing selection
     folder is replaced only when it was written by the same recipe and overrides, or with `replace`.
+    `rehash` hashes every pool shard instead of trusting those unchanged since they last verified.
     """
     started = time.perf_counter()
-    shards = workspace.require_complete_pool()
+    shards = workspace.require_complete_pool(rehash=rehash)
     sel_name = name or recipe.name
     out_dir = workspace.curated_dir(sel_name)
     meta_dir = workspace.selection_dir(sel_name)

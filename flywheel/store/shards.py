@@ -186,27 +186,55 @@ class ShardStore:
             return None
         return info
 
-    def check(self, info: ShardInfo) -> str | None:
-        """None when the shard file matches its marker; else one line naming the shard and the mismatch."""
+    @property
+    def verified_path(self) -> StoragePath:
+        """Which shard files were hashed and found to match their markers, keyed by what `stat` said then."""
+        return self.markers / "_verified.json"
+
+    def check(self, info: ShardInfo, verified: dict[str, list[Any]] | None = None) -> str | None:
+        """None when the shard file matches its marker; else one line naming the shard and the mismatch.
+
+        With `verified` (see `verify`), a file whose size, modification time and inode are what they were when
+        it last hashed right is trusted without hashing again; one that hashes right now is recorded there.
+        """
         shard = self.root / info.shard
         try:
-            size = shard.stat().st_size
+            st = shard.stat()
         except OSError as e:
             return f"{shard}: unreadable ({e.strerror or e})"
-        if size != info.bytes:
-            return f"{shard}: {size} bytes, its marker recorded {info.bytes} (truncated or rewritten)"
+        if st.st_size != info.bytes:
+            return f"{shard}: {st.st_size} bytes, its marker recorded {info.bytes} (truncated or rewritten)"
+        seen = [st.st_size, st.st_mtime_ns, st.st_ino, info.sha256]
+        if verified is not None and verified.get(info.shard) == seen:
+            return None
         digest = file_sha256(shard)
         if digest != info.sha256:
             return f"{shard}: sha256 {digest[:12]}... does not match the recorded {info.sha256[:12]}... (corrupted)"
+        if verified is not None:
+            verified[info.shard] = seen
         return None
 
-    def verify(self) -> list[ShardInfo]:
-        """Every complete shard, checked against its marker; CorruptShardError names the first bad one."""
+    def verify(self, *, rehash: bool = False) -> list[ShardInfo]:
+        """Every complete shard, checked against its marker; CorruptShardError names the first bad one.
+
+        A shard file unchanged since it last hashed right (same size, mtime and inode: any rewrite through
+        this store is a new file) is not hashed again, so re-selecting a large pool costs metadata, not a
+        read of every pool byte. `rehash` hashes every file regardless (damage that leaves `stat` unchanged,
+        such as a bit flip on disk, is only caught that way).
+        """
         infos = list(self.infos())
+        path = self.verified_path
+        before: dict[str, list[Any]] = {}
+        if not rehash and path.is_file():
+            before = json.loads(path.read_text(encoding="utf-8"))
+        names = {i.shard for i in infos}
+        verified = {k: v for k, v in before.items() if k in names}
         for info in infos:
-            problem = self.check(info)
+            problem = self.check(info, verified)
             if problem:
                 raise CorruptShardError(problem)
+        if verified != before:
+            write_json_atomic(path, verified)
         return infos
 
     def infos(self) -> Iterator[ShardInfo]:

@@ -120,6 +120,12 @@ def select(
     replace: Annotated[
         bool, typer.Option("--replace", help="Overwrite a selection that another recipe or other overrides wrote.")
     ] = False,
+    rehash: Annotated[
+        bool,
+        typer.Option(
+            "--rehash", help="Hash every pool shard, even those unchanged (size, mtime, inode) since they last checked."
+        ),
+    ] = False,
 ) -> None:
     """Apply a stage recipe to the pool: write WORKSPACE/curated/NAME/ and print the funnel."""
     from filters.registry import column_owners
@@ -131,7 +137,9 @@ def select(
     overrides = dict(_split_override(s) for s in (set_ or []))
     if overrides:
         rec = rec.with_overrides(overrides)
-    selection = run_select(Workspace.at(workspace), rec, known_columns=column_owners(), name=name, replace=replace)
+    selection = run_select(
+        Workspace.at(workspace), rec, known_columns=column_owners(), name=name, replace=replace, rehash=rehash
+    )
     selection.funnel.check()
     for warning in selection.funnel.warnings:
         err.print(f"[warning] {warning}", markup=False)

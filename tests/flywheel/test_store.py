@@ -83,3 +83,35 @@ def test_meta_root_keeps_bookkeeping_out_of_the_shard_folder(tmp_path):
     store.write_manifest()
     assert [p.name for p in (tmp_path / "data").iterdir()] == ["part-00000.parquet"]
     assert (tmp_path / "meta" / "_manifest.json").is_file() and store.completed(0, "fp").rows == 2
+
+
+def test_verify_hashes_a_shard_again_only_when_its_file_changed(tmp_path, monkeypatch):
+    """Re-selection costs metadata: unchanged shards are trusted from the last hash; --rehash hashes all."""
+    import os
+
+    from flywheel.store import shards
+    from flywheel.store.shards import CorruptShardError
+
+    store = ShardStore(tmp_path)
+    store.write(0, _table(50), "fp")
+    store.write(1, _table(50), "fp")
+    hashed: list[str] = []
+    real = shards.file_sha256
+    monkeypatch.setattr(shards, "file_sha256", lambda p: hashed.append(p.name) or real(p))
+    store.verify()
+    assert sorted(hashed) == ["part-00000.parquet", "part-00001.parquet"]
+    hashed.clear()
+    store.verify()
+    assert hashed == []  # nothing changed: no pool byte read
+    _flip(store.shard_path(1), 40)  # a rewrite changes the modification time: hashed again, and caught
+    with pytest.raises(CorruptShardError, match=r"part-00001\.parquet"):
+        store.verify()
+    assert hashed == ["part-00001.parquet"]
+    store.write(1, _table(50), "fp")
+    store.verify()
+    st = store.shard_path(0).stat()
+    _flip(store.shard_path(0), 40)
+    os.utime(store.shard_path(0), ns=(st.st_atime_ns, st.st_mtime_ns))  # damage that leaves `stat` as it was
+    store.verify()  # trusted from the cache, as documented
+    with pytest.raises(CorruptShardError, match=r"part-00000\.parquet"):
+        store.verify(rehash=True)
