@@ -61,3 +61,21 @@ def test_semantic_dedup_on_a_pool_without_embeddings_names_the_filter_to_run(tmp
     path.write_text("name: sem\nrules:\n  - name: sem_dup\n    column: image_embedding\n    dedup: semantic\n")
     line = _one_error_line(runner.invoke(app, ["select", "-w", str(tmp_path), "--recipe", str(path)]))
     assert "no image_embedding column" in line and "`embedding` filter" in line
+
+
+def test_rehash_catches_damage_that_the_verification_cache_trusts(tmp_path):
+    """A bit flip that keeps size and mtime is invisible to the cache (tests/flywheel/test_store.py); `--rehash`
+    hashes again and names the shard (exit 1)."""
+    import os
+
+    ws = Workspace.at(tmp_path)
+    _tiny_pool(ws)
+    assert runner.invoke(app, ["select", "-w", str(tmp_path)]).exit_code == 0
+    (shard,) = ws.pool.shard_paths()
+    st = shard.stat()
+    data = bytearray(shard.read_bytes())
+    data[40] ^= 0xFF
+    shard.write_bytes(bytes(data))
+    os.utime(shard, ns=(st.st_atime_ns, st.st_mtime_ns))
+    rehashed = runner.invoke(app, ["select", "-w", str(tmp_path), "--rehash"])
+    assert rehashed.exit_code == 1 and shard.name in rehashed.output and "sha256" in rehashed.output
