@@ -430,17 +430,29 @@ class Recipe:
     def with_overrides(self, overrides: dict[str, str]) -> Recipe:
         """Apply `rule.param=value` overrides (e.g. `nsfw.max=0.3`) without editing the YAML.
 
-        The result is named `<recipe>+<8 hex of the overrides>` and records them, so an experiment writes
-        `curated/<recipe>+<hash>/` beside the recipe's own selection instead of replacing it.
+        The rebalancing sections take the same form (`taxonomy.cap=20`, `taxonomy.caps.object=10`,
+        `quotas.shares.portrait=0.3`, `quotas.mode=sample`, `augment.min_share=0.25`, `seed=3`) when the recipe
+        has that section and no rule of that name. The result is named `<recipe>+<8 hex of the overrides>` and
+        records them, so an experiment writes `curated/<recipe>+<hash>/` beside the recipe's own selection
+        instead of replacing it; it is validated as a whole, like a loaded recipe.
         """
         if not overrides:
             return self
         rules = list(self.rules)
+        sections: dict[str, Any] = {}
+        seed = self.seed
         for key, raw in overrides.items():
+            if key == "seed":
+                seed = _parse_value(raw)
+                continue
             if "." not in key:
                 raise ConfigError(f"override {key!r} must look like RULE.PARAM=VALUE")
             rule_name, param = key.split(".", 1)
             idx = next((i for i, r in enumerate(rules) if r.name == rule_name), None)
+            if idx is None and rule_name in _SECTIONS:
+                section = sections.get(rule_name, getattr(self, rule_name))
+                sections[rule_name] = _override_section(self.name, key, section, param, _parse_value(raw))
+                continue
             if idx is None:
                 raise ConfigError(f"override {key!r}: recipe {self.name} has no rule {rule_name!r}")
             if param not in Rule.__dataclass_fields__ or param == "name":
@@ -450,7 +462,29 @@ class Recipe:
         merged = {**self.overrides, **{k: str(v) for k, v in overrides.items()}}
         base = self.base or self.name
         digest = hashlib.sha256(json.dumps(merged, sort_keys=True).encode()).hexdigest()[:8]
-        return replace(self, rules=rules, name=f"{base}+{digest}", base=base, overrides=merged)
+        out = replace(self, rules=rules, name=f"{base}+{digest}", base=base, overrides=merged, seed=seed, **sections)
+        out.validate()
+        return out
+
+
+# Recipe sections `--set SECTION.FIELD=VALUE` reaches (dataclasses; dict fields take SECTION.FIELD.KEY).
+_SECTIONS = ("taxonomy", "augment", "quotas")
+
+
+def _override_section(recipe: str, key: str, section: Any, param: str, value: Any) -> Any:
+    """`section` with `param` (FIELD or FIELD.KEY of a dict field) set to `value`; one-line errors otherwise."""
+    if section is None:
+        raise ConfigError(f"override {key!r}: recipe {recipe} has no `{key.split('.')[0]}:` section to change")
+    name, _, item = param.partition(".")
+    if name not in section.__dataclass_fields__ or name == "why":
+        known = sorted(f for f in section.__dataclass_fields__ if f != "why")
+        raise ConfigError(f"override {key!r}: unknown parameter {name!r}; known: {known}")
+    current = getattr(section, name)
+    if item:
+        if not isinstance(current, dict):
+            raise ConfigError(f"override {key!r}: {name} is not a mapping; use {key.rsplit('.', 1)[0]}=VALUE")
+        value = {**current, item: value}
+    return replace(section, **{name: value})
 
 
 def _is_number(value: Any) -> bool:

@@ -136,3 +136,18 @@ def test_a_taxonomy_on_a_pool_without_the_column_is_reported_not_applied(tmp_pat
     sel = select(ws, _recipe(tmp_path), known_columns=known)
     assert sel.funnel.kept == 4 and sel.funnel.by_taxonomy == {}
     assert any(n["rule"] == "taxonomy" and "embedding" in n["why"] for n in sel.funnel.not_applied)
+
+
+def test_set_reaches_the_taxonomy_section_and_its_node_caps(tmp_path) -> None:
+    """`--set taxonomy.caps.animal=4` re-selects without editing the YAML; a bad key is a one-line error."""
+    ws = Workspace.at(tmp_path / "ws")
+    write_pool(ws, _rows())
+    text = RECIPE.replace("  temperature: 2.0\n  total: 40\n", "")
+    recipe = _recipe(tmp_path, text).with_overrides({"taxonomy.caps.animal": "4", "taxonomy.cap": "12"})
+    assert recipe.name.startswith("balanced_tax+") and recipe.taxonomy.caps == {"animal": 4}
+    f = select(ws, recipe).funnel
+    assert f.by_taxonomy["animal"]["kept"] == 4 and f.by_taxonomy["object"]["kept"] == 12
+    with pytest.raises(ConfigError, match=r"taxonomy.level.*mapping|unknown parameter 'levels'"):
+        _recipe(tmp_path, text).with_overrides({"taxonomy.levels": "2"})
+    with pytest.raises(ConfigError, match=r"no `augment:` section"):
+        _recipe(tmp_path, text).with_overrides({"augment.k": "5"})
