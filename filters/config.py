@@ -41,12 +41,14 @@ class TokenConfig:
 class RotationConfig:
     """Rotation detector weights; None uses the ones shipped in filters/data.
 
-    `weights`: the sky-prior model (JSON) of filters/rotation.py; `net_head`: the CNN head (safetensors) of
-    filters/rotation_net.py.
+    `weights`: the sky-prior model (JSON) of filters/rotation.py; `net_head`: the four-view CNN head
+    (safetensors) of filters/rotation_net.py; `embed_head`: the head over the shared embedding (safetensors)
+    of filters/rotation_embed.py.
     """
 
     weights: str | None = None
     net_head: str | None = None
+    embed_head: str | None = None
 
 
 @dataclass(frozen=True)

@@ -22,6 +22,7 @@ from filters.nsfw import NsfwScorer
 from filters.quality_v1 import QualityV1Scorer
 from filters.resolution import ResolutionScorer
 from filters.rotation import RotationScorer
+from filters.rotation_embed import RotationEmbedScorer
 from filters.rotation_net import RotationNetScorer
 from filters.text import TextScorer
 from filters.token_length import TokenLengthScorer
@@ -47,6 +48,7 @@ FILTERS: tuple[type[Scorer], ...] = (
     FacesScorer,
     EditPairScorer,
     ImageEmbeddingScorer,
+    RotationEmbedScorer,
     AestheticsScorer,
     TextScorer,
 )
