@@ -22,6 +22,7 @@ and keep the copy valid.
 from __future__ import annotations
 
 import json
+import time
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -97,8 +98,10 @@ def note_write(root: Path, table: str, ids: pa.Array | pa.ChunkedArray) -> None:
     log = folder / PENDING / f"{uuid.uuid4().hex}.arrow"
     log.parent.mkdir(parents=True, exist_ok=True)
     _write_ids(log, ids)
-    if manifest.is_file():
-        write_json_atomic(stale, json.loads(manifest.read_text()))
+    replaced = _stamp(manifest)
+    if replaced is not None:
+        # the stamp readers may hold: the next manifest must not carry the same one (see _publish)
+        write_json_atomic(stale, {**json.loads(manifest.read_text()), "replaced_stamp": list(replaced)})
         manifest.unlink(missing_ok=True)
 
 
@@ -189,7 +192,15 @@ def _publish(
         faiss.write_index(index, str(folder / build_name / "index.faiss"))
     _write_ids(folder / build_name / "ids.arrow", ids)
     manifest = {**manifest, "build": build_name, "rows": int(index.ntotal), "labels": len(ids)}
-    write_json_atomic(folder / MANIFEST, manifest)
+    manifest.pop("replaced_stamp", None)
+    path = folder / MANIFEST
+    held = {_stamp(path)}  # readers tell manifests apart by stamp: a local file's inode changes on each
+    if (folder / STALE).is_file():  # write, but an object's stamp is its modification time, in seconds on S3
+        held.add(tuple(json.loads((folder / STALE).read_text()).get("replaced_stamp", ())))
+    write_json_atomic(path, manifest)
+    while _stamp(path) in held:  # a fold within the second of the manifest it replaces: write it again
+        time.sleep(0.25)
+        write_json_atomic(path, manifest)
     (folder / STALE).unlink(missing_ok=True)
     for log in consumed if consumed is not None else list((folder / PENDING).glob("*.arrow")):
         log.unlink(missing_ok=True)

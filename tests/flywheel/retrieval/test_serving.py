@@ -225,6 +225,11 @@ def test_sq8_index_read_into_ram(tmp_path) -> None:
     assert served is not None and served.index_type == "IVF_SQ8"
     top = [engine.search(name, base[i], k=1, columns=["id"]).column("id")[0].as_py() for i in range(0, 600, 60)]
     assert top == [f"s{i}" for i in range(0, 600, 60)]  # every row is its own nearest neighbour
+    more = _clustered(40, seed=14)
+    engine.add("caption", SPACE, _rows(more, start=600))
+    assert engine.ensure_serving(name) and _manifest(engine, name)["folds"] == 1  # folded into the SQ8 lists
+    top = [engine.search(name, more[i], k=1, columns=["id"]).column("id")[0].as_py() for i in range(0, 40, 5)]
+    assert top == [f"s{i}" for i in range(600, 640, 5)]
 
 
 def test_fold_on_an_object_store(s3_bucket) -> None:
@@ -241,6 +246,8 @@ def test_fold_on_an_object_store(s3_bucket) -> None:
     engine.add("caption", SPACE, _rows(base))
     name = engine.find("caption").name
     assert engine.build_ann_if_large(name)
+    long_lived = RetrievalEngine(root, ann)
+    assert long_lived.served(name) is not None  # holds the first copy, asks nothing while the fold runs
     engine.add("caption", SPACE, _rows(new, start=0))  # s0..s29 replaced
     assert engine.served(name) is None and engine.ensure_serving(name)
     manifest = _manifest(engine, name)
@@ -250,4 +257,6 @@ def test_fold_on_an_object_store(s3_bucket) -> None:
     reader = RetrievalEngine(root, ann)  # a fresh reader: the folded copy from the objects
     ids = [f"s{i}" for i in range(600)]
     _assert_exact(reader, name, ids, np.concatenate([new, base[30:]]), seed=13)
+    # the new manifest's stamp differs from the one it replaced, even within the second (S3's resolution)
+    _assert_exact(long_lived, name, ids, np.concatenate([new, base[30:]]), seed=13)
     fs.rmtree(root.parent)
