@@ -1,7 +1,7 @@
 """Folding written rows into the faiss serving copy against a full rebuild: seconds and recall@10.
 
-    nice -n 10 python3 bench/retrieval_fold.py --vectors 200000 --fractions 0.01,0.1   # ~5 min on 2 cores
-    python3 bench/retrieval_fold.py --vectors 20000 --queries 50                         # smoke run
+    nice -n 10 python3 bench/retrieval_fold.py --vectors 1000000 --fractions 0.01,0.1  # docs/retrieval.md, 5 min
+    python3 bench/retrieval_fold.py --vectors 20000 --queries 50                         # smoke run, seconds
 
 For each fraction f, in a fresh index: write N rows of the `mixture` data (bench/retrieval_latency.py), build
 the copy (`build_ann_if_large`: the LanceDB index, then the full faiss build, timed), then write f x N rows
@@ -124,7 +124,7 @@ def run(args: argparse.Namespace, fraction: float, tmp: Path) -> dict:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("--vectors", type=int, default=200_000)
+    ap.add_argument("--vectors", type=int, default=1_000_000)
     ap.add_argument("--dim", type=int, default=384)
     ap.add_argument("--fractions", default="0.01,0.1", help="comma list: rows written, as a share of --vectors")
     ap.add_argument("--queries", type=int, default=300)
