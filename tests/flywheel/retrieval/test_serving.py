@@ -8,7 +8,7 @@ import pyarrow as pa
 import pytest
 
 from flywheel.config import ConfigError
-from flywheel.retrieval import AnnConfig, EmbeddingSpace, IndexConfig, IndexError_, RetrievalEngine
+from flywheel.retrieval import AnnConfig, EmbeddingSpace, IndexConfig, IndexError_, RetrievalEngine, serving
 from flywheel.retrieval.config import FaissConfig
 from flywheel.retrieval.engine import vectors_to_arrow
 from flywheel.retrieval.knn import exact_knn
@@ -162,6 +162,27 @@ def test_written_rows_are_folded_into_the_copy_without_retraining(built) -> None
     _assert_exact(engine, name, ids, vectors, seed=8)
     reopened = _engine(engine.root.parent, nprobe=16)  # another process loads the folded copy
     assert reopened.search(name, again[0], k=1, columns=["id"]).column("id").to_pylist() == ["s5000"]
+
+
+def test_a_write_that_stopped_part_way_is_folded_right(built) -> None:
+    """A process killed after logging ids but before (or during) the table write: the fold is still exact."""
+    engine, name, base = built
+    logged = pa.array([f"s{i}" for i in range(5)] + ["s9999"], pa.string())  # s9999 never reached the table
+    serving.note_write(engine.root, name, logged)  # the log and the stale base, then no LanceDB write
+    assert engine.served(name) is None and engine.ensure_serving(name)
+    manifest = _manifest(engine, name)
+    assert (manifest["folds"], manifest["rows"], manifest["labels"]) == (1, 1500, 1505)
+    _assert_exact(engine, name, [f"s{i}" for i in range(1500)], base, seed=15)
+    # killed between the log and moving the manifest: the old copy is still served over an unchanged table
+    log = serving_dir(engine.root, name) / "pending" / "leftover.arrow"
+    with pa.OSFile(str(log), "wb") as sink, pa.ipc.new_file(sink, serving.ID_SCHEMA) as writer:
+        writer.write_table(pa.table({"id": ["s7"]}, schema=serving.ID_SCHEMA))
+    assert engine.served(name) is not None and not engine.ensure_serving(name)
+    new = _clustered(3, seed=16)
+    engine.add("caption", SPACE, _rows(new, start=5000))  # the next write folds the leftover log with its own
+    assert engine.ensure_serving(name) and not log.exists()
+    ids = [f"s{i}" for i in range(1500)] + ["s5000", "s5001", "s5002"]
+    _assert_exact(engine, name, ids, np.concatenate([base, new]), seed=17)
 
 
 def test_retrain_threshold_triggers_a_full_rebuild(built) -> None:
