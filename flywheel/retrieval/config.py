@@ -36,6 +36,11 @@ class FaissConfig:
     # is one query per process) or read it into RAM (about 0.4 s per GB, then searches about twice as fast:
     # for a long-running process that asks thousands of queries). docs/retrieval.md has both.
     mmap: bool = True
+    # Rows written after the copy was built are folded into its trained IVF lists (no k-means, seconds
+    # instead of a full rebuild); once the rows folded since the last training pass this fraction of the
+    # rows it was trained on, the next `flywheel index` retrains (the lists drift from the data, and
+    # sqrt(rows) lists no longer fit the table). Figures: docs/retrieval.md.
+    retrain_after: float = 0.5
 
     def check(self) -> None:
         if self.index_type not in FAISS_TYPES:
@@ -44,6 +49,8 @@ class FaissConfig:
             raise ConfigError("index.ann.faiss.nlist must be >= 1")
         if self.nprobe < 1 or self.filter_oversample < 1:
             raise ConfigError("index.ann.faiss.nprobe and filter_oversample must be >= 1")
+        if not self.retrain_after >= 0:
+            raise ConfigError("index.ann.faiss.retrain_after must be >= 0 (0: retrain after every write)")
 
 
 @dataclass

@@ -18,6 +18,7 @@ import warnings
 from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Literal
 
 import lancedb
 import numpy as np
@@ -139,7 +140,8 @@ class RetrievalEngine:
         name = table_name(field, space)
         rows = rows.replace_schema_metadata(_space_meta(field, space))
         with self.write_lock():
-            serving.invalidate(self.root, name)  # before the write: the faiss copy no longer matches
+            # before the write: log the ids for the next fold and stop serving the copy, which no longer matches
+            serving.note_write(self.root, name, rows.column("id"))
             if name in self.table_names():
                 table = self.db.open_table(name)
                 rows = _conform(rows, table.schema)
@@ -198,13 +200,27 @@ class RetrievalEngine:
         self._served.pop(name, None)
         return manifest
 
-    def ensure_serving(self, name: str) -> bool:
-        """Build the faiss copy of a table that has its ANN index but no current copy (a write invalidated
-        it, or the index predates `ann.serving`); return whether one was built."""
-        if self.ann.serving != "faiss" or serving.is_built(self.root, name) or not self.info(name).ann:
-            return False
-        self.build_serving(name)
-        return True
+    def ensure_serving(self, name: str) -> Literal["built", "folded"] | None:
+        """Publish a current faiss copy of a table that has its ANN index but none (a write invalidated it,
+        or the index predates `ann.serving`); return how ("built" or "folded"), or None when none was needed.
+
+        After writes the rows written are folded into the stale copy (serving.fold: no retraining, seconds);
+        a full `build_serving` runs when there is nothing to fold into, or the folded rows pass
+        `ann.faiss.retrain_after` of the rows the copy was trained on.
+        """
+        if self.ann.serving != "faiss" or serving.is_built(self.root, name):
+            return None
+        info = self.info(name)
+        if not info.ann:
+            return None
+        with self.write_lock():
+            if serving.is_built(self.root, name):  # another process published one meanwhile
+                return None
+            folded = serving.fold(self.root, name, self._open(name), info.field, info.space, self.ann.faiss)
+        if folded is None:
+            self.build_serving(name)
+        self._served.pop(name, None)
+        return "built" if folded is None else "folded"
 
     def served(self, name: str) -> serving.ServingIndex | None:
         """The faiss copy that answers searches of `name`, or None (LanceDB answers)."""

@@ -8,13 +8,21 @@ vectors in a faiss IVF index, kept under ROOT/_faiss/<table>/ beside the table:
     build-<hex>/ids.arrow     the table's id of each faiss label (Arrow IPC, memory-mapped)
 
 The manifest is written last and atomically, so a reader sees a whole build or none. Any write of vectors
-(RetrievalEngine.add) removes the manifest first: a stale copy is never served, searches go to LanceDB
-until `flywheel index` builds a new one. Metadata refreshes do not touch vectors and keep the copy valid.
+(RetrievalEngine.add, under the write lock) first logs the ids it writes (pending/<hex>.arrow), moves the
+manifest to stale.json and removes it: a stale copy is never served, searches go to LanceDB until
+`flywheel index` publishes a new one. That new copy is a fold when it can be (`fold`): the stale build is
+read, the logged ids' old vectors are removed (`remove_ids`), their current vectors are read from the table
+and added under new labels (`add_with_ids`) into the trained IVF lists, with no k-means; a full `build`
+(which retrains) when the rows folded since the last training pass `retrain_after` x the trained rows, or the
+copy no longer fits the config (dimension, model, index type, nlist). Labels are never reused: a removed
+row's slot in ids.arrow is null, a re-added id gets a new label. Metadata refreshes do not touch vectors
+and keep the copy valid.
 """
 
 from __future__ import annotations
 
 import json
+import time
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -24,6 +32,7 @@ import faiss
 import lancedb
 import numpy as np
 import pyarrow as pa
+import pyarrow.compute as pc
 
 from flywheel.retrieval.config import FaissConfig
 from flywheel.retrieval.space import EmbeddingSpace
@@ -32,6 +41,11 @@ from flywheel.store.fs import ObjectPath
 from flywheel.store.shards import write_json_atomic
 
 MANIFEST = "manifest.json"
+STALE = "stale.json"  # the manifest of the last copy, moved here by a write: the base a fold starts from
+PENDING = "pending"  # ids written since that copy, one Arrow file per write
+ID_SCHEMA = pa.schema([("id", pa.string())])
+# ids per `id IN (...)` read of the rows to fold (the table has a BTree index on id)
+FOLD_READ_IDS = 4096
 READ_BATCH_ROWS = 65_536
 # k-means trains on this many rows per list (faiss warns below 39): enough for balanced lists, and the
 # training cost (rows x nlist x dim) stays seconds at 1M rows on 2 cores.
@@ -69,9 +83,31 @@ def _stamp(path: Path) -> tuple[int, int] | None:
     return st.st_mtime_ns, st.st_ino
 
 
-def invalidate(root: Path, table: str) -> None:
-    """Drop the manifest so no reader serves vectors that no longer match the table."""
-    (serving_dir(root, table) / MANIFEST).unlink(missing_ok=True)
+def note_write(root: Path, table: str, ids: pa.Array | pa.ChunkedArray) -> None:
+    """Called under the write lock before vectors of `ids` are written: log them for the next fold, and
+    drop the manifest so no reader serves vectors that no longer match the table.
+
+    The log is written first and the manifest moved to stale.json before it is removed, so a crash at any
+    point leaves either the old copy served over an unchanged table, or a stale base plus every id written
+    since (a logged id whose write never happened is folded with its unchanged vector: harmless).
+    """
+    folder = serving_dir(root, table)
+    manifest, stale = folder / MANIFEST, folder / STALE
+    if not manifest.is_file() and not stale.is_file():
+        return  # no copy to fold into: the next build reads the whole table
+    log = folder / PENDING / f"{uuid.uuid4().hex}.arrow"
+    log.parent.mkdir(parents=True, exist_ok=True)
+    _write_ids(log, ids)
+    replaced = _stamp(manifest)
+    if replaced is not None:
+        # the stamp readers may hold: the next manifest must not carry the same one (see _publish)
+        write_json_atomic(stale, {**json.loads(manifest.read_text()), "replaced_stamp": list(replaced)})
+        manifest.unlink(missing_ok=True)
+
+
+def _write_ids(path: Path, ids: pa.Array | pa.ChunkedArray) -> None:
+    with path.open("wb") as sink, pa.ipc.new_file(sink, ID_SCHEMA) as writer:
+        writer.write_table(pa.table({"id": ids}, schema=ID_SCHEMA))
 
 
 def is_built(root: Path, table: str) -> bool:
@@ -127,32 +163,128 @@ def build(
         index.add(vectors)
         id_chunks.append(ids)
     ids_all = pa.chunked_array(id_chunks, pa.string()).combine_chunks()
-    folder = serving_dir(root, table_name)
+    manifest: dict[str, object] = {
+        "table": table_name,
+        "field": field,
+        "model": space.model,
+        "dim": space.dim,
+        "text_queries": space.text_queries,
+        "index_type": cfg.index_type,
+        "nlist": nlist,
+        "trained_rows": int(index.ntotal),  # rows when the quantizer was trained: the base of `retrain_after`
+        "folded_rows": 0,  # rows added by folds since then
+        "folds": 0,
+    }
+    return _publish(serving_dir(root, table_name), index, ids_all, manifest, consumed=None)
+
+
+def _publish(
+    folder: Path, index: faiss.Index, ids: pa.Array, manifest: dict[str, object], consumed: list[Path] | None
+) -> dict[str, object]:
+    """Write a new build folder, then the manifest atomically (what readers see), then drop what it
+    replaces: the old builds, stale.json and the pending logs it covers (`consumed`; all of them for a
+    full build, which read the whole table under the write lock)."""
     build_name = f"build-{uuid.uuid4().hex[:12]}"
     (folder / build_name).mkdir(parents=True)
     if isinstance(folder, ObjectPath):  # an object store: the index's bytes are uploaded, not written in place
         (folder / build_name / "index.faiss").write_bytes(faiss.serialize_index(index).tobytes())
     else:
         faiss.write_index(index, str(folder / build_name / "index.faiss"))
-    ids_sink = (folder / build_name / "ids.arrow").open("wb")
-    with ids_sink as sink, pa.ipc.new_file(sink, pa.schema([("id", pa.string())])) as writer:
-        writer.write_table(pa.table({"id": ids_all}))
-    manifest: dict[str, object] = {
-        "table": table_name,
-        "build": build_name,
-        "field": field,
-        "model": space.model,
-        "dim": space.dim,
-        "text_queries": space.text_queries,
-        "rows": int(index.ntotal),
-        "index_type": cfg.index_type,
-        "nlist": nlist,
-    }
-    write_json_atomic(folder / MANIFEST, manifest)
+    _write_ids(folder / build_name / "ids.arrow", ids)
+    manifest = {**manifest, "build": build_name, "rows": int(index.ntotal), "labels": len(ids)}
+    manifest.pop("replaced_stamp", None)
+    path = folder / MANIFEST
+    held = {_stamp(path)}  # readers tell manifests apart by stamp: a local file's inode changes on each
+    if (folder / STALE).is_file():  # write, but an object's stamp is its modification time, in seconds on S3
+        held.add(tuple(json.loads((folder / STALE).read_text()).get("replaced_stamp", ())))
+    write_json_atomic(path, manifest)
+    while _stamp(path) in held:  # a fold within the second of the manifest it replaces: write it again
+        time.sleep(0.25)
+        write_json_atomic(path, manifest)
+    (folder / STALE).unlink(missing_ok=True)
+    for log in consumed if consumed is not None else list((folder / PENDING).glob("*.arrow")):
+        log.unlink(missing_ok=True)
     for old in folder.glob("build-*"):  # a reader with an old build mapped keeps it until it closes
         if old.name != build_name:
             storage.rmtree(old)
     return manifest
+
+
+def fold(
+    root: Path, table_name: str, table: lancedb.table.Table, field: str, space: EmbeddingSpace, cfg: FaissConfig
+) -> dict[str, object] | None:
+    """Fold the rows written since the stale copy into it, without retraining; return the new manifest,
+    or None when a full `build` is needed (no stale base, the copy does not fit the config or space, or the
+    folded rows would pass `cfg.retrain_after` x the trained rows, when the lists no longer fit the data).
+
+    The caller holds the write lock. The base index is read into memory (it is modified), the logged ids'
+    old labels removed, their current vectors read from the table (the store of record) and added under
+    new labels; a logged id no longer in the table just loses its vector.
+    """
+    folder = serving_dir(root, table_name)
+    stale = folder / STALE
+    if not stale.is_file():
+        return None
+    base = json.loads(stale.read_text())
+    fits = (
+        base.get("field") == field
+        and base.get("model") == space.model
+        and int(base.get("dim", -1)) == space.dim
+        and base.get("index_type") == cfg.index_type
+        and (cfg.nlist is None or min(cfg.nlist, int(base.get("trained_rows", 0))) == int(base.get("nlist", -1)))
+        and "trained_rows" in base  # a copy from before folds: rebuilt once
+        and (folder / str(base.get("build")) / "index.faiss").is_file()
+    )
+    if not fits:
+        return None
+    logs = sorted((folder / PENDING).glob("*.arrow"))
+    written = pc.unique(pa.chunked_array([_read_ids(log) for log in logs] or [pa.array([], pa.string())], pa.string()))
+    folded = int(base["folded_rows"]) + len(written)
+    if folded > cfg.retrain_after * int(base["trained_rows"]):
+        return None
+    index = _read_index(folder / str(base["build"]), mmap=False)
+    ids = _read_ids(folder / str(base["build"]) / "ids.arrow")
+    old = pc.index_in(written, value_set=ids).drop_null().to_numpy(zero_copy_only=False).astype(np.int64)
+    if len(old):
+        index.remove_ids(faiss.IDSelectorBatch(old))
+        dropped = np.zeros(len(ids), dtype=bool)
+        dropped[old] = True
+        ids = pc.if_else(pa.array(dropped), pa.scalar(None, pa.string()), ids)  # labels are never reused
+    new_ids, vectors = _rows_of(table, written, space.dim)
+    index.add_with_ids(vectors, np.arange(len(ids), len(ids) + len(new_ids), dtype=np.int64))
+    ids = pa.concat_arrays([ids, new_ids])
+    manifest = {**base, "folded_rows": folded, "folds": int(base["folds"]) + 1}
+    return _publish(folder, index, ids, manifest, consumed=logs)
+
+
+def _read_ids(path: Path) -> pa.Array:
+    source = path.read_bytes() if isinstance(path, ObjectPath) else pa.memory_map(str(path))
+    reader = pa.ipc.open_file(pa.BufferReader(source) if isinstance(source, bytes) else source)
+    return reader.read_all().column("id").combine_chunks()
+
+
+def _read_index(folder: Path, *, mmap: bool) -> faiss.Index:
+    if isinstance(folder, ObjectPath):  # no memory map of an object: the index is read into memory
+        return faiss.deserialize_index(np.frombuffer((folder / "index.faiss").read_bytes(), dtype=np.uint8))
+    return faiss.read_index(str(folder / "index.faiss"), faiss.IO_FLAG_MMAP if mmap else 0)
+
+
+def _rows_of(table: lancedb.table.Table, ids: pa.Array, dim: int) -> tuple[pa.Array, np.ndarray]:
+    """The current (ids, unit vectors) of the rows of `ids` still in the table, by the id index."""
+    got_ids: list[pa.Array] = []
+    got_vectors: list[np.ndarray] = [np.zeros((0, dim), dtype=np.float32)]
+    for start in range(0, len(ids), FOLD_READ_IDS):
+        chunk = ids.slice(start, FOLD_READ_IDS).to_pylist()
+        sql = "id IN (" + ", ".join("'" + i.replace("'", "''") + "'" for i in chunk) + ")"
+        got = table.search().where(sql).select(["id", "vector"]).limit(len(chunk)).to_arrow()
+        if got.num_rows == 0:
+            continue
+        flat = got.column("vector").combine_chunks().flatten().to_numpy(zero_copy_only=False)
+        got_vectors.append(np.array(flat, dtype=np.float32).reshape(-1, dim))
+        got_ids.append(got.column("id").combine_chunks())
+    vectors = np.ascontiguousarray(np.concatenate(got_vectors))
+    faiss.normalize_L2(vectors)
+    return pa.chunked_array(got_ids, pa.string()).combine_chunks(), vectors
 
 
 def load(root: Path, table: str, cached: ServingIndex | None, *, mmap: bool = True) -> ServingIndex | None:
@@ -172,13 +304,8 @@ def load(root: Path, table: str, cached: ServingIndex | None, *, mmap: bool = Tr
     except FileNotFoundError:  # removed between the stat and the read: a write is under way
         return None
     folder = serving_dir(root, table) / str(meta["build"])
-    if isinstance(folder, ObjectPath):  # no memory map of an object: the index is read into memory
-        index = faiss.deserialize_index(np.frombuffer((folder / "index.faiss").read_bytes(), dtype=np.uint8))
-        ids_file = pa.BufferReader((folder / "ids.arrow").read_bytes())
-    else:
-        index = faiss.read_index(str(folder / "index.faiss"), faiss.IO_FLAG_MMAP if mmap else 0)
-        ids_file = pa.memory_map(str(folder / "ids.arrow"))
-    ids = pa.ipc.open_file(ids_file).read_all().column("id").combine_chunks()
+    index = _read_index(folder, mmap=mmap)
+    ids = _read_ids(folder / "ids.arrow")
     space = EmbeddingSpace(str(meta["model"]), int(meta["dim"]), bool(meta["text_queries"]))
     return ServingIndex(
         index, ids, str(meta["field"]), space, int(meta["rows"]), str(meta["index_type"]), int(meta["nlist"]), stamp

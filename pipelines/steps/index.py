@@ -176,8 +176,9 @@ def _index_field(
     elif not info.ann and engine.build_ann_if_large(name):
         served = f" and a faiss {cfg.ann.faiss.index_type} serving index" if cfg.ann.serving == "faiss" else ""
         log(f"{name}: built {cfg.ann.index_type} index{served} over {info.rows} rows")
-    if engine.ensure_serving(name):  # the faiss copy a write invalidated, or one this index never had
-        log(f"{name}: built faiss {cfg.ann.faiss.index_type} serving index over {info.rows} rows")
+    how = engine.ensure_serving(name)  # the faiss copy a write invalidated, or one this index never had
+    if how is not None:
+        log(f"{name}: {how} faiss {cfg.ann.faiss.index_type} serving index over {info.rows} rows")
     info = engine.info(name)
     report.tables.append(
         TableReport(
