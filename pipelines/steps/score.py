@@ -29,7 +29,14 @@ from flywheel.ingest.base import PartitionSpec, SourceError
 from flywheel.store.shards import write_json_atomic
 from flywheel.workspace import Workspace
 from pipelines.ray_runtime import init_ray
-from pipelines.steps.score_stages import EXPECTED, ModelStage, ScoreShards, score_partitions, spec_to_row
+from pipelines.steps.score_stages import (
+    EXPECTED,
+    ModelStage,
+    ScoreShards,
+    score_and_write,
+    score_partitions,
+    spec_to_row,
+)
 from pipelines.steps.shard_writer import Collected, collect, one_cpu, write_stage
 
 ProgressFn = Callable[[int, int], None]  # (shards complete, shards in the plan)
@@ -256,7 +263,6 @@ def _run(
     # (it is Ray's API churn, not something a user can act on). Revisit when Ray 2.64 removes them.
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", category=DeprecationWarning)
-        ds = _stages(ds, cpu_classes, model_classes, followers, cfg, model_actors)
         job = ScoreShards(
             root=str(workspace.pool_dir),
             key="partition",
@@ -265,7 +271,17 @@ def _run(
             scoring=scoring,
             schema=pool_schema,
         )
-        ds = write_stage(ds, job)
+        if model_classes:
+            ds = write_stage(_stages(ds, cpu_classes, model_classes, followers, cfg, model_actors), job)
+        else:  # CPU filters only: each task scores its partition and writes the shard (see score_and_write)
+            ds = ds.map_batches(
+                score_and_write,
+                fn_args=(cpu_classes, cfg, job),
+                batch_size=1,
+                batch_format="numpy",
+                compute=ray.data.TaskPoolStrategy(),
+                ray_remote_args_fn=one_cpu,
+            )
     counters: dict[str, Counters] = defaultdict(Counters)
     collected = Collected()
     # Only summaries reach the driver: the workers wrote the shards (no image byte comes here).
