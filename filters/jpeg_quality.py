@@ -81,24 +81,27 @@ def ijg_tables(quality: int) -> tuple[np.ndarray, np.ndarray]:
 
 
 _ALL_TABLES = [ijg_tables(q) for q in range(1, 101)]
+_ALL_LUMA = np.stack([luma for luma, _ in _ALL_TABLES])  # (100, 64): row q-1 is quality q
+_ALL_CHROMA = np.stack([chroma for _, chroma in _ALL_TABLES])
 
 
 def estimate_quality(tables: Mapping[int, Sequence[int]]) -> int | None:
-    """Nearest IJG quality to the file's tables (log-ratio distance, luma weighted over chroma)."""
+    """Nearest IJG quality to the file's tables (log-ratio distance, luma weighted over chroma).
+
+    All 100 candidate qualities in one array pass (the lowest quality wins a tie, as a loop keeping the
+    first strictly smaller distance would); each row's sum runs over its 64 contiguous entries, as the
+    one-table sum does, so the distances are the same numbers.
+    """
     if not tables:
         return None
     luma = np.asarray(tables.get(0, next(iter(tables.values()))), dtype=np.float64)
     chroma = np.asarray(tables[1], dtype=np.float64) if 1 in tables else None
     if luma.size != 64 or (chroma is not None and chroma.size != 64):
         return None
-    best_q, best_err = 1, float("inf")
-    for q, (ref_l, ref_c) in enumerate(_ALL_TABLES, start=1):
-        err = float(np.abs(np.log(np.maximum(luma, 1) / ref_l)).sum())
-        if chroma is not None:
-            err += 0.5 * float(np.abs(np.log(np.maximum(chroma, 1) / ref_c)).sum())
-        if err < best_err:
-            best_q, best_err = q, err
-    return best_q
+    err = np.abs(np.log(np.maximum(luma, 1) / _ALL_LUMA)).sum(axis=1)
+    if chroma is not None:
+        err = err + 0.5 * np.abs(np.log(np.maximum(chroma, 1) / _ALL_CHROMA)).sum(axis=1)
+    return int(np.argmin(err)) + 1
 
 
 def blockiness(gray: np.ndarray) -> float | None:

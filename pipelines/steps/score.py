@@ -9,6 +9,7 @@ the manifest need no locking; memory is bounded by the partitions in flight, not
 
 from __future__ import annotations
 
+import math
 import time
 import warnings
 from collections import defaultdict
@@ -27,7 +28,7 @@ from flywheel.errors import RunFailed, UserError
 from flywheel.ingest import open_source
 from flywheel.ingest.base import PartitionSpec, SourceError
 from flywheel.store.shards import write_json_atomic
-from flywheel.workspace import Workspace
+from flywheel.workspace import Workspace, WorkspaceError
 from pipelines.ray_runtime import init_ray
 from pipelines.steps.score_stages import (
     EXPECTED,
@@ -40,6 +41,13 @@ from pipelines.steps.score_stages import (
 from pipelines.steps.shard_writer import Collected, collect, one_cpu, write_stage
 
 ProgressFn = Callable[[int, int], None]  # (shards complete, shards in the plan)
+
+DEFAULT_ROWS_PER_PARTITION = 256
+# A source that fits in fewer partitions than this at the default size is split into this many, so that a
+# small source keeps several cores busy (a 200-file folder was one partition, so one task on one core). A
+# fixed count rather than the core count: the plan, and the shard numbering a resume relies on, must be
+# the same on every machine that runs or resumes the job.
+MIN_PARTITIONS = 8
 
 
 @dataclass
@@ -76,7 +84,7 @@ class _Pending:
 def plan(
     source_path: str,
     workspace: Workspace,
-    rows_per_partition: int,
+    rows_per_partition: int | None,
     scoring: str | None = None,
     log: Callable[[str], None] = print,
 ) -> tuple[list[_Pending], int]:
@@ -87,13 +95,24 @@ def plan(
     its recorded size/sha256 is not complete: it is named in the log and scored again.
     With `scoring` (the filter set + model config fingerprint), shards scored under another one count as
     not complete, so fixing a config and re-running re-scores them.
+    `rows_per_partition=None` is the default size, with small sources split into `MIN_PARTITIONS`.
     """
     source = open_source(source_path)
-    specs = source.plan(rows_per_partition)
+    specs = source.plan(rows_per_partition or DEFAULT_ROWS_PER_PARTITION)
     if not specs:  # a wrong folder must not "score 0 rows" with exit 0 (a scheduled job would look healthy)
         raise SourceError(f"{source_path}: no samples found in this {source.kind} source; is it the right path?")
-    rows = [spec.stop - spec.start for spec in specs]
-    offset = workspace.source_offset(f"{source.kind}:{Path(source.root).resolve()}", len(specs), rows)
+    legacy: list[PartitionSpec] | None = None
+    if rows_per_partition is None and (small := small_source_rows(specs)) is not None:
+        legacy, specs = specs, source.plan(small)
+    key = f"{source.kind}:{Path(source.root).resolve()}"
+    try:
+        offset = workspace.source_offset(key, len(specs), [spec.stop - spec.start for spec in specs])
+    except WorkspaceError:
+        if legacy is None:
+            raise
+        # Registered before small sources were split: that workspace keeps its default-size plan.
+        specs = legacy
+        offset = workspace.source_offset(key, len(specs), [spec.stop - spec.start for spec in specs])
     pending, skipped = [], 0
     store = workspace.pool
     for spec in specs:
@@ -114,7 +133,7 @@ def score(
     filters: Sequence[str] | None = None,
     cfg: ScoringConfig | None = None,
     ray_address: str | None = None,
-    rows_per_partition: int = 256,
+    rows_per_partition: int | None = None,
     model_actors: int = 1,
     progress: ProgressFn | None = None,
     log: Callable[[str], None] = print,
@@ -177,6 +196,14 @@ def score(
             "re-run the same command to retry them (completed shards are kept)"
         )
     return result
+
+
+def small_source_rows(specs: Sequence[PartitionSpec]) -> int | None:
+    """Rows per partition that split a small source into `MIN_PARTITIONS`; None when it needs no split."""
+    total = sum(spec.stop - spec.start for spec in specs)
+    if len(specs) >= MIN_PARTITIONS or total <= len(specs):
+        return None
+    return max(1, math.ceil(total / MIN_PARTITIONS))
 
 
 def check_models(
