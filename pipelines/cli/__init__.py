@@ -79,6 +79,9 @@ def score(
     )
     for name, message in result.unavailable.items():
         console.print(f"[yellow]{name}: {message}[/]")
+    from pipelines.ray_runtime import shutdown_ray
+
+    shutdown_ray()  # now, rather than in Ray's slower exit hook (a no-op when every shard was already complete)
 
 
 @app.command("score-missing")
