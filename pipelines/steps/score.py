@@ -1,7 +1,8 @@
 """`flywheel score`: ingest a source and write the scored pool, resumably, on Ray Data.
 
 The driver plans partitions, skips those whose shard is already complete, and streams the
-rest through Ray Data (CPU task per partition, then one actor pool per model scorer). Rows
+rest through Ray Data (CPU task per partition, then one actor pool per model scorer; with CPU
+filters only, one task per partition scores it and writes its shard). Rows
 come back to the driver, which assembles each partition and writes its shard atomically
 once every row of it has arrived. The driver is the only writer of the pool, so markers and
 the manifest need no locking; memory is bounded by the partitions in flight, not the pool.
