@@ -81,34 +81,35 @@ def ijg_tables(quality: int) -> tuple[np.ndarray, np.ndarray]:
 
 
 _ALL_TABLES = [ijg_tables(q) for q in range(1, 101)]
+_ALL_LUMA = np.stack([luma for luma, _ in _ALL_TABLES])  # (100, 64): row q-1 is quality q
+_ALL_CHROMA = np.stack([chroma for _, chroma in _ALL_TABLES])
 
 
 def estimate_quality(tables: Mapping[int, Sequence[int]]) -> int | None:
-    """Nearest IJG quality to the file's tables (log-ratio distance, luma weighted over chroma)."""
+    """Nearest IJG quality to the file's tables (log-ratio distance, luma weighted over chroma).
+
+    All 100 candidate qualities in one array pass (the lowest quality wins a tie, as a loop keeping the
+    first strictly smaller distance would); each row's sum runs over its 64 contiguous entries, as the
+    one-table sum does, so the distances are the same numbers.
+    """
     if not tables:
         return None
     luma = np.asarray(tables.get(0, next(iter(tables.values()))), dtype=np.float64)
     chroma = np.asarray(tables[1], dtype=np.float64) if 1 in tables else None
     if luma.size != 64 or (chroma is not None and chroma.size != 64):
         return None
-    best_q, best_err = 1, float("inf")
-    for q, (ref_l, ref_c) in enumerate(_ALL_TABLES, start=1):
-        err = float(np.abs(np.log(np.maximum(luma, 1) / ref_l)).sum())
-        if chroma is not None:
-            err += 0.5 * float(np.abs(np.log(np.maximum(chroma, 1) / ref_c)).sum())
-        if err < best_err:
-            best_q, best_err = q, err
-    return best_q
+    err = np.abs(np.log(np.maximum(luma, 1) / _ALL_LUMA)).sum(axis=1)
+    if chroma is not None:
+        err = err + 0.5 * np.abs(np.log(np.maximum(chroma, 1) / _ALL_CHROMA)).sum(axis=1)
+    return int(np.argmin(err)) + 1
 
 
 def blockiness(gray: np.ndarray) -> float | None:
     """8-pixel grid strength of a full-resolution luma plane (about 1.0 when there is no grid)."""
     if gray.ndim != 2 or min(gray.shape) < MIN_SIDE:
         return None
-    g = gray.astype(np.float32)
     ratios = []
-    for plane in (g, g.T):
-        steps = np.abs(np.diff(plane, axis=1)).mean(axis=0)
+    for steps in _mean_steps(gray):
         n = (steps.size // 8) * 8
         phase = steps[:n].reshape(-1, 8).mean(axis=0)
         k = int(phase.argmax())
@@ -116,6 +117,32 @@ def blockiness(gray: np.ndarray) -> float | None:
         # +0.1 grey level keeps flat images at 1.0 instead of dividing by ~0.
         ratios.append((float(phase[k]) + 0.1) / (float(np.median(others)) + 0.1))
     return float(np.mean(ratios))
+
+
+def _mean_steps(gray: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Mean absolute step across each column boundary and each row boundary, float32.
+
+    The values are bit for bit those of `np.abs(np.diff(gray.astype(np.float32), axis)).mean(...)` (the
+    definition, and what earlier pools hold): every partial sum is a whole number below 2**24, so float32
+    sums are exact in any order and equal the integer sums computed here; the division is numpy's own mean
+    division (float32 sum / intp count). Integer absdiff + row/column sums in OpenCV cost about 0.2 ms on
+    a 2 MP luma instead of 2.7 ms for the float32 copy, diff and transposed pass.
+    """
+    h, w = gray.shape
+    if gray.dtype != np.uint8 or max(h, w) * 255 >= 2**24:  # outside the exact range: the definition itself
+        g = gray.astype(np.float32)
+        return np.abs(np.diff(g, axis=1)).mean(axis=0), np.abs(np.diff(g.T, axis=1)).mean(axis=0)
+    import cv2
+
+    cv2.setNumThreads(1)  # one thread per task: the scoring tasks already fill every core
+    columns = cv2.reduce(cv2.absdiff(gray[:, 1:], gray[:, :-1]), 0, cv2.REDUCE_SUM, dtype=cv2.CV_32S).ravel()
+    rows = cv2.reduce(cv2.absdiff(gray[1:], gray[:-1]), 1, cv2.REDUCE_SUM, dtype=cv2.CV_32S).ravel()
+    out = []
+    for sums, count in ((columns, h), (rows, w)):
+        steps = sums.astype(np.float32)
+        np.true_divide(steps, np.intp(count), out=steps, casting="unsafe")
+        out.append(steps)
+    return out[0], out[1]
 
 
 def single_pass_bound(quality: int) -> float:
@@ -134,7 +161,8 @@ def _full_luma(data: bytes, max_pixels: int) -> tuple[str | None, dict[int, Sequ
             return fmt, tables, None
         if fmt == "JPEG":
             img.draft("L", img.size)  # decode only the luma plane, at full scale
-        gray = np.asarray(img.convert("L"))
+        img.load()
+        gray = np.asarray(img if img.mode == "L" else img.convert("L"))  # no copy of a luma-only decode
     return fmt, tables, gray
 
 

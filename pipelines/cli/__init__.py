@@ -48,7 +48,10 @@ def score(
     filters: Annotated[str | None, typer.Option(help="Comma-separated filter names (default: all).")] = None,
     ray_address: Annotated[str | None, typer.Option(help="Ray cluster address (default: local Ray).")] = None,
     config: Annotated[Path | None, typer.Option(help="Scoring config YAML (model paths, limits).")] = None,
-    rows_per_partition: Annotated[int, typer.Option(min=1, help="Rows per input partition / pool shard.")] = 256,
+    rows_per_partition: Annotated[
+        int | None,
+        typer.Option(min=1, help="Rows per input partition / pool shard (default: 256; a small source is split in 8)."),
+    ] = None,
 ) -> None:
     """Score every sample of SOURCE into WORKSPACE/pool (resumable: completed shards are skipped)."""
     from filters.config import ScoringConfig
@@ -76,6 +79,9 @@ def score(
     )
     for name, message in result.unavailable.items():
         console.print(f"[yellow]{name}: {message}[/]")
+    from pipelines.ray_runtime import shutdown_ray
+
+    shutdown_ray()  # now, rather than in Ray's slower exit hook (a no-op when every shard was already complete)
 
 
 @app.command("score-missing")

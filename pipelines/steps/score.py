@@ -1,7 +1,8 @@
 """`flywheel score`: ingest a source and write the scored pool, resumably, on Ray Data.
 
 The driver plans partitions, skips those whose shard is already complete, and streams the
-rest through Ray Data (CPU task per partition, then one actor pool per model scorer). Rows
+rest through Ray Data (CPU task per partition, then one actor pool per model scorer; with CPU
+filters only, one task per partition scores it and writes its shard). Rows
 come back to the driver, which assembles each partition and writes its shard atomically
 once every row of it has arrived. The driver is the only writer of the pool, so markers and
 the manifest need no locking; memory is bounded by the partitions in flight, not the pool.
@@ -9,6 +10,7 @@ the manifest need no locking; memory is bounded by the partitions in flight, not
 
 from __future__ import annotations
 
+import math
 import time
 import warnings
 from collections import defaultdict
@@ -27,12 +29,26 @@ from flywheel.errors import RunFailed, UserError
 from flywheel.ingest import open_source
 from flywheel.ingest.base import PartitionSpec, SourceError
 from flywheel.store.shards import write_json_atomic
-from flywheel.workspace import Workspace
+from flywheel.workspace import Workspace, WorkspaceError
 from pipelines.ray_runtime import init_ray
-from pipelines.steps.score_stages import EXPECTED, ModelStage, ScoreShards, score_partitions, spec_to_row
+from pipelines.steps.score_stages import (
+    EXPECTED,
+    ModelStage,
+    ScoreShards,
+    score_and_write,
+    score_partitions,
+    spec_to_row,
+)
 from pipelines.steps.shard_writer import Collected, collect, one_cpu, write_stage
 
 ProgressFn = Callable[[int, int], None]  # (shards complete, shards in the plan)
+
+DEFAULT_ROWS_PER_PARTITION = 256
+# A source that fits in fewer partitions than this at the default size is split into this many, so that a
+# small source keeps several cores busy (a 200-file folder was one partition, so one task on one core). A
+# fixed count rather than the core count: the plan, and the shard numbering a resume relies on, must be
+# the same on every machine that runs or resumes the job.
+MIN_PARTITIONS = 8
 
 
 @dataclass
@@ -69,7 +85,7 @@ class _Pending:
 def plan(
     source_path: str,
     workspace: Workspace,
-    rows_per_partition: int,
+    rows_per_partition: int | None,
     scoring: str | None = None,
     log: Callable[[str], None] = print,
 ) -> tuple[list[_Pending], int]:
@@ -80,13 +96,24 @@ def plan(
     its recorded size/sha256 is not complete: it is named in the log and scored again.
     With `scoring` (the filter set + model config fingerprint), shards scored under another one count as
     not complete, so fixing a config and re-running re-scores them.
+    `rows_per_partition=None` is the default size, with small sources split into `MIN_PARTITIONS`.
     """
     source = open_source(source_path)
-    specs = source.plan(rows_per_partition)
+    specs = source.plan(rows_per_partition or DEFAULT_ROWS_PER_PARTITION)
     if not specs:  # a wrong folder must not "score 0 rows" with exit 0 (a scheduled job would look healthy)
         raise SourceError(f"{source_path}: no samples found in this {source.kind} source; is it the right path?")
-    rows = [spec.stop - spec.start for spec in specs]
-    offset = workspace.source_offset(f"{source.kind}:{Path(source.root).resolve()}", len(specs), rows)
+    legacy: list[PartitionSpec] | None = None
+    if rows_per_partition is None and (small := small_source_rows(specs)) is not None:
+        legacy, specs = specs, source.plan(small)
+    key = f"{source.kind}:{Path(source.root).resolve()}"
+    try:
+        offset = workspace.source_offset(key, len(specs), [spec.stop - spec.start for spec in specs])
+    except WorkspaceError:
+        if legacy is None:
+            raise
+        # Registered before small sources were split: that workspace keeps its default-size plan.
+        specs = legacy
+        offset = workspace.source_offset(key, len(specs), [spec.stop - spec.start for spec in specs])
     pending, skipped = [], 0
     store = workspace.pool
     for spec in specs:
@@ -107,7 +134,7 @@ def score(
     filters: Sequence[str] | None = None,
     cfg: ScoringConfig | None = None,
     ray_address: str | None = None,
-    rows_per_partition: int = 256,
+    rows_per_partition: int | None = None,
     model_actors: int = 1,
     progress: ProgressFn | None = None,
     log: Callable[[str], None] = print,
@@ -170,6 +197,14 @@ def score(
             "re-run the same command to retry them (completed shards are kept)"
         )
     return result
+
+
+def small_source_rows(specs: Sequence[PartitionSpec]) -> int | None:
+    """Rows per partition that split a small source into `MIN_PARTITIONS`; None when it needs no split."""
+    total = sum(spec.stop - spec.start for spec in specs)
+    if len(specs) >= MIN_PARTITIONS or total <= len(specs):
+        return None
+    return max(1, math.ceil(total / MIN_PARTITIONS))
 
 
 def check_models(
@@ -256,7 +291,6 @@ def _run(
     # (it is Ray's API churn, not something a user can act on). Revisit when Ray 2.64 removes them.
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", category=DeprecationWarning)
-        ds = _stages(ds, cpu_classes, model_classes, followers, cfg, model_actors)
         job = ScoreShards(
             root=str(workspace.pool_dir),
             key="partition",
@@ -265,7 +299,17 @@ def _run(
             scoring=scoring,
             schema=pool_schema,
         )
-        ds = write_stage(ds, job)
+        if model_classes:
+            ds = write_stage(_stages(ds, cpu_classes, model_classes, followers, cfg, model_actors), job)
+        else:  # CPU filters only: each task scores its partition and writes the shard (see score_and_write)
+            ds = ds.map_batches(
+                score_and_write,
+                fn_args=(cpu_classes, cfg, job),
+                batch_size=1,
+                batch_format="numpy",
+                compute=ray.data.TaskPoolStrategy(),
+                ray_remote_args_fn=one_cpu,
+            )
     counters: dict[str, Counters] = defaultdict(Counters)
     collected = Collected()
     # Only summaries reach the driver: the workers wrote the shards (no image byte comes here).

@@ -29,7 +29,7 @@ from flywheel.imaging import READ_ERROR, SCORER_ERROR, Decoded, decode
 from flywheel.ingest import read_partition
 from flywheel.ingest.base import PartitionSpec
 from flywheel.schema import CORE_COLUMNS
-from pipelines.steps.shard_writer import ShardJob
+from pipelines.steps.shard_writer import ShardJob, write_blocks
 
 EXPECTED = "_expected_rows"
 COUNTERS = "_counters"
@@ -240,6 +240,19 @@ def score_partitions(
 
 
 _STAGES: dict[tuple[Any, ...], ScorePartition] = {}
+
+
+def score_and_write(
+    batch: dict[str, np.ndarray], cpu_classes: Sequence[type[Scorer]], cfg: ScoringConfig, job: ShardJob
+) -> pa.Table:
+    """Task-pool entry point when no model scorer runs: score a partition and write its shard in one task.
+
+    Why one task: as two Ray Data operators (decode, then writer), each got its own share of the CPUs
+    (Ray Data reserves resources per operator), so a 2-core machine scored one partition at a time while the
+    other core waited for a writer task. Fused, every CPU scores, and the scored rows (image bytes included)
+    never pass through the object store: only the writer's summary rows leave the task.
+    """
+    return write_blocks(score_partitions(batch, cpu_classes, (), cfg), job)
 
 
 def _empty_partition_row(index: int, schema: pa.Schema) -> pa.Table:

@@ -7,7 +7,7 @@ from PIL import Image
 
 from corpus.photo_sets import load_photo
 from filters.base import SampleBatch
-from filters.jpeg_quality import JpegQualityScorer, blockiness, estimate_quality
+from filters.jpeg_quality import JpegQualityScorer, _mean_steps, blockiness, estimate_quality, ijg_tables
 from flywheel.imaging import decode
 from tests.images import encode
 
@@ -68,3 +68,23 @@ def test_double_compression_low_then_high_quality_is_flagged() -> None:
 def test_blockiness_is_one_for_flat_and_tiny_is_null() -> None:
     assert blockiness(np.full((64, 64), 128, np.uint8)) == pytest.approx(1.0)
     assert blockiness(np.zeros((8, 8), np.uint8)) is None
+
+
+def test_the_integer_step_sums_equal_the_float32_definition_bit_for_bit():
+    """The fast path must reproduce the stored column values of the float32 definition exactly."""
+    rng = np.random.default_rng(3)
+    planes = [rng.integers(0, 256, shape, dtype=np.uint8) for shape in ((32, 32), (33, 47), (700, 41), (45, 900))]
+    planes += [np.zeros((40, 64), np.uint8), np.asarray(Image.fromarray(_photo()).convert("L"))]
+    for gray in planes:
+        g = gray.astype(np.float32)
+        expected = (np.abs(np.diff(g, axis=1)).mean(axis=0), np.abs(np.diff(g.T, axis=1)).mean(axis=0))
+        for got, want in zip(_mean_steps(gray), expected, strict=True):
+            assert got.dtype == np.float32 and np.array_equal(got, want)
+
+
+def test_the_nearest_quality_prefers_the_lowest_of_equal_distances_and_finds_every_ijg_table():
+    for q in (1, 10, 50, 75, 90, 100):
+        luma, chroma = ijg_tables(q)
+        found = estimate_quality({0: list(luma.astype(int)), 1: list(chroma.astype(int))})
+        # q 1..3 and 98..100 may share clamped tables: the lowest quality with those tables is reported
+        assert ijg_tables(found)[0].tolist() == luma.tolist() and found <= q

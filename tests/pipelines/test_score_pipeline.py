@@ -11,8 +11,9 @@ import pyarrow.parquet as pq
 import pytest
 from skimage import data
 
+from flywheel.ingest.base import PartitionSpec
 from flywheel.workspace import Workspace
-from pipelines.steps.score import score
+from pipelines.steps.score import MIN_PARTITIONS, plan, score, small_source_rows
 from tests.images import encode, photo_like, png_bomb_header
 
 REPO = Path(__file__).resolve().parents[2]
@@ -36,6 +37,41 @@ def _corpus(root: Path, n_photos: int = 6) -> int:
     (root / "bad.json").write_text("{not json")
     (root / "bad.jpg").write_bytes(good)
     return n_photos + 7  # bad.json is the (invalid) sidecar of bad.jpg, not a sample
+
+
+def _workspace(root: Path) -> Workspace:
+    ws = Workspace.at(root)
+    ws.pool_dir.mkdir(parents=True)
+    return ws
+
+
+def test_a_small_source_is_split_for_every_core_and_a_resume_plans_the_same_shards(tmp_path):
+    src = tmp_path / "src"
+    src.mkdir()
+    for i in range(20):
+        (src / f"p{i:03d}.jpg").write_bytes(encode(photo_like(32, 32, seed=i)))
+    ws = _workspace(tmp_path / "ws")
+    pending, skipped = plan(str(src), ws, None)
+    sizes = [p.spec.stop - p.spec.start for p in pending]
+    # 20 rows in at most MIN_PARTITIONS partitions of ceil(20 / 8) = 3: several cores, not one 256-row partition
+    assert sizes == [3] * 6 + [2] and skipped == 0
+    again, _ = plan(str(src), ws, None)  # a re-run (resume) plans the same partitions, numbered the same
+    assert [(p.index, p.spec.fingerprint) for p in again] == [(p.index, p.spec.fingerprint) for p in pending]
+    # A workspace that registered the source under the one-partition default plan keeps that plan.
+    legacy = _workspace(tmp_path / "legacy")
+    plan(str(src), legacy, 256)
+    kept, _ = plan(str(src), legacy, None)
+    assert [p.spec.stop - p.spec.start for p in kept] == [20]
+
+
+def test_a_source_with_enough_partitions_keeps_the_default_size():
+    def specs(n: int) -> list[PartitionSpec]:
+        return [PartitionSpec("folder", "s", "/", i, (), i * 256, (i + 1) * 256) for i in range(n)]
+
+    assert small_source_rows(specs(MIN_PARTITIONS)) is None
+    assert small_source_rows(specs(2)) == 2 * 256 // MIN_PARTITIONS
+    one_row = [PartitionSpec("folder", "s", "/", 0, (), 0, 1)]
+    assert small_source_rows(one_row) is None  # a single row cannot be split
 
 
 def _pool_rows(ws: Workspace) -> list[tuple[str, str]]:
