@@ -16,8 +16,17 @@ they were tuned on one labeled set and reported on another built from different 
 - `v1_saturation_p95`: 95th percentile of HSV saturation 0-1 over lit pixels (value >= 32; darker pixels
   have no reliable colour). Washed-out images have no strongly coloured pixel at all. Exactly grey images
   (all channels equal) measure 0: monochrome is a choice, so recipes reject under-saturation only above 0.
-- `v1_saturation_clipped`: fraction of lit pixels at saturation >= 0.95 (a channel pushed to 0):
-  over-saturation clips colour.
+- `v1_saturation_p95_64px`: the same percentile on a 4x box-reduced (64 px) view. Averaging 4x4 pixels removes
+  per-pixel colour noise, so grey photos read near 0 even when noisy (measured: a grey photo with noise sigma 3
+  per channel reads 0.04-0.12 on `v1_saturation_p95`, never 0): the recipes' monochrome guard, where
+  "= 0" rejected noisy grey photos as washed out.
+- `v1_saturation_clipped`: fraction of lit pixels at saturation >= 0.95 (a channel pushed to 0). Kept for
+  inspection; it misses boosted muted photos (few pixels reach the gamut edge), so no rule uses it now.
+- `v1_oversaturation`: chroma detail over luma detail (mean absolute neighbour difference of the R-Y and B-Y
+  planes over that of the luma), times `v1_saturation_p95`. Boosting colour by k multiplies the chroma
+  detail by k while the luma detail stays, whatever the photo's own colourfulness; natural photos keep
+  chroma detail at or below luma detail. The saturation factor keeps grainy but muted photos (chroma noise,
+  little colour) from reading over-saturated.
 - `v1_texture`: Immerkaer noise sigma of the luma (grey levels): high for static, noise-like and
   over-textured images, a few levels for photos, including grass and gravel.
 """
@@ -62,6 +71,28 @@ def crete_blur(gray: np.ndarray) -> float:
     return out
 
 
+def saturation_p95(rgb: np.ndarray) -> float:
+    """95th percentile of HSV saturation over pixels with value >= 32 (0 when no pixel is lit)."""
+    x = rgb.astype(np.float32)
+    mx, mn = x.max(axis=-1), x.min(axis=-1)
+    lit = mx >= 32
+    if not lit.any():
+        return 0.0
+    return float(np.percentile((mx[lit] - mn[lit]) / mx[lit], 95))
+
+
+def chroma_detail(rgb: np.ndarray) -> float:
+    """Mean neighbour difference of the R-Y and B-Y planes over that of the luma Y (luma floored at 1 level).
+
+    The floor keeps near-flat images (no luma detail to compare with) from dividing by ~0.
+    """
+    x = rgb.astype(np.float32)
+    y = x @ np.array([0.299, 0.587, 0.114], np.float32)
+    planes = (y, x[..., 0] - y, x[..., 2] - y)
+    detail = [float(np.abs(np.diff(p, axis=0)).mean() + np.abs(np.diff(p, axis=1)).mean()) for p in planes]
+    return (detail[1] + detail[2]) / max(detail[0], 1.0)
+
+
 def saturation(rgb: np.ndarray) -> tuple[float, float]:
     """95th percentile of HSV saturation and fraction >= 0.95, over pixels with value >= 32."""
     x = rgb.astype(np.float32)
@@ -97,6 +128,20 @@ class QualityV1Scorer(CpuScorer):
             owner="quality_v1",
         ),
         Column(
+            "v1_saturation_p95_64px",
+            pa.float32(),
+            "0-1",
+            "95th percentile of HSV saturation of lit pixels on a 4x box-reduced view (near 0: monochrome).",
+            owner="quality_v1",
+        ),
+        Column(
+            "v1_oversaturation",
+            pa.float32(),
+            "ratio",
+            "Chroma detail over luma detail, times v1_saturation_p95 (high: colour boosted).",
+            owner="quality_v1",
+        ),
+        Column(
             "v1_texture",
             pa.float32(),
             "grey levels",
@@ -122,5 +167,8 @@ class QualityV1Scorer(CpuScorer):
             out["v1_luma_p99"].append(float(p99))
             out["v1_saturation_p95"].append(sat_p95)
             out["v1_saturation_clipped"].append(clipped)
+            small = np.asarray(Image.fromarray(rgb).reduce(4)) if min(rgb.shape[:2]) >= 8 else rgb
+            out["v1_saturation_p95_64px"].append(saturation_p95(small))
+            out["v1_oversaturation"].append(chroma_detail(rgb) * sat_p95)
             out["v1_texture"].append(noise_sigma(gray))
         return out
