@@ -15,11 +15,12 @@ they were tuned on one labeled set and reported on another built from different 
   tuned threshold lost precision on the report photos' dark space image).
 - `v1_saturation_p95`: 95th percentile of HSV saturation 0-1 over lit pixels (value >= 32; darker pixels
   have no reliable colour). Washed-out images have no strongly coloured pixel at all. Exactly grey images
-  (all channels equal) measure 0: monochrome is a choice, so recipes reject under-saturation only above 0.
+  (all channels equal) measure 0, but a grey photo with a little per-channel noise does not (measured: up to
+  0.12 with noise sigma 3), so "= 0" is no monochrome test.
 - `v1_saturation_p95_64px`: the same percentile on a 4x box-reduced (64 px) view. Averaging 4x4 pixels removes
-  per-pixel colour noise, so grey photos read near 0 even when noisy (measured: a grey photo with noise sigma 3
-  per channel reads 0.04-0.12 on `v1_saturation_p95`, never 0): the recipes' monochrome guard, where
-  "= 0" rejected noisy grey photos as washed out.
+  per-pixel colour noise (the same noisy grey photos read at most 0.04), while a desaturated colour photo keeps
+  its weak but coherent colour: the recipes' monochrome guard. Monochrome is a choice, so an image under the
+  guard is kept; under-saturation is rejected only above it.
 - `v1_saturation_clipped`: fraction of lit pixels at saturation >= 0.95 (a channel pushed to 0). Kept for
   inspection; it misses boosted muted photos (few pixels reach the gamut edge), so no rule uses it now.
 - `v1_oversaturation`: chroma detail over luma detail (mean absolute neighbour difference of the R-Y and B-Y
@@ -71,14 +72,12 @@ def crete_blur(gray: np.ndarray) -> float:
     return out
 
 
-def saturation_p95(rgb: np.ndarray) -> float:
-    """95th percentile of HSV saturation over pixels with value >= 32 (0 when no pixel is lit)."""
+def lit_saturation(rgb: np.ndarray) -> np.ndarray:
+    """HSV saturation of the pixels with value >= 32 (darker pixels have no reliable colour), flattened."""
     x = rgb.astype(np.float32)
     mx, mn = x.max(axis=-1), x.min(axis=-1)
     lit = mx >= 32
-    if not lit.any():
-        return 0.0
-    return float(np.percentile((mx[lit] - mn[lit]) / mx[lit], 95))
+    return (mx[lit] - mn[lit]) / mx[lit]
 
 
 def chroma_detail(rgb: np.ndarray) -> float:
@@ -94,13 +93,10 @@ def chroma_detail(rgb: np.ndarray) -> float:
 
 
 def saturation(rgb: np.ndarray) -> tuple[float, float]:
-    """95th percentile of HSV saturation and fraction >= 0.95, over pixels with value >= 32."""
-    x = rgb.astype(np.float32)
-    mx, mn = x.max(axis=-1), x.min(axis=-1)
-    lit = mx >= 32
-    if not lit.any():
+    """95th percentile of HSV saturation and fraction >= 0.95, over lit pixels (0, 0 when none is lit)."""
+    sat = lit_saturation(rgb)
+    if sat.size == 0:
         return 0.0, 0.0
-    sat = (mx[lit] - mn[lit]) / mx[lit]
     return float(np.percentile(sat, 95)), float((sat >= 0.95).mean())
 
 
@@ -168,7 +164,7 @@ class QualityV1Scorer(CpuScorer):
             out["v1_saturation_p95"].append(sat_p95)
             out["v1_saturation_clipped"].append(clipped)
             small = np.asarray(Image.fromarray(rgb).reduce(4)) if min(rgb.shape[:2]) >= 8 else rgb
-            out["v1_saturation_p95_64px"].append(saturation_p95(small))
+            out["v1_saturation_p95_64px"].append(saturation(small)[0])
             out["v1_oversaturation"].append(chroma_detail(rgb) * sat_p95)
             out["v1_texture"].append(noise_sigma(gray))
         return out

@@ -3,7 +3,7 @@ from PIL import Image, ImageEnhance, ImageFilter
 
 from corpus.photo_sets import load_photo
 from filters.base import SampleBatch
-from filters.quality_v1 import QualityV1Scorer, crete_blur
+from filters.quality_v1 import QualityV1Scorer, chroma_detail, crete_blur
 from flywheel.imaging import decode
 from tests.images import encode
 
@@ -35,6 +35,7 @@ def test_each_column_moves_with_its_defect() -> None:
     assert br["v1_luma_p01"] > clean["v1_luma_p01"] + 100
     assert 0 < w["v1_saturation_p95"] < clean["v1_saturation_p95"] / 3
     assert v["v1_saturation_clipped"] > clean["v1_saturation_clipped"] + 0.1
+    assert v["v1_oversaturation"] > 2 * clean["v1_oversaturation"]
     assert n["v1_texture"] > 5 * clean["v1_texture"]
 
 
@@ -42,3 +43,23 @@ def test_grey_photo_has_zero_saturation_and_flat_image_reads_blurred() -> None:
     (grey,) = _score([load_photo("camera")])
     assert grey["v1_saturation_p95"] == 0.0
     assert crete_blur(np.full((64, 64), 7.0, np.float32)) == 1.0
+
+
+def test_boosting_a_muted_photo_reads_oversaturated_though_little_clips() -> None:
+    """The space photo is dark and muted: colour x2.5 clips few pixels but doubles its chroma detail."""
+    rgb = load_photo("hubble_deep_field")[:320, :320]
+    vivid = np.asarray(ImageEnhance.Color(Image.fromarray(rgb)).enhance(2.5))
+    clean, boosted = _score([rgb, vivid])
+    assert boosted["v1_saturation_clipped"] < 0.2
+    assert boosted["v1_oversaturation"] > 1.8 * clean["v1_oversaturation"]
+    assert chroma_detail(vivid) > 1.8 * chroma_detail(rgb)
+
+
+def test_noisy_grey_photo_reads_monochrome_at_64px_where_a_desaturated_one_keeps_colour() -> None:
+    """Per-channel noise gives a grey photo some saturation per pixel; the 4x-reduced view averages it out."""
+    grey = load_photo("camera")[:384, :384]
+    noisy = np.clip(grey + np.random.default_rng(0).normal(0, 3, grey.shape), 0, 255).astype(np.uint8)
+    washed = np.asarray(ImageEnhance.Color(Image.fromarray(load_photo("astronaut")[:384, :384])).enhance(0.1))
+    n, w = _score([noisy, washed])
+    assert n["v1_saturation_p95"] > 0.05  # "= 0" would call it washed out
+    assert n["v1_saturation_p95_64px"] < 0.5 * w["v1_saturation_p95_64px"]
