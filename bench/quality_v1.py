@@ -40,7 +40,7 @@ RULES: dict[str, tuple[str, str]] = {
     "dark": ("v1_luma_p99", "below"),
     "bright": ("v1_luma_p01", "above"),
     "oversaturated": ("v1_oversaturation", "above"),
-    "undersaturated": ("v1_saturation_p95", "below"),
+    "undersaturated": ("v1_chroma_detail", "below"),
     "noise_like": ("v1_texture", "above"),
 }
 COLOUR_ONLY = {"oversaturated", "undersaturated"}
