@@ -1,4 +1,5 @@
 import numpy as np
+import pytest
 from PIL import Image, ImageEnhance, ImageFilter
 
 from corpus.photo_sets import load_photo
@@ -34,6 +35,7 @@ def test_each_column_moves_with_its_defect() -> None:
     assert d["v1_luma_p99"] < clean["v1_luma_p99"] / 3
     assert br["v1_luma_p01"] > clean["v1_luma_p01"] + 100
     assert 0 < w["v1_saturation_p95"] < clean["v1_saturation_p95"] / 3
+    assert w["v1_chroma_detail"] < clean["v1_chroma_detail"] / 3
     assert v["v1_saturation_clipped"] > clean["v1_saturation_clipped"] + 0.1
     assert v["v1_oversaturation"] > 2 * clean["v1_oversaturation"]
     assert n["v1_texture"] > 5 * clean["v1_texture"]
@@ -63,3 +65,17 @@ def test_noisy_grey_photo_reads_monochrome_at_64px_where_a_desaturated_one_keeps
     n, w = _score([noisy, washed])
     assert n["v1_saturation_p95"] > 0.05  # "= 0" would call it washed out
     assert n["v1_saturation_p95_64px"] < 0.5 * w["v1_saturation_p95_64px"]
+
+
+def test_chroma_detail_judges_colour_against_the_image_not_in_absolute_terms() -> None:
+    """A naturally muted photo keeps chroma detail comparable to its luma detail; its desaturated copy does not.
+
+    The stained slide has low saturation (p95 about 0.55) yet reads clearly above its x0.2 copy, whose
+    saturation is lower by the same factor as its chroma detail.
+    """
+    muted = load_photo("immunohistochemistry")[:320, :320]
+    washed = np.asarray(ImageEnhance.Color(Image.fromarray(muted)).enhance(0.2))
+    m, w = _score([muted, washed])
+    assert m["v1_saturation_p95"] < 0.7
+    assert w["v1_chroma_detail"] < 0.3 * m["v1_chroma_detail"]
+    assert m["v1_oversaturation"] == pytest.approx(m["v1_chroma_detail"] * m["v1_saturation_p95"], rel=1e-5)
