@@ -41,7 +41,7 @@ RULES: dict[str, tuple[str, str]] = {
     "bright": ("v1_luma_p01", "above"),
     "oversaturated": ("v1_oversaturation", "above"),
     "undersaturated": ("v1_chroma_detail", "below"),
-    "noise_like": ("v1_texture", "above"),
+    "noise_like": ("v1_noise_like", "above"),
 }
 COLOUR_ONLY = {"oversaturated", "undersaturated"}
 GUARD = "v1_saturation_p95_64px"  # under-saturation counts only above this: below it the image is monochrome

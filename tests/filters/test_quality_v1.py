@@ -39,6 +39,7 @@ def test_each_column_moves_with_its_defect() -> None:
     assert v["v1_saturation_clipped"] > clean["v1_saturation_clipped"] + 0.1
     assert v["v1_oversaturation"] > 2 * clean["v1_oversaturation"]
     assert n["v1_texture"] > 5 * clean["v1_texture"]
+    assert n["v1_noise_like"] > 20 * clean["v1_noise_like"]
 
 
 def test_grey_photo_has_zero_saturation_and_flat_image_reads_blurred() -> None:
@@ -79,3 +80,13 @@ def test_chroma_detail_judges_colour_against_the_image_not_in_absolute_terms() -
     assert m["v1_saturation_p95"] < 0.7
     assert w["v1_chroma_detail"] < 0.3 * m["v1_chroma_detail"]
     assert m["v1_oversaturation"] == pytest.approx(m["v1_chroma_detail"] * m["v1_saturation_p95"], rel=1e-5)
+
+
+def test_noise_reads_white_where_texture_of_the_same_sigma_does_not() -> None:
+    """Grass is rougher than a noisy photo by v1_texture at 256 px, but its residual shrinks at full scale."""
+    grass = load_photo("grass")[:512, :512]
+    smooth = np.asarray(Image.fromarray(load_photo("rocket")[:256, :256]).filter(ImageFilter.GaussianBlur(1)))
+    noisy = np.clip(smooth + np.random.default_rng(1).normal(0, 8, smooth.shape), 0, 255).astype(np.uint8)
+    g, n = _score([grass, noisy])
+    assert n["v1_texture"] < g["v1_texture"]
+    assert n["v1_noise_like"] > 5 * g["v1_noise_like"]
