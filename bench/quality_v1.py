@@ -5,10 +5,13 @@
 Each set is built from its own photos (`corpus.photo_sets`: TUNE_PHOTOS vs REPORT_PHOTOS, no source image in
 both): random crops (256-512 px) of each photo, each kept clean, mildly changed (blur sigma 0.6, brightness
 x0.8-1.2, colour x0.8-1.3 or noise sigma 3: negatives) and damaged once per category (positives): blur
-(Gaussian sigma 2.5-6), dark (mean luma 10-40), bright (mean luma 215-245), oversaturated (colour x2.5-4),
-undersaturated (colour x0.05-0.25; colour photos only), noise-like (pure noise images or noise sigma 35-70).
-Per category the negatives are the clean and mild images. The threshold maximising F1 on the tune set
-(midpoint between neighbouring scores) is applied unchanged to the report set.
+(Gaussian sigma 2.5-6), dark (mean luma 10-40, and at most half the crop's own mean, so a naturally dark
+photo is darkened too, not brightened to the target), bright (mean luma 215-245, and at least halfway from the
+crop's own mean to white), oversaturated (colour x2.5-4), undersaturated (colour x0.05-0.25; colour photos
+only), noise-like (pure noise images or noise sigma 35-70). Per category the negatives are the clean and mild
+images. The threshold maximising F1 on the tune set (middle of the best range) is applied unchanged to the
+report set. Under-saturation has a second, monochrome guard (`v1_saturation_p95_64px`), tuned first on the
+tune set the same way: undersaturated crops against the clean and mild crops of the grey photos.
 """
 
 from __future__ import annotations
@@ -16,6 +19,7 @@ from __future__ import annotations
 import argparse
 import io
 import sys
+import time
 from itertools import pairwise
 from pathlib import Path
 
@@ -35,11 +39,12 @@ RULES: dict[str, tuple[str, str]] = {
     "blur": ("v1_blur", "above"),
     "dark": ("v1_luma_p99", "below"),
     "bright": ("v1_luma_p01", "above"),
-    "oversaturated": ("v1_saturation_clipped", "above"),
-    "undersaturated": ("v1_saturation_p95", "below"),
-    "noise_like": ("v1_texture", "above"),
+    "oversaturated": ("v1_oversaturation", "above"),
+    "undersaturated": ("v1_chroma_detail", "below"),
+    "noise_like": ("v1_noise_like", "above"),
 }
 COLOUR_ONLY = {"oversaturated", "undersaturated"}
+GUARD = "v1_saturation_p95_64px"  # under-saturation counts only above this: below it the image is monochrome
 
 
 def _png(arr: np.ndarray) -> bytes:
@@ -76,9 +81,10 @@ def damage(kind: str, arr: np.ndarray, rng: np.random.Generator) -> np.ndarray:
     if kind == "blur":
         return np.asarray(Image.fromarray(arr).filter(ImageFilter.GaussianBlur(float(rng.uniform(2.5, 6)))))
     if kind == "dark":
-        return _set_mean(arr, float(rng.uniform(10, 40)))
+        return _set_mean(arr, min(float(rng.uniform(10, 40)), float(arr.mean()) / 2))
     if kind == "bright":
-        return _set_mean(arr, float(rng.uniform(215, 245)))
+        own = float(arr.mean())
+        return _set_mean(arr, max(float(rng.uniform(215, 245)), (own + 255) / 2))
     if kind == "oversaturated":
         return _colour(arr, float(rng.uniform(2.5, 4)))
     if kind == "undersaturated":
@@ -100,71 +106,91 @@ def damage(kind: str, arr: np.ndarray, rng: np.random.Generator) -> np.ndarray:
     raise ValueError(kind)
 
 
-def build(names: tuple[str, ...], crops: int, seed: int) -> list[tuple[str, bytes]]:
+Item = tuple[str, bool, bytes]  # label, from a colour photo, PNG bytes
+Scored = tuple[str, bool, dict[str, float]]
+
+
+def build(names: tuple[str, ...], crops: int, seed: int) -> list[Item]:
     rng = np.random.default_rng(seed)
-    items: list[tuple[str, bytes]] = []
+    items: list[Item] = []
     for name in names:
         photo = load_photo(name)
         colour = bool(np.abs(photo[..., 0].astype(int) - photo[..., 1]).mean() > 1)
         for _ in range(crops):
             arr = np.ascontiguousarray(_crop(photo, rng))
-            items.append(("clean", _png(arr)))
-            items.append(("mild", _png(damage("mild", arr, rng))))
+            items.append(("clean", colour, _png(arr)))
+            items.append(("mild", colour, _png(damage("mild", arr, rng))))
             for kind in RULES:
                 if kind in COLOUR_ONLY and not colour:
                     continue
-                items.append((kind, _png(damage(kind, arr, rng))))
+                items.append((kind, colour, _png(damage(kind, arr, rng))))
     return items
 
 
-def scores(items: list[tuple[str, bytes]]) -> list[tuple[str, dict[str, float]]]:
+def scores(items: list[Item]) -> tuple[list[Scored], float]:
+    """Every item's columns, and the scorer's own time per image in ms (decode excluded)."""
     scorer = QualityV1Scorer()
-    out = []
+    out: list[Scored] = []
+    spent = 0.0
     for start in range(0, len(items), 32):
         chunk = items[start : start + 32]
         batch = SampleBatch(
             ids=[str(i) for i in range(len(chunk))],
-            images=[b for _, b in chunk],
+            images=[b for _, _, b in chunk],
             captions=[None] * len(chunk),
-            decoded=[decode(b, QualityV1Scorer.view_short_side) for _, b in chunk],
+            decoded=[decode(b, QualityV1Scorer.view_short_side) for _, _, b in chunk],
         )
+        t0 = time.perf_counter()
         res = scorer(batch)
-        for i, (label, _) in enumerate(chunk):
-            out.append((label, {c: res[c][i] for c in scorer.column_names()}))
-    return out
+        spent += time.perf_counter() - t0
+        for i, (label, colour, _) in enumerate(chunk):
+            out.append((label, colour, {c: res[c][i] for c in scorer.column_names()}))
+    return out, 1000 * spent / max(len(items), 1)
 
 
-def flags(kind: str, value: float, t: float) -> bool:
-    _, direction = RULES[kind]
-    if direction == "above":
-        return value > t
-    if kind == "undersaturated":
-        return 0 < value < t
-    return value < t
+def flags(direction: str, value: float, t: float) -> bool:
+    return value > t if direction == "above" else value < t
 
 
-def _subset(scored: list[tuple[str, dict[str, float]]], kind: str) -> list[tuple[bool, float]]:
-    column = RULES[kind][0]
-    return [(label == kind, s[column]) for label, s in scored if label in (kind, "clean", "mild")]
+def _subset(scored: list[Scored], kind: str, guard: float | None = None) -> list[tuple[bool, float]]:
+    """(positive, value) for the category's positives and the clean/mild negatives.
+
+    With a guard (under-saturation), images at or below it on `GUARD` are monochrome: never flagged.
+    """
+    column, direction = RULES[kind]
+    never = float("inf") if direction == "below" else float("-inf")
+    return [
+        (label == kind, never if guard is not None and s[GUARD] <= guard else s[column])
+        for label, _, s in scored
+        if label in (kind, "clean", "mild")
+    ]
 
 
-def tune(scored: list[tuple[str, dict[str, float]]], kind: str) -> float:
-    data = _subset(scored, kind)
-    values = sorted({v for _, v in data})
+def _guard_subset(scored: list[Scored]) -> list[tuple[bool, float]]:
+    """Under-saturated crops (positives) against the clean and mild crops of the grey photos, on `GUARD`."""
+    return [
+        (label == "undersaturated", s[GUARD])
+        for label, colour, s in scored
+        if label == "undersaturated" or (label in ("clean", "mild") and not colour)
+    ]
+
+
+def tune(data: list[tuple[bool, float]], direction: str) -> float:
+    values = sorted({v for _, v in data if np.isfinite(v)})
     cands = [(a + b) / 2 for a, b in pairwise(values)]
     f1s = []
     for t in cands:
-        m = pr(data, kind, t)
+        m = pr(data, direction, t)
         f1s.append(2 * m["precision"] * m["recall"] / max(m["precision"] + m["recall"], 1e-9))
     best = max(f1s)
     tied = [t for t, f in zip(cands, f1s, strict=True) if f >= best - 1e-12]
     return (min(tied) + max(tied)) / 2  # middle of the best range: largest margin to both classes
 
 
-def pr(data: list[tuple[bool, float]], kind: str, t: float) -> dict[str, float]:
-    tp = sum(1 for pos, v in data if pos and flags(kind, v, t))
-    fp = sum(1 for pos, v in data if not pos and flags(kind, v, t))
-    fn = sum(1 for pos, v in data if pos and not flags(kind, v, t))
+def pr(data: list[tuple[bool, float]], direction: str, t: float) -> dict[str, float]:
+    tp = sum(1 for pos, v in data if pos and flags(direction, v, t))
+    fp = sum(1 for pos, v in data if not pos and flags(direction, v, t))
+    fn = sum(1 for pos, v in data if pos and not flags(direction, v, t))
     return {"precision": tp / max(tp + fp, 1), "recall": tp / max(tp + fn, 1), "tp": tp, "fp": fp, "fn": fn}
 
 
@@ -173,19 +199,23 @@ def main() -> None:
     parser.add_argument("--crops", type=int, default=6)
     parser.add_argument("--out", type=Path)
     args = parser.parse_args()
-    tune_scored = scores(build(TUNE_PHOTOS, args.crops, seed=0))
-    report_scored = scores(build(REPORT_PHOTOS, args.crops, seed=1))
+    tune_scored, tune_ms = scores(build(TUNE_PHOTOS, args.crops, seed=0))
+    report_scored, report_ms = scores(build(REPORT_PHOTOS, args.crops, seed=1))
     result: dict[str, object] = {"tune_photos": list(TUNE_PHOTOS), "report_photos": list(REPORT_PHOTOS)}
-    table = {}
-    for kind in RULES:
-        t = tune(tune_scored, kind)
+    result["scorer_ms_per_image"] = round((tune_ms + report_ms) / 2, 2)
+    table: dict[str, dict[str, object]] = {}
+    for kind, (column, direction) in RULES.items():
+        guard = tune(_guard_subset(tune_scored), "above") if kind == "undersaturated" else None
+        t = tune(_subset(tune_scored, kind, guard), direction)
         table[kind] = {
-            "column": RULES[kind][0],
-            "direction": RULES[kind][1],
+            "column": column,
+            "direction": direction,
             "threshold": round(t, 4),
-            "tune": pr(_subset(tune_scored, kind), kind, t),
-            "report": pr(_subset(report_scored, kind), kind, t),
+            "tune": pr(_subset(tune_scored, kind, guard), direction, t),
+            "report": pr(_subset(report_scored, kind, guard), direction, t),
         }
+        if guard is not None:
+            table[kind]["guard"] = {"column": GUARD, "threshold": round(guard, 4)}
     result["categories"] = table
     result["machine"] = machine()
     result["command"] = f"python3 bench/quality_v1.py --crops {args.crops}"

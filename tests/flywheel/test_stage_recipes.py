@@ -84,7 +84,11 @@ def _pool(ws: Workspace) -> None:
                 "v1_luma_p01": 5.0,
                 "v1_saturation_clipped": 0.01,
                 "v1_saturation_p95": 0.0 if uri == "synth" else 0.8,
+                "v1_saturation_p95_64px": 0.0 if uri == "synth" else 0.75,
+                "v1_chroma_detail": 0.8,
+                "v1_oversaturation": 0.6,
                 "v1_texture": 3.0,
+                "v1_noise_like": 2.0,
                 "text_area_fraction": 0.3 if uri == "synth" else 0.0,
                 "face_area_fraction": 0.0,
                 "aesthetic_score": float(i),
@@ -115,7 +119,12 @@ def _pool(ws: Workspace) -> None:
         "jpeg_blockiness": pa.float32(),
         "iq_brisque": pa.float32(),
         **{c: pa.float32() for c in ("v1_blur", "v1_luma_p99", "v1_luma_p01", "v1_saturation_clipped")},
-        **{c: pa.float32() for c in ("v1_saturation_p95", "v1_texture")},
+        **{
+            c: pa.float32()
+            for c in ("v1_saturation_p95", "v1_saturation_p95_64px", "v1_chroma_detail", "v1_oversaturation")
+        },
+        "v1_texture": pa.float32(),
+        "v1_noise_like": pa.float32(),
         **{c: pa.float32() for c in ("text_area_fraction", "face_area_fraction", "aesthetic_score")},
         **{c: pa.float32() for c in ("edit_ssim", "edit_changed_fraction", "edit_outside_ssim")},
         "edit_instruction_issue": pa.string(),
