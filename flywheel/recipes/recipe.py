@@ -515,7 +515,8 @@ def load_recipe(name_or_path: str) -> Recipe:
     `extends: BASE` (a built-in name or a path) starts from BASE: every key this file does not set is
     BASE's, and its rules are BASE's rules with this file's rules of the same name replacing them in place
     and the others inserted before BASE's first dedup rule (so duplicates are judged among the rows the new
-    rules keep): a stage's quality rules written once, the curriculum steps adding theirs.
+    rules keep), except ranking rules (`top:`), which go last: they rank the rows every other rule kept.
+    A stage's quality rules are written once; the curriculum steps and `sft` add theirs.
     """
     path = named_yaml(name_or_path, _builtin_dir(), "recipe")
     data = load_yaml(path)
@@ -592,9 +593,10 @@ def _extended(data: dict[str, Any], base: Any, path: Path, seen: frozenset[Path]
         raise ConfigError(f"{path.name}: rules must be a list of mappings with a name")
     by_name = {r["name"]: r for r in own}
     inherited = [by_name.pop(r["name"], r) for r in parent.get("rules") or [] if isinstance(r, dict)]
-    added = [r for r in own if r["name"] in by_name]
+    added = [r for r in own if r["name"] in by_name and "top" not in r]
+    ranking = [r for r in own if r["name"] in by_name and "top" in r]  # rank what every other rule kept: last
     first_dedup = next((i for i, r in enumerate(inherited) if r.get("dedup")), len(inherited))
-    merged["rules"] = inherited[:first_dedup] + added + inherited[first_dedup:]
+    merged["rules"] = inherited[:first_dedup] + added + inherited[first_dedup:] + ranking
     return merged
 
 

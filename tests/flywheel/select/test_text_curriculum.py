@@ -85,3 +85,18 @@ def test_extends_replaces_rules_by_name_and_refuses_itself(tmp_path) -> None:
     path.write_text("extends: looser.yaml\n")
     with pytest.raises(ConfigError, match="cannot extend itself"):
         load_recipe(str(path))
+
+
+def test_extends_puts_new_filters_before_dedup_and_ranking_rules_last(tmp_path) -> None:
+    """New rules are judged before duplicates are; a `top:` rule ranks what every other rule kept (sft's shape)."""
+    path = tmp_path / "ranked.yaml"
+    path.write_text(
+        "extends: stage1_256p\nrules:\n"
+        "  - {name: sharp, column: v1_blur, max: 0.4}\n"
+        "  - {name: best_half, column: aesthetic_score, top: 0.5}\n"
+    )
+    names = [r.name for r in load_recipe(str(path)).rules]
+    assert names.index("sharp") < names.index("exact_dup") < names.index("near_dup") < names.index("best_half")
+    assert names[-1] == "best_half"
+    sft = [r.name for r in load_recipe("sft").rules]
+    assert sft[-2:] == ["top_quality", "top_aesthetics"] and sft.index("near_dup") < sft.index("top_quality")
