@@ -56,7 +56,7 @@ from PIL import Image
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from bench.train_rotation import fit, predict
+from bench.train_rotation import _KDE, _MATE, DEBIAN_PHOTOS, fit, predict
 from corpus.hard import WORDS, _latin_font, build_split, document, landscape
 from corpus.text import FONT_DIRS, render_text_image, usable_scripts
 from filters.rotation_embed import DEFAULT_HEAD as EMBED_HEAD
@@ -70,36 +70,12 @@ from flywheel.imaging import SCORING_VIEW, decode, encode_jpeg, square_centre_cr
 EMBED_VIEW = 224
 SHIPPED_NET_THRESHOLD = 0.125  # stage1_256p's rule on the previous (four-view) head
 
-_CV = "usr/share/doc/opencv-doc/examples"
-_KDE = "usr/share/wallpapers"
-_MATE = "usr/share/backgrounds/mate/nature"
 _BG = "usr/share/backgrounds"
-# Photos with an upright, curated by eye (abstract art, top-down and text images left out).
+# Photos with an upright, curated by eye (abstract art, top-down and text images left out): the opencv-doc
+# groups of the sky-prior bench, one image per group (its stereo pairs and near-duplicates are one scene; aero's
+# two are different shots), plus the KDE wallpapers.
 TRAIN_PHOTOS: dict[str, tuple[str, ...]] = {
-    "cv_aero": (f"{_CV}/data/aero1.jpg", f"{_CV}/data/aero3.jpg"),
-    "cv_aloe": (f"{_CV}/data/aloeL.jpg",),
-    "cv_apple": (f"{_CV}/data/apple.jpg",),
-    "cv_baboon": (f"{_CV}/data/baboon.jpg",),
-    "cv_basketball": (f"{_CV}/data/basketball1.png",),
-    "cv_box_in_scene": (f"{_CV}/data/box_in_scene.png",),
-    "cv_building": (f"{_CV}/data/building.jpg",),
-    "cv_butterfly": (f"{_CV}/data/butterfly.jpg",),
-    "cv_dog": (f"{_CV}/data/chicky_512.png",),
-    "cv_palace": (f"{_CV}/data/home.jpg",),
-    "cv_books": (f"{_CV}/data/left.jpg",),
-    "cv_leuven": (f"{_CV}/data/leuvenA.jpg",),
-    "cv_car": (f"{_CV}/data/licenseplate_motion.jpg",),
-    "cv_football": (f"{_CV}/data/messi5.jpg",),
-    "cv_rubberwhale": (f"{_CV}/data/rubberwhale1.png",),
-    "cv_squirrel": (f"{_CV}/data/squirrel_cls.jpg",),
-    "cv_starry_night": (f"{_CV}/data/starry_night.jpg",),
-    "cv_plant": (f"{_CV}/alphamat/input_images/plant.jpg",),
-    "cv_house": (f"{_CV}/reg/home.png",),
-    "cv_anime": (f"{_CV}/fuzzy/input.png",),
-    "cv_bird": (f"{_CV}/hfs/data/000.jpg",),
-    "cv_lake": (f"{_CV}/hfs/data/001.jpg",),
-    "cv_tree": (f"{_CV}/hfs/data/002.jpg",),
-    **{f"cv_street{i}": (f"{_CV}/text/scenetext0{i}.jpg",) for i in range(1, 7)},
+    **{k: v if k == "cv_aero" else v[:1] for k, v in DEBIAN_PHOTOS.items() if k.startswith("cv_")},
     **{
         f"kde_{name.lower()}": (f"{_KDE}/{name}/contents/images/{size}",)
         for name, size in (
