@@ -18,7 +18,7 @@ from pathlib import Path
 import numpy as np
 
 from flywheel.errors import MissingInput
-from flywheel.recipes.recipe import Augment
+from flywheel.recipes.sections import Augment
 from flywheel.retrieval.engine import IndexError_, RetrievalEngine
 from flywheel.retrieval.space import EmbeddingSpace, ImageEmbedder, TextEmbedder
 from flywheel.workspace import Workspace

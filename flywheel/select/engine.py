@@ -33,15 +33,8 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from flywheel.errors import MissingInput, UserError
-from flywheel.recipes.recipe import (
-    AUGMENT_COLUMN,
-    CATEGORY,
-    TAXONOMY_CAP,
-    TAXONOMY_RESAMPLE,
-    Category,
-    Recipe,
-    Rule,
-)
+from flywheel.recipes.recipe import Recipe, Rule
+from flywheel.recipes.sections import AUGMENT_COLUMN, CATEGORY, TAXONOMY_CAP, TAXONOMY_RESAMPLE, Category
 from flywheel.select import rebalance
 from flywheel.select.dedup_groups import groups_from_edges, multiview_edges, near_duplicate_edges
 from flywheel.select.funnel import Funnel, RuleOutcome

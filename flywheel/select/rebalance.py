@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import duckdb
 
-from flywheel.recipes.recipe import TaxonomyBalance
+from flywheel.recipes.sections import TaxonomyBalance
 
 KEY = "id"
 NODE = "_tax_node"

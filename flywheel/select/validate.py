@@ -21,7 +21,8 @@ import duckdb
 import pyarrow as pa
 
 from flywheel.config import ConfigError
-from flywheel.recipes.recipe import Category, Recipe, Rule
+from flywheel.recipes.recipe import Recipe, Rule
+from flywheel.recipes.sections import Category
 
 
 class RecipeError(ConfigError):

@@ -302,14 +302,7 @@ def _run(
         if model_classes:
             ds = write_stage(_stages(ds, cpu_classes, model_classes, followers, cfg, model_actors), job)
         else:  # CPU filters only: each task scores its partition and writes the shard (see score_and_write)
-            ds = ds.map_batches(
-                score_and_write,
-                fn_args=(cpu_classes, cfg, job),
-                batch_size=1,
-                batch_format="numpy",
-                compute=ray.data.TaskPoolStrategy(),
-                ray_remote_args_fn=one_cpu,
-            )
+            ds = _per_partition(ds, score_and_write, (cpu_classes, cfg, job))
     counters: dict[str, Counters] = defaultdict(Counters)
     collected = Collected()
     # Only summaries reach the driver: the workers wrote the shards (no image byte comes here).
@@ -327,6 +320,24 @@ def _run(
     result.merged_pieces = collected.merged
     result.failed = sorted(by_index)
     result.counters = {k: vars(v) for k, v in counters.items()}
+
+
+def _per_partition(ds: Any, fn: Callable[..., Any], fn_args: tuple[Any, ...]) -> Any:
+    """One Ray task per partition running `fn` (a partition per batch, one CPU each).
+
+    ray_remote_args_fn keeps Ray Data from fusing these tasks into the (few) model actors downstream:
+    decoding must fan out over every CPU, while models load once per actor.
+    """
+    import ray
+
+    return ds.map_batches(
+        fn,
+        fn_args=fn_args,
+        batch_size=1,
+        batch_format="numpy",
+        compute=ray.data.TaskPoolStrategy(),
+        ray_remote_args_fn=one_cpu,
+    )
 
 
 def no_captions_message(source: str, rows: int) -> str:
@@ -353,16 +364,7 @@ def _stages(
     """
     import ray
 
-    # ray_remote_args_fn keeps Ray Data from fusing the decode tasks into the (few) model actors:
-    # decoding must fan out over every CPU, while models load once per actor.
-    ds = ds.map_batches(
-        score_partitions,
-        fn_args=(cpu_classes, model_classes, cfg),
-        batch_size=1,
-        batch_format="numpy",
-        compute=ray.data.TaskPoolStrategy(),
-        ray_remote_args_fn=one_cpu,
-    )
+    ds = _per_partition(ds, score_partitions, (cpu_classes, model_classes, cfg))
     resources = model_resources(model_classes, cfg, _cuda_available())
     for cls in model_classes:
         cpus, gpus = resources[cls.name]
