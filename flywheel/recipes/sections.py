@@ -58,6 +58,7 @@ class Quotas:
     why: str = ""
 
 
+QUOTA = "quota"  # the reason of rows a recipe's quotas left out
 TAXONOMY_CAP = "taxonomy_cap"  # the reason of rows beyond their taxonomy node's cap
 TAXONOMY_RESAMPLE = "taxonomy_resample"  # the reason of rows the temperature resampling left out
 AUGMENT_COLUMN = "augment_query"  # the query that moved a row into an augmented category (null: not moved)

@@ -30,46 +30,29 @@ from typing import Any
 import duckdb
 import numpy as np
 import pyarrow as pa
-import pyarrow.compute as pc
 
-from flywheel.errors import MissingInput, UserError
 from flywheel.recipes.recipe import Recipe, Rule
-from flywheel.recipes.sections import AUGMENT_COLUMN, CATEGORY, TAXONOMY_CAP, TAXONOMY_RESAMPLE, Category
+from flywheel.recipes.sections import AUGMENT_COLUMN, CATEGORY, QUOTA, TAXONOMY_CAP, TAXONOMY_RESAMPLE, Category
 from flywheel.select import rebalance
 from flywheel.select.dedup_groups import groups_from_edges, multiview_edges, near_duplicate_edges
 from flywheel.select.funnel import Funnel, RuleOutcome
 from flywheel.select.mix import MIX_MANIFEST, curated_keys, select_mix
+from flywheel.select.outputs import (
+    DETAIL_COLUMN,
+    describe_quotas,
+    recipe_json,
+    refuse_overwrite,
+    swap_in,
+    write_outputs,
+)
 from flywheel.select.semantic_dedup import read_embeddings, semantic_groups
+from flywheel.select.sql import KEY, keep_expression, literal, quote
 from flywheel.select.validate import RecipeError, check_recipe, check_taxonomy
 from flywheel.store import fs as storage
-from flywheel.store.images import POOL_ONLY_COLUMNS, reference_form
-from flywheel.store.shards import ShardStore, write_json_atomic
-from flywheel.workspace import FUNNEL_JSON, FUNNEL_TXT, RECIPE_JSON, REJECTED, Workspace, WorkspaceError
+from flywheel.store.shards import write_json_atomic
+from flywheel.workspace import FUNNEL_JSON, FUNNEL_TXT, RECIPE_JSON, Workspace, WorkspaceError
 
-KEY = "id"  # unique per sample since schema v2 (checked below)
-QUOTA = "quota"  # the reason of rows a recipe's quotas left out
-CATEGORY_FIELD = pa.field(
-    CATEGORY,
-    pa.string(),
-    metadata={
-        "description": "Category the recipe's `categories:` assigned (first condition that holds; the last is "
-        "the default); quotas and `top ... by: category` rules count within it.",
-        "unit": "",
-        "owner": "recipe",
-    },
-)
-AUGMENT_FIELD = pa.field(
-    AUGMENT_COLUMN,
-    pa.string(),
-    metadata={
-        "description": "The keyword or image query (`image:<file>`) of the recipe's `augment:` that moved this row "
-        "into its category through the retrieval index; null for rows the category conditions placed.",
-        "unit": "",
-        "owner": "recipe",
-    },
-)
 TAXONOMY_COLUMN = "taxonomy_path"  # the funnel counts rows per top node of this column when the pool has it
-DETAIL_COLUMN = "broken_detail"  # the decoder's message, shown with rejected rows when the pool has it
 
 
 @dataclass
@@ -79,45 +62,6 @@ class Selection:
     out_dir: Path  # curated/<recipe>/: the kept shards only
     meta_dir: Path | None = None  # selections/<recipe>/: funnel, rejected rows, recipe, manifest
     extra: dict[str, Any] = field(default_factory=dict)
-
-
-def _quote(name: str) -> str:
-    return '"' + name.replace('"', '""') + '"'
-
-
-def _literal(value: Any) -> str:
-    if isinstance(value, str):
-        return "'" + value.replace("'", "''") + "'"
-    if isinstance(value, bool):
-        return "TRUE" if value else "FALSE"
-    return repr(value)
-
-
-def keep_expression(rule: Rule) -> str:
-    """SQL that is TRUE when the row passes a threshold rule (NULL column -> rule.on_null)."""
-    col = _quote(rule.column) if rule.column else None
-    parts = []
-    if rule.min is not None:
-        parts.append(f"{col} >= {_literal(rule.min)}")
-    if rule.max is not None:
-        parts.append(f"{col} <= {_literal(rule.max)}")
-    if rule.values_in is not None:
-        parts.append(f"{col} IN ({', '.join(_literal(v) for v in rule.values_in)})")
-    if rule.not_in is not None:
-        parts.append(f"{col} NOT IN ({', '.join(_literal(v) for v in rule.not_in)})")
-    if rule.keep:
-        parts.append(f"({rule.keep})")
-    if rule.is_null is not None:
-        null_test = f"{col} IS NULL" if rule.is_null else f"{col} IS NOT NULL"
-        return " AND ".join([null_test, *parts]) if parts else null_test
-    expr = " AND ".join(parts) or "TRUE"
-    if col is None:
-        return f"COALESCE({expr}, {'TRUE' if rule.on_null == 'keep' else 'FALSE'})"
-    return f"CASE WHEN {col} IS NULL THEN {'TRUE' if rule.on_null == 'keep' else 'FALSE'} ELSE ({expr}) END"
-
-
-class SelectionExistsError(UserError):
-    """The selection folder holds another recipe's (or other overrides') result; nothing is overwritten."""
 
 
 def select(
@@ -158,7 +102,7 @@ def select(
     taxonomy_reads = recipe.taxonomy.columns() if recipe.taxonomy is not None and taxonomy_skip is None else []
     funnel_taxonomy = recipe.taxonomy.column if recipe.taxonomy is not None else TAXONOMY_COLUMN
     funnel_taxonomy_cols = [funnel_taxonomy] if funnel_taxonomy in pool_columns else []
-    _refuse_overwrite(meta_dir, recipe, replace)
+    refuse_overwrite(meta_dir, recipe, replace)
 
     funnel = Funnel(recipe=recipe.name)
     funnel.not_applied.extend(checked.not_applied)
@@ -185,7 +129,7 @@ def select(
     embedded = {r.column for r in applied if r.dedup == "semantic"}
     read = {KEY, "uri", "partition", "task", *order_cols, *detail, *checked.columns}
     needed = sorted(read.union(taxonomy_reads, funnel_taxonomy_cols) - embedded)
-    projection = ", ".join(_quote(c) for c in needed)
+    projection = ", ".join(quote(c) for c in needed)
     con.execute(f"CREATE TABLE s AS SELECT {projection} FROM read_parquet(?, union_by_name=true)", [files])
     # From here on the recipe's SQL runs: no file may be read or written, and nothing may turn that back on.
     con.execute("SET enable_external_access = false")
@@ -204,7 +148,7 @@ def select(
     if funnel_taxonomy_cols:
         rebalance.add_top_node(con, funnel_taxonomy)
 
-    tasks = ", ".join(_literal(t) for t in recipe.tasks)
+    tasks = ", ".join(literal(t) for t in recipe.tasks)
     _apply(con, funnel, RuleOutcome("task", f"task IN ({tasks})", column="task"), f"task IN ({tasks})")
     order_by = ", ".join(_valid_order(recipe.keep_best_by, pool_columns)) or "s.id"
     for rule in applied:
@@ -218,7 +162,7 @@ def select(
             _apply(con, funnel, outcome, _rank_top(con, rule))
             continue
         if rule.column:
-            outcome.null_rows = con.execute(f"SELECT count(*) FROM s WHERE {_quote(rule.column)} IS NULL").fetchone()[0]
+            outcome.null_rows = con.execute(f"SELECT count(*) FROM s WHERE {quote(rule.column)} IS NULL").fetchone()[0]
             if outcome.null_rows == funnel.rows_in and rule.is_null is None:
                 outcome.note = "column is null for every row: the rule could not judge anything"
         try:
@@ -234,7 +178,7 @@ def select(
     elif recipe.taxonomy is not None:
         _taxonomy(con, recipe, funnel)
     if recipe.quotas is not None and recipe.quotas.mode == "select":
-        outcome = RuleOutcome(QUOTA, _describe_quotas(recipe), column=CATEGORY)
+        outcome = RuleOutcome(QUOTA, describe_quotas(recipe), column=CATEGORY)
         _apply(con, funnel, outcome, _quota_keep(con, recipe, order_by))
     elif recipe.quotas is not None:  # mode sample: every row stays, the trainer draws the categories at their shares
         funnel.rebalance["quotas"] = {"mode": "sample", "shares": dict(recipe.quotas.shares)}
@@ -263,7 +207,7 @@ def select(
     tmp_meta = meta_dir.with_name(f".{meta_dir.name}.tmp-{uuid.uuid4().hex[:8]}")
     tmp_dir.mkdir(parents=True)
     tmp_meta.mkdir(parents=True)
-    _write_outputs(con, shards, tmp_dir, tmp_meta, recipe)
+    write_outputs(con, shards, tmp_dir, tmp_meta, recipe)
     extra: dict[str, Any] = {}
     if recipe.mix:
         outcomes = select_mix(workspace, recipe, curated_keys(tmp_dir), keep_expression)
@@ -274,10 +218,10 @@ def select(
     funnel.seconds = round(time.perf_counter() - started, 3)
     write_json_atomic(tmp_meta / FUNNEL_JSON, funnel.to_json())
     (tmp_meta / FUNNEL_TXT).write_text(funnel.to_text(), encoding="utf-8")
-    write_json_atomic(tmp_meta / RECIPE_JSON, _recipe_json(recipe))
+    write_json_atomic(tmp_meta / RECIPE_JSON, recipe_json(recipe))
     # Data first, then bookkeeping: the funnel (what `curated_recipes` looks for) appears last.
-    _swap_in(tmp_dir, out_dir)
-    _swap_in(tmp_meta, meta_dir)
+    swap_in(tmp_dir, out_dir)
+    swap_in(tmp_meta, meta_dir)
     con.close()
     return Selection(recipe=recipe, funnel=funnel, out_dir=out_dir, meta_dir=meta_dir, extra=extra)
 
@@ -300,7 +244,7 @@ def _require_unique_ids(con: duckdb.DuckDBPyConnection, workspace: Workspace) ->
 
 def _value_sql(column: str | None) -> str:
     """The measured value a rule judged, as text for the rejected ledger (NULL when there is none)."""
-    return f"CAST({_quote(column)} AS VARCHAR)" if column else "NULL"
+    return f"CAST({quote(column)} AS VARCHAR)" if column else "NULL"
 
 
 def _captionless(con: duckdb.DuckDBPyConnection, files: list[str], pool_columns: set[str]) -> bool:
@@ -323,7 +267,7 @@ def _caption_columns(workspace: Workspace) -> set[str]:
 
 
 def _apply(con: duckdb.DuckDBPyConnection, funnel: Funnel, outcome: RuleOutcome, keep_sql: str) -> None:
-    name = _literal(outcome.name)
+    name = literal(outcome.name)
     outcome.failed_total = con.execute(f"SELECT count(*) FROM s WHERE NOT ({keep_sql})").fetchone()[0]
     outcome.removed = con.execute(f"SELECT count(*) FROM s WHERE alive AND NOT ({keep_sql})").fetchone()[0]
     value = _value_sql(outcome.column)
@@ -337,10 +281,10 @@ def _apply(con: duckdb.DuckDBPyConnection, funnel: Funnel, outcome: RuleOutcome,
 
 
 def _dedup(con: duckdb.DuckDBPyConnection, rule: Rule, order_by: str, outcome: RuleOutcome, files: list[str]) -> None:
-    col = _quote(rule.column or "")
-    name = _literal(rule.name)
+    col = quote(rule.column or "")
+    name = literal(rule.name)
     if rule.best_by:  # the rule's quality column first, then the recipe's ordering (most pixels, largest file)
-        order_by = f"s.{_quote(rule.best_by)} DESC NULLS LAST, {order_by}"
+        order_by = f"s.{quote(rule.best_by)} DESC NULLS LAST, {order_by}"
     semantic = None
     if rule.dedup == "semantic":
         semantic = _semantic_grp(con, rule, outcome, files)
@@ -348,10 +292,10 @@ def _dedup(con: duckdb.DuckDBPyConnection, rule: Rule, order_by: str, outcome: R
         con.execute(f"""CREATE OR REPLACE TEMP TABLE grp AS
             SELECT {KEY} AS k, {col} AS g FROM s WHERE alive AND {col} IS NOT NULL""")
     else:
-        hash_cols = ", ".join(_quote(c) for c in rule.columns())
+        hash_cols = ", ".join(quote(c) for c in rule.columns())
         con.execute(f"CREATE OR REPLACE TEMP TABLE live AS SELECT {KEY}, {hash_cols} FROM s WHERE alive")
         if rule.views:
-            edges = multiview_edges(con, "live", KEY, [_quote(c) for c in rule.columns()], rule.max_hamming)
+            edges = multiview_edges(con, "live", KEY, [quote(c) for c in rule.columns()], rule.max_hamming)
         else:
             edges = near_duplicate_edges(con, "live", KEY, col, rule.max_hamming)
         groups = groups_from_edges(edges)
@@ -380,8 +324,8 @@ def _dedup(con: duckdb.DuckDBPyConnection, rule: Rule, order_by: str, outcome: R
 def _assign_categories(con: duckdb.DuckDBPyConnection, usable: list[Category], recipe: Recipe) -> None:
     """Write each row's category: the first whose condition holds (NULL counts as false), else the default."""
     default = recipe.categories[-1].name
-    cases = " ".join(f"WHEN COALESCE(({c.when}), FALSE) THEN {_literal(c.name)}" for c in usable if c.when)
-    sql = f"CASE {cases} ELSE {_literal(default)} END" if cases else _literal(default)
+    cases = " ".join(f"WHEN COALESCE(({c.when}), FALSE) THEN {literal(c.name)}" for c in usable if c.when)
+    sql = f"CASE {cases} ELSE {literal(default)} END" if cases else literal(default)
     con.execute(f"ALTER TABLE s ADD COLUMN {CATEGORY} VARCHAR")
     try:
         con.execute(f"UPDATE s SET {CATEGORY} = {sql}")
@@ -396,10 +340,10 @@ def _rank_top(con: duckdb.DuckDBPyConnection, rule: Rule) -> str:
     Rows already rejected are not ranked (they pass this rule); the kept count per group is ceil(top * n),
     ties broken by id so the selection is deterministic.
     """
-    col = _quote(rule.column or "")
-    group = _quote(rule.by) if rule.by else "1"
+    col = quote(rule.column or "")
+    group = quote(rule.by) if rule.by else "1"
     direction = "ASC" if rule.ascending else "DESC"
-    flag = _quote(f"_top_{rule.name}")
+    flag = quote(f"_top_{rule.name}")
     con.execute(f"ALTER TABLE s ADD COLUMN {flag} BOOLEAN DEFAULT NULL")
     con.execute(f"""UPDATE s SET {flag} = r.ok FROM (
             SELECT {KEY} AS k, row_number() OVER (PARTITION BY {group} ORDER BY {col} {direction}, {KEY})
@@ -455,10 +399,10 @@ def _augment(con: duckdb.DuckDBPyConnection, recipe: Recipe, workspace: Workspac
     con.register("augment_hits", found)
     con.execute(f"""CREATE OR REPLACE TEMP TABLE augment_moved AS
         SELECT s.{KEY} AS k, h.q, s.{CATEGORY} AS was FROM s JOIN augment_hits h ON h.k = s.{KEY}
-        WHERE s.alive AND s.{CATEGORY} <> {_literal(spec.category)}
+        WHERE s.alive AND s.{CATEGORY} <> {literal(spec.category)}
         ORDER BY h.sim DESC, s.{KEY} LIMIT {int(need)}""")
     con.unregister("augment_hits")
-    con.execute(f"""UPDATE s SET {CATEGORY} = {_literal(spec.category)}, {AUGMENT_COLUMN} = m.q
+    con.execute(f"""UPDATE s SET {CATEGORY} = {literal(spec.category)}, {AUGMENT_COLUMN} = m.q
         FROM augment_moved m WHERE s.{KEY} = m.k""")
     moved_from = dict(con.execute("SELECT was, count(*) FROM augment_moved GROUP BY 1 ORDER BY 1").fetchall())
     moved = sum(moved_from.values())
@@ -495,11 +439,6 @@ def _quota_keep(con: duckdb.DuckDBPyConnection, recipe: Recipe, order_by: str) -
             FROM s WHERE alive) r JOIN quota ON quota.c = r.c
         WHERE s.{KEY} = r.k""")
     return "COALESCE(_quota_ok, TRUE)"
-
-
-def _describe_quotas(recipe: Recipe) -> str:
-    assert recipe.quotas is not None
-    return "shares " + ", ".join(f"{c} {v:.0%}" for c, v in recipe.quotas.shares.items())
 
 
 def _semantic_distances(con: duckdb.DuckDBPyConnection, ids: pa.Array, x: np.ndarray) -> None:
@@ -553,117 +492,5 @@ def _valid_order(terms: list[str], columns: set[str]) -> list[str]:
     for term in terms:
         column = term.split()[0]
         if column in columns:
-            out.append(f"s.{_quote(column)} {' '.join(term.split()[1:])}".strip())
+            out.append(f"s.{quote(column)} {' '.join(term.split()[1:])}".strip())
     return out
-
-
-def _write_outputs(
-    con: duckdb.DuckDBPyConnection, shards: list[Path], out_dir: Path, meta_dir: Path, recipe: Recipe
-) -> None:
-    # Shards are read with pyarrow, not DuckDB: the connection has file access disabled by now.
-    store = ShardStore(out_dir, meta_root=meta_dir)
-    for shard in shards:
-        index = int(shard.stem.split("-")[1])
-        fields = _recipe_fields(recipe)
-        extra = "".join(f", {_quote(f.name)}" for f in fields)
-        keep = con.sql(f"SELECT {KEY}{extra} FROM s WHERE alive AND partition = ?", params=[index]).to_arrow_table()
-        if not keep.num_rows:
-            continue
-        # pyarrow rather than DuckDB for the copy: it keeps the pool's schema and its field metadata. The byte
-        # columns (and embeddings) are never read: the selection references the pool rows that hold them.
-        names = [n for n in storage.read_schema(shard).names if n not in POOL_ONLY_COLUMNS]
-        table = storage.read_table(shard, columns=names)
-        mask = pc.is_in(table.column(KEY), value_set=keep.column(KEY))
-        rows = np.flatnonzero(mask.to_numpy(zero_copy_only=False))
-        kept = reference_form(table.filter(mask), rows, shard, out_dir)
-        where = pc.index_in(kept.column(KEY), value_set=keep.column(KEY))
-        for column_field in fields:  # the category each kept row was counted in, for readers and the trainer
-            kept = kept.append_column(column_field, pc.take(keep.column(column_field.name), where).cast(pa.string()))
-        store.write(index, kept, fingerprint=f"{recipe.name}:{shard.name}")
-    whys = [(r.name, r.why or r.describe()) for r in recipe.rules]
-    whys.append(("task", f"task is not one of the recipe's tasks {list(recipe.tasks)}"))
-    if recipe.quotas is not None:
-        whys.append((QUOTA, recipe.quotas.why or f"beyond its category's share ({_describe_quotas(recipe)})"))
-    if recipe.taxonomy is not None:
-        cap_text, resample_text = rebalance.describe(recipe.taxonomy)
-        why = recipe.taxonomy.why
-        whys += [(TAXONOMY_CAP, why or cap_text), (TAXONOMY_RESAMPLE, why or resample_text)]
-    con.execute("CREATE OR REPLACE TEMP TABLE whys (name VARCHAR, why VARCHAR)")
-    con.executemany("INSERT INTO whys VALUES (?, ?)", whys)
-    detail = f"s.{DETAIL_COLUMN}" if DETAIL_COLUMN in {r[0] for r in con.execute("DESCRIBE s").fetchall()} else "NULL"
-    rejected = con.sql(f"""SELECT s.{KEY}, s.uri, s.partition, s.task, s.reason, s.reasons, s.value, whys.why,
-            CAST({detail} AS VARCHAR) AS detail, s.duplicate_of, s.duplicate_of_uri
-        FROM s LEFT JOIN whys ON whys.name = s.reason
-        WHERE NOT s.alive ORDER BY s.partition, s.uri""").to_arrow_table()
-    storage.write_table(rejected, meta_dir / REJECTED)
-    manifest: dict[str, Any] = {"recipe": recipe.name, "stage": recipe.stage, "resolution": recipe.resolution}
-    if recipe.quotas is not None:  # the trainer's loader draws each category at its share (trainer/data/loader.py)
-        manifest["category_weights"] = dict(recipe.quotas.shares)
-    store.write_manifest(manifest)
-
-
-def _recipe_fields(recipe: Recipe) -> list[pa.Field]:
-    """Columns the recipe adds to its kept rows: the category, and the augmentation query when it augments."""
-    return ([CATEGORY_FIELD] if recipe.categories else []) + ([AUGMENT_FIELD] if recipe.augment is not None else [])
-
-
-def _refuse_overwrite(meta_dir: Path, recipe: Recipe, replace: bool) -> None:
-    """Never replace a selection silently: only a re-run of the same recipe (name and overrides) may.
-
-    Re-running a recipe after editing its thresholds refreshes its own selection, as it always did; what
-    is refused is one recipe's (or experiment's) result landing in another one's folder.
-    """
-    recorded = meta_dir / RECIPE_JSON
-    if replace or not meta_dir.exists():
-        return
-    if recorded.is_file():
-        old = json.loads(recorded.read_text(encoding="utf-8"))
-        if (old.get("name"), old.get("overrides") or {}) == (recipe.name, recipe.overrides):
-            return
-        what = f"recipe {old.get('name')!r}" + (f" with overrides {old['overrides']}" if old.get("overrides") else "")
-    else:
-        what = "an unknown recipe"
-    raise SelectionExistsError(
-        f"{meta_dir.name} holds the selection of {what}; choose another --name, or pass --replace to overwrite it"
-    )
-
-
-def _recipe_json(recipe: Recipe) -> dict[str, Any]:
-    from dataclasses import asdict
-
-    return asdict(recipe)
-
-
-def _swap_in(tmp_dir: Path, out_dir: Path) -> None:
-    old = None
-    if out_dir.exists():
-        old = out_dir.with_name(f".{out_dir.name}.old-{uuid.uuid4().hex[:8]}")
-        out_dir.rename(old)
-    tmp_dir.rename(out_dir)
-    if old is not None:
-        storage.rmtree(old, ignore_errors=False)
-
-
-def read_rejected(workspace: Workspace, recipe: str, reason: str | None, limit: int) -> pa.Table:
-    try:
-        path = workspace.require_selection(recipe) / REJECTED
-    except WorkspaceError as exc:
-        raise FileNotFoundError(str(exc)) from None
-    if not path.is_file():
-        raise MissingInput(f"no rejected rows for {recipe!r} in {workspace.root}: re-run `flywheel select`")
-    con = storage.duckdb_connect(path)
-    if reason is not None:  # a typo must not look like "nothing was rejected for that reason"
-        found = con.sql(
-            "SELECT DISTINCT r FROM (SELECT reason AS r FROM read_parquet(?) "
-            "UNION ALL SELECT unnest(reasons) AS r FROM read_parquet(?)) WHERE r IS NOT NULL",
-            params=[str(path), str(path)],
-        ).fetchall()
-        funnel = workspace.curated_dir(recipe) / "funnel.json"
-        rules = [r["name"] for r in json.loads(funnel.read_text())["rules"]] if funnel.is_file() else []
-        valid = sorted({str(r[0]) for r in found} | set(rules))
-        if reason not in valid:
-            raise UserError(f"unknown reason {reason!r} for selection {recipe!r}; valid reasons: {', '.join(valid)}")
-    where = "WHERE reason = ? OR list_contains(reasons, ?)" if reason else ""
-    params: list[Any] = [str(path)] + ([reason, reason] if reason else []) + [int(limit)]
-    query = f"SELECT * FROM read_parquet(?) {where} ORDER BY partition, uri LIMIT ?"
-    return con.sql(query, params=params).to_arrow_table()

@@ -28,7 +28,7 @@ from flywheel.retrieval.engine import IndexError_, RetrievalEngine, table_vector
 from flywheel.retrieval.knn import greedy_dedup
 from flywheel.retrieval.space import TextEmbedder
 from flywheel.routing.evidence import concepts_of
-from flywheel.select.engine import keep_expression
+from flywheel.select.sql import keep_expression
 from flywheel.store.images import POOL_ONLY_COLUMNS, row_references
 from flywheel.tracks.common import track_dir, write_track
 from flywheel.tracks.registry import TrackInputs
