@@ -170,8 +170,9 @@ def attach_bytes(table: pa.Table, shard: Path) -> pa.Table:
 def _attach_per_row(table: pa.Table, shard: Path) -> pa.Table:
     """Byte columns of per-row references (track data), read row group by row group through a BytesReader."""
     reader = BytesReader()
+    paths = {rel: (shard.parent / rel).resolve() for rel in set(table.column(IMAGES_SHARD.name).to_pylist())}
     fetched = [
-        reader.row((shard.parent / rel).resolve(), int(row), str(sid))
+        reader.row(paths[rel], int(row), str(sid))
         for rel, row, sid in zip(
             table.column(IMAGES_SHARD.name).to_pylist(),
             table.column(POOL_ROW.name).to_pylist(),

@@ -6,17 +6,13 @@ import pickle
 import re
 import uuid
 
-import pyarrow as pa
 import pytest
 
 from flywheel.store import fs
 from flywheel.store.fs import ObjectPath, StorageError
 from flywheel.store.shards import CorruptShardError, ShardStore, StaleShardError
 from flywheel.workspace import Workspace
-
-
-def _table(n: int) -> pa.Table:
-    return pa.table({"uri": [f"u{i}" for i in range(n)], "x": list(range(n))})
+from tests.flywheel.test_store import _table
 
 
 @pytest.fixture

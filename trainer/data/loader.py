@@ -246,6 +246,7 @@ class RowReader:
         # shard -> the pool shard holding its image bytes, or its own folder for per-row references (None: itself)
         self._bytes_of: dict[int, Path | None] = {}
         self._bytes = BytesReader(cache_size)
+        self._resolved: dict[tuple[Path, str], Path] = {}
 
     def _file(self, shard: int) -> tuple[pq.ParquetFile, np.ndarray, list[str]]:
         if shard not in self._files:
@@ -281,8 +282,11 @@ class RowReader:
         if source is not None:
             wanted = [c for c in BYTE_COLUMNS if c in self.columns]
             rel = out.pop(IMAGES_SHARD.name, None)
-            if rel is not None:
-                source = (source / str(rel)).resolve()
+            if rel is not None:  # per-row reference: resolved once per (folder, pool shard), not once per row
+                where = (source, str(rel))
+                if where not in self._resolved:
+                    self._resolved[where] = (source / str(rel)).resolve()
+                source = self._resolved[where]
             if wanted:
                 fetched = self._bytes.row(source, int(out.pop(POOL_ROW.name)), str(out["id"]))  # type: ignore[arg-type]
                 out.update({c: fetched.get(c) for c in wanted})
