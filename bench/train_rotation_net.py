@@ -30,14 +30,16 @@ target; at this test's 3:1 rotated:upright prevalence), and the recipe point tha
 `--max-flagged` of the upright tune views. Fetch the Debian packages without installing them (~300 MB)::
 
     apt-get download opencv-doc plasma-workspace-wallpapers mate-backgrounds ukui-wallpapers \
-        lomiri-wallpapers lomiri-wallpapers-16.04 lomiri-wallpapers-20.04 tuxpaint-stamps-default
+        lomiri-wallpapers lomiri-wallpapers-16.04 lomiri-wallpapers-20.04 tuxpaint-stamps-default \
+        gcompris-qt-data
     mkdir -p /tmp/rotation-debs && for f in *.deb; do dpkg -x "$f" /tmp/rotation-debs; done
     nice python3 bench/train_rotation_net.py --deb-root /tmp/rotation-debs --report /tmp/rotation.json --write
 
 Backbone features of every view in its four rotations (224 and 160 px) are cached in `--cache`, so heads
 are refitted in seconds; the first run extracts them (about 12 minutes on 2 cores). `--write` replaces
-`filters/data/rotation_net_head.safetensors` and `filters/data/rotation_embed_head.safetensors`, each with its
-provenance (data, threshold, report-split figures, command) in the metadata.
+`filters/data/rotation_embed_head.safetensors` with its provenance (data, threshold, report-split figures,
+command) in the metadata. The four-view head measured here is the frozen-backbone baseline; the shipped
+`rotation_net` head fine-tunes the backbone's last stages on the same views (`bench/rotation_finetune.py`).
 """
 
 from __future__ import annotations
@@ -56,6 +58,7 @@ from PIL import Image
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from bench import gcompris_photos
 from bench.train_rotation import _KDE, _MATE, DEBIAN_PHOTOS, fit, predict
 from corpus.hard import WORDS, _latin_font, build_split, document, landscape
 from corpus.text import FONT_DIRS, render_text_image, usable_scripts
@@ -64,7 +67,6 @@ from filters.rotation_embed import RotationHead
 from filters.rotation_embed import save_head as save_embed_head
 from filters.rotation_net import DEFAULT_HEAD as NET_HEAD
 from filters.rotation_net import candidate_order
-from filters.rotation_net import save_head as save_net_head
 from flywheel.imaging import SCORING_VIEW, decode, encode_jpeg, square_centre_crop
 
 EMBED_VIEW = 224
@@ -188,6 +190,16 @@ def photo_views(root: Path, table: dict[str, tuple[str, ...]], per_photo: int, s
     return views
 
 
+def gcompris_views(root: Path, crops: int, seed: int) -> list[View]:
+    """GCompris photos (`crops` random views each) and cartoon drawings (two each): train side only."""
+    views = []
+    for kind, table, n in (("photo", gcompris_photos.PHOTOS, crops), ("drawing", gcompris_photos.DRAWINGS, 2)):
+        for name, rgb in gcompris_photos.load(root, table).items():
+            rng = np.random.default_rng([seed, zlib.crc32(name.encode())])
+            views += [View(c, kind, name) for c in random_views(rgb, n, rng)]
+    return views
+
+
 def stamp_views(root: Path, n: int, seed: int, backgrounds: list[np.ndarray]) -> list[View]:
     """Object photos (alpha-cut, upright) pasted on a training photo crop or a gradient."""
     rng = np.random.default_rng(seed)
@@ -274,6 +286,8 @@ def hard_split_views(split: str) -> list[View]:
 
 def build(side: str, args: argparse.Namespace) -> list[View]:
     root = args.deb_root
+    if side == "train_gcompris":
+        return gcompris_views(root, args.gcompris_crops, args.seed)
     if side == "train":
         photos = photo_views(root, TRAIN_PHOTOS, args.crops, args.seed, "photo")
         backgrounds = [v.crop for v in photos[:: max(1, len(photos) // 200)]]
@@ -321,9 +335,12 @@ def cached(cache: Path, side: str, args: argparse.Namespace) -> tuple[np.ndarray
         return z["g224"], z["g160"], z["kinds"], z["groups"]
     started = time.perf_counter()
     views = build(side, args)
+    if not views:  # a package that is not unpacked: nothing to cache, so a later run with it still builds
+        empty = np.zeros((0, 4, 1280), np.float32)
+        return empty, empty, np.asarray([], dtype=str), np.asarray([], dtype=str)
     print(f"{side}: {len(views)} views built in {time.perf_counter() - started:.0f}s", flush=True)
     g224 = rotated_features(views, EMBED_VIEW)
-    g160 = rotated_features(views, 160) if side != "train" else np.zeros((0, 4, 1280), np.float32)
+    g160 = rotated_features(views, 160)
     kinds = np.asarray([v.kind for v in views])
     groups = np.asarray([v.group for v in views])
     cache.mkdir(parents=True, exist_ok=True)
@@ -443,6 +460,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--cache", type=Path, default=Path("/tmp/rot_cache"))
     ap.add_argument("--crops", type=int, default=24, help="random crops per training photo")
     ap.add_argument("--stamps", type=int, default=300)
+    ap.add_argument(
+        "--gcompris-crops", type=int, default=12, help="random crops per gcompris-qt-data photo (0: leave them out)"
+    )
     ap.add_argument("--text-per-script", type=int, default=40)
     ap.add_argument("--scenes", type=int, default=160)
     ap.add_argument("--documents", type=int, default=80)
@@ -453,11 +473,15 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--min-precision", type=float, default=0.9)
     ap.add_argument("--max-flagged", type=float, default=0.01, help="recipe point: upright tune views flagged")
     ap.add_argument("--seed", type=int, default=13)
-    ap.add_argument("--write", action="store_true", help=f"write both heads ({EMBED_HEAD.name}, {NET_HEAD.name})")
+    ap.add_argument("--write", action="store_true", help=f"write the follower's head ({EMBED_HEAD.name})")
     ap.add_argument("--report", type=Path, default=None)
     args = ap.parse_args(argv)
     started = time.perf_counter()
     sides = {side: cached(args.cache, side, args) for side in ("train", "tune", "report")}
+    if args.gcompris_crops:  # a separately cached part of the train side (the first run's cache stays valid)
+        more = cached(args.cache, "train_gcompris", args)
+        if len(more[2]):
+            sides["train"] = tuple(np.concatenate([a, b]) for a, b in zip(sides["train"], more, strict=True))
     train_kinds = sides["train"][2]
     counts = {str(k): int(v) for k, v in zip(*np.unique(train_kinds, return_counts=True), strict=True)}
     print(f"train: {len(train_kinds)} upright views {counts}", flush=True)
@@ -493,24 +517,22 @@ def main(argv: list[str] | None = None) -> int:
     if args.write:
         command = "python3 bench/train_rotation_net.py " + " ".join(argv if argv is not None else sys.argv[1:])
         common = {"trained": dt.date.today().isoformat(), "data": json.dumps(counts), "command": command}
-        for name, path in (("follower", EMBED_HEAD), ("four_view", NET_HEAD)):
-            point = result[name]["recipe_point"]  # type: ignore[index]
-            meta = {**common, "threshold": f"{point['threshold']:.6f}", "report_split": json.dumps(point["report"])}
-            if name == "follower":
-                save_embed_head(path, follower, meta)
-            else:
-                save_net_head(path, *net, {**meta, "backbone": "efficientnet-lite0 (ImageNet, frozen)"})
-            print(f"wrote {path}")
+        point = result["follower"]["recipe_point"]  # type: ignore[index]
+        meta = {**common, "threshold": f"{point['threshold']:.6f}", "report_split": json.dumps(point["report"])}
+        save_embed_head(EMBED_HEAD, follower, meta)
+        print(f"wrote {EMBED_HEAD}")
     return 0
 
 
 def _shipped_net_head() -> tuple[np.ndarray, np.ndarray, np.ndarray] | None:
-    """The four-view head in filters/data before this run (compared on the same views)."""
+    """The four-view head in filters/data, compared on the same frozen features; None for a fine-tuned head."""
     if not NET_HEAD.is_file():
         return None
     from safetensors.numpy import load_file
 
     t = load_file(str(NET_HEAD))
+    if any(k.startswith("tail.") for k in t):  # its score reads fine-tuned features, not these
+        return None
     return t["mean"], t["scale"], t["w"]
 
 

@@ -80,7 +80,7 @@ def evaluate(
     images_dir: Path,
     *,
     upright_min: float = 0.08,
-    net_upright_min: float = 0.12,  # stage1_256p rotation_net rule
+    net_upright_min: float = 0.056,  # stage1_256p rotation_net rule
     entropy_min: float = 0.2,
     nsfw_max: float = 0.7,
     max_hamming: int = 4,

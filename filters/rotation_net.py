@@ -1,13 +1,14 @@
-"""Content-based rotation detection from frozen EfficientNet-Lite0 features (a model scorer).
+"""Content-based rotation detection from EfficientNet-Lite0 features, last stages fine-tuned (a model scorer).
 
 Why a second detector: the sky prior of `filters/rotation.py` is cheap but reads one cue and measured 0.5
 four-way accuracy. ImageNet features encode faces, horizons, gravity and text lines. The image is shown to the
 network in its four rotations; one linear "uprightness" score, shared by the four candidates, rates each, and
 a softmax over them gives the probability that each rotation undoes what was done to the image (a conditional
-logit: the same model as the sky prior, on richer features). Trained self-supervised on 1,907 varied upright
-views (Debian photos, object photos, scenes, documents, text in 10 scripts) by `bench/train_rotation_net.py`;
-report-split figures per category in `docs/rotation.md`. `filters/rotation_embed.py` reads the shared embedding
-instead (one pass, no network of its own) and measured weaker, so the stage-1 recipe rules on this one.
+logit: the same model as the sky prior, on richer features). The shipped head also fine-tunes the
+backbone's last five blocks (their weights travel in the head file, `tail.*`), trained self-supervised on 4,563
+varied upright views (Debian and GCompris photos, drawings, object photos, scenes, documents, text in 10
+scripts) by `bench/rotation_finetune.py`; report-split figures per category in `docs/rotation.md`.
+`filters/rotation_embed.py` reads the shared embedding instead (one pass, no network of its own) and measured weaker, so the stage-1 recipe rules on this one.
 
 Cost: four backbone passes per image at 160 px (about a quarter of the FLOPs of one 320 px pass).
 """
@@ -31,6 +32,26 @@ from flywheel.schema import Column
 VIEW = 160  # square side the backbone sees; prepare() centre-crops the displayed image to it
 DEFAULT_HEAD = Path(__file__).parent / "data" / "rotation_net_head.safetensors"
 FEATURE_VERSION = "efficientnet-lite0-pooled-160-rot4-v1"
+# Blocks before this index keep their ImageNet weights; a head file may carry fine-tuned weights for the rest
+# (tensors named "tail.blocks.N.*" for block FROZEN_BLOCKS + N, "tail.conv_head.*", "tail.bn1.*").
+FROZEN_BLOCKS = 11
+_TAIL = "tail."
+
+
+def trunk(model: Any, x: Any) -> Any:
+    """The frozen part of the backbone: stem and blocks [0, FROZEN_BLOCKS), the input of a fine-tuned tail."""
+    h = model.act(model._bn0(model._conv_stem(x)))
+    for block in model._blocks[:FROZEN_BLOCKS]:
+        h = block(h)
+    return h
+
+
+def _backbone_key(tail_key: str) -> str:
+    """'blocks.2.x' -> '_blocks.13.x', 'conv_head.weight' -> '_conv_head.weight', 'bn1.x' -> '_bn1.x'."""
+    if tail_key.startswith("blocks."):
+        index, rest = tail_key[len("blocks.") :].split(".", 1)
+        return f"_blocks.{FROZEN_BLOCKS + int(index)}.{rest}"
+    return f"_{tail_key}"
 
 
 def candidate_order(shown: int) -> list[int]:
@@ -43,10 +64,20 @@ def candidate_order(shown: int) -> list[int]:
     return [(shown - k) % 4 for k in range(4)]
 
 
-def save_head(path: Path, mean: np.ndarray, scale: np.ndarray, w: np.ndarray, meta: dict[str, str]) -> None:
+def save_head(
+    path: Path,
+    mean: np.ndarray,
+    scale: np.ndarray,
+    w: np.ndarray,
+    meta: dict[str, str],
+    tail: dict[str, np.ndarray] | None = None,
+) -> None:
+    """The linear uprightness score and, for a fine-tuned backbone, its tail weights (float32, safetensors)."""
     from safetensors.numpy import save_file
 
     tensors = {"mean": mean.astype(np.float32), "scale": scale.astype(np.float32), "w": w.astype(np.float32)}
+    for key, value in (tail or {}).items():
+        tensors[_TAIL + key] = value if value.dtype == np.int64 else value.astype(np.float32)
     save_file(tensors, str(path), metadata={"feature_version": FEATURE_VERSION, **meta})
 
 
@@ -92,6 +123,7 @@ class RotationNetScorer(ModelScorer):
         self.threads = threads
         self._model: Any = None
         self._head: dict[str, np.ndarray] | None = None
+        self._tail: dict[str, np.ndarray] = {}
 
     @classmethod
     def from_config(cls, cfg: ScoringConfig) -> RotationNetScorer:
@@ -123,7 +155,16 @@ class RotationNetScorer(ModelScorer):
         if device == "auto":
             device = "cuda" if torch.cuda.is_available() else "cpu"
         self._device = device
-        self._model = load_efficientnet_lite0(device)
+        model = load_efficientnet_lite0("cpu")
+        if self._tail:
+            state = model.state_dict()
+            for key, value in self._tail.items():
+                name = _backbone_key(key)
+                if name not in state or tuple(state[name].shape) != value.shape:
+                    raise ScorerUnavailable(f"{self.head_path}: tail tensor {key!r} does not fit the backbone")
+                state[name] = torch.from_numpy(value)
+            model.load_state_dict(state, strict=True)
+        self._model = model.eval().to(device)
 
     def load(self) -> None:
         if self._model is not None and self._head is not None:
@@ -141,6 +182,8 @@ class RotationNetScorer(ModelScorer):
                     f"{FEATURE_VERSION!r}; retrain with bench/train_rotation_net.py"
                 )
             self._head = {k: f.get_tensor(k) for k in ("mean", "scale", "w")}
+            self._tail = {k[len(_TAIL) :]: f.get_tensor(k) for k in f.keys() if k.startswith(_TAIL)}  # noqa: SIM118
+        self._model = None  # a backbone loaded before the head would lack the fine-tuned tail
         self.load_backbone()
 
     def rotated_features(self, inputs: np.ndarray) -> np.ndarray:

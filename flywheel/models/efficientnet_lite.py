@@ -80,13 +80,16 @@ class EfficientNetLite0(nn.Module):
         self._fc = nn.Linear(FEATURE_DIM, num_classes)
         self.act = nn.ReLU6(inplace=True)
 
-    def features(self, x: torch.Tensor) -> torch.Tensor:
-        """Global-average-pooled penultimate features, [B, 1280]."""
+    def feature_map(self, x: torch.Tensor) -> torch.Tensor:
+        """Penultimate feature map before pooling, [B, 1280, H/32, W/32]: where in the image each feature is."""
         h = self.act(self._bn0(self._conv_stem(x)))
         for block in self._blocks:
             h = block(h)
-        h = self.act(self._bn1(self._conv_head(h)))
-        return h.mean(dim=(2, 3))
+        return self.act(self._bn1(self._conv_head(h)))
+
+    def features(self, x: torch.Tensor) -> torch.Tensor:
+        """Global-average-pooled penultimate features, [B, 1280]."""
+        return self.feature_map(x).mean(dim=(2, 3))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self._fc(self.features(x))

@@ -61,3 +61,28 @@ def test_head_for_other_features_is_refused(tmp_path):
         RotationNetScorer(head_path=path).load()
     missing = RotationNetScorer(head_path=tmp_path / "nope.safetensors")
     assert "rotation.net_head" in (missing.available() or "")
+
+
+def test_fine_tuned_tail_is_loaded_into_the_backbone(tmp_path):
+    """A head file's tail tensors replace the ImageNet weights of the blocks after FROZEN_BLOCKS, and only those."""
+    import torch
+
+    from filters.rotation_net import FROZEN_BLOCKS
+    from flywheel.models.efficientnet_lite import load_efficientnet_lite0
+
+    imagenet = load_efficientnet_lite0("cpu").state_dict()
+    w = imagenet["_conv_head.weight"].numpy()
+    tail = {"conv_head.weight": (w * 0.5).astype(np.float32), "blocks.0._bn2.bias": np.full(192, 0.25, np.float32)}
+    path = tmp_path / "head.safetensors"
+    save_head(path, np.zeros(1280), np.ones(1280), np.ones(1280), {"command": "test"}, tail)
+    s = RotationNetScorer(head_path=path)
+    s.load()
+    state = s._model.state_dict()
+    assert torch.equal(state["_conv_head.weight"], torch.from_numpy(w * 0.5))
+    assert torch.equal(state[f"_blocks.{FROZEN_BLOCKS}._bn2.bias"], torch.full((192,), 0.25))
+    assert torch.equal(state["_blocks.0._depthwise_conv.weight"], imagenet["_blocks.0._depthwise_conv.weight"])
+
+    bad = tmp_path / "bad.safetensors"
+    save_head(bad, np.zeros(1280), np.ones(1280), np.ones(1280), {"command": "test"}, {"conv_head.weight": w[:3]})
+    with pytest.raises(ScorerUnavailable, match="does not fit"):
+        RotationNetScorer(head_path=bad).load()

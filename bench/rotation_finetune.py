@@ -1,0 +1,273 @@
+"""Fine-tune the last EfficientNet-Lite0 stages for rotation (self-supervised), then measure on unseen images.
+
+Why: a linear head over frozen ImageNet features plateaued (report split: 4-way accuracy 0.65 with 42 or with
+240 training photos, pooled or banded features alike), because ImageNet training never asked the network
+which way is up. RotNet-style self-supervision does: every upright view is shown in its four rotations and
+the network learns to score the upright one highest. On two CPU cores a full fine-tune is out of reach, so
+the first 11 blocks (stages 1-5, about two thirds of the FLOPs) stay frozen and their output maps are cached
+once per view and rotation; the last five blocks, the 1x1 head convolution and one linear "uprightness" score
+are trained on top (BatchNorm statistics frozen: the cached maps cannot be re-augmented, so small batches
+would only add noise to them). The scorer (`filters/rotation_net.py`) loads the trained tail from the head
+file into its own backbone; the shared embedding keeps the ImageNet weights.
+
+Same views and sides as `bench/train_rotation_net.py` (train: Debian and GCompris photos, object stamps,
+scenes, documents, 10-script text; tune: thresholds and the epoch; report: disjoint sources)::
+
+    nice python3 bench/rotation_finetune.py --deb-root /tmp/rotation-debs --report /tmp/rotation_ft.json --write
+
+The first run caches the frozen trunk's maps (`--cache`, about 5 minutes on 2 cores); training is
+`--epochs` passes over 4,563 views in their four rotations.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import json
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from bench import train_rotation_net as views_bench
+from filters.rotation_net import DEFAULT_HEAD, FROZEN_BLOCKS, save_head, trunk
+from flywheel.imaging import square_centre_crop
+from flywheel.models.efficientnet_lite import MEAN, STD, EfficientNetLite0, load_efficientnet_lite0
+
+VIEW = 160
+SIDES = ("train", "train_gcompris", "tune", "report")
+
+
+def trunk_maps(
+    model: EfficientNetLite0, side: str, args: argparse.Namespace, mirror: bool = False
+) -> tuple[np.ndarray, np.ndarray]:
+    """(n, 4, C, H, W) float16 frozen-trunk maps of every view of `side` rotated by 0/90/180/270, and kinds.
+
+    `mirror` flips each view left-right first: a mirrored upright image is still upright, so the mirrored
+    maps are a second, cached augmentation of the training views (the maps themselves cannot be re-cropped).
+    """
+    path = args.cache / f"{side}_trunk{VIEW}{'_mirror' if mirror else ''}.npz"
+    if path.exists():
+        z = np.load(path)
+        return z["maps"], z["kinds"]
+    views = views_bench.build(side, args)
+    mean, std = torch.tensor(MEAN).view(1, 3, 1, 1), torch.tensor(STD).view(1, 3, 1, 1)
+    out = None
+    for start in range(0, len(views), 32):
+        crops = np.stack([square_centre_crop(v.crop, VIEW) for v in views[start : start + 32]])
+        if mirror:
+            crops = np.ascontiguousarray(crops[:, :, ::-1])
+        x = (torch.from_numpy(crops).permute(0, 3, 1, 2).float() / 255.0 - mean) / std
+        rots = torch.stack([torch.rot90(x, k=-r, dims=(2, 3)) for r in range(4)], dim=1).flatten(0, 1)
+        with torch.inference_mode():
+            m = trunk(model, rots).numpy().astype(np.float16)
+        if out is None:
+            out = np.zeros((len(views), 4, *m.shape[1:]), np.float16)
+        out[start : start + len(crops)] = m.reshape(len(crops), 4, *m.shape[1:])
+    assert out is not None
+    kinds = np.asarray([v.kind for v in views])
+    args.cache.mkdir(parents=True, exist_ok=True)
+    np.savez(path, maps=out, kinds=kinds)
+    return out, kinds
+
+
+class Tail(torch.nn.Module):
+    """Blocks FROZEN_BLOCKS.. of the backbone, its head convolution, pooling and one uprightness score."""
+
+    def __init__(self, model: EfficientNetLite0) -> None:
+        super().__init__()
+        self.blocks = torch.nn.ModuleList(model._blocks[FROZEN_BLOCKS:])
+        self.conv_head, self.bn1, self.act = model._conv_head, model._bn1, model.act
+        self.score = torch.nn.Linear(self.conv_head.out_channels, 1)
+        torch.nn.init.zeros_(self.score.weight)
+        torch.nn.init.zeros_(self.score.bias)
+
+    def pooled(self, h: torch.Tensor) -> torch.Tensor:
+        for block in self.blocks:
+            h = block(h)
+        return self.act(self.bn1(self.conv_head(h))).mean(dim=(2, 3))
+
+    def forward(self, maps: torch.Tensor) -> torch.Tensor:  # (b, 4, C, H, W) -> (b, 4) scores
+        b = maps.shape[0]
+        return self.score(torch.nn.functional.dropout(self.pooled(maps.flatten(0, 1)), 0.2, self.training)).view(b, 4)
+
+
+def rotation_scores(tail: Tail, maps: np.ndarray, batch: int = 64) -> np.ndarray:
+    tail.eval()
+    out = []
+    with torch.inference_mode():
+        for start in range(0, len(maps), batch):
+            out.append(tail(torch.from_numpy(maps[start : start + batch].astype(np.float32))).numpy())
+    return np.concatenate(out)
+
+
+def candidate_probs(scores: np.ndarray, kinds: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Every view shown in each rotation: candidate probabilities (k undoes k turns), labels, kinds.
+
+    The displayed image rotated by `shown` has as candidate k the upright view rotated by (shown - k) mod 4,
+    exactly as `filters/rotation_net.py` builds them, so these are the probabilities the scorer computes.
+    """
+    s = scores - scores.max(axis=1, keepdims=True)
+    p = np.exp(s)
+    p /= p.sum(axis=1, keepdims=True)
+    probs = np.concatenate([p[:, [(shown - k) % 4 for k in range(4)]] for shown in range(4)])
+    labels = np.repeat(np.arange(4), len(p))
+    return probs, labels, np.tile(kinds, 4)
+
+
+def low_flag_recall(probs: np.ndarray, labels: np.ndarray, kinds: np.ndarray) -> float:
+    """Recall of rotated views at thresholds flagging 1%, 2% and 5% of upright ones, averaged.
+
+    The epoch is chosen on this (on tune): the recipe lives at a low false-flag rate, and the average over
+    three budgets is less noisy than the 1% point alone (two or three upright tune views decide that one).
+    """
+    keep = kinds != "photo_no_upright"
+    p, y = probs[keep], labels[keep]
+    return float(np.mean([(p[y != 0, 0] < views_bench.keep_threshold(p, y, f)).mean() for f in (0.01, 0.02, 0.05)]))
+
+
+def temperature(scores: np.ndarray) -> float:
+    """The softmax temperature minimising the tune views' log loss (upright = rotation 0).
+
+    Self-supervised training drives the scores far apart (train loss near 0), so raw probabilities are
+    saturated and a recipe threshold would read 1e-7; scaling by one temperature makes them calibrated on
+    unseen views without changing any image's predicted rotation.
+    """
+    best_t, best_nll = 1.0, float("inf")
+    for t in np.exp(np.linspace(np.log(0.2), np.log(50.0), 120)):
+        s = scores / t
+        s = s - s.max(axis=1, keepdims=True)
+        nll = float(-(s[:, 0] - np.log(np.exp(s).sum(axis=1))).mean())
+        if nll < best_nll:
+            best_t, best_nll = float(t), nll
+    return best_t
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--deb-root", type=Path, default=Path("/tmp/rotation-debs"))
+    ap.add_argument("--cache", type=Path, default=Path("/tmp/rot_cache"))
+    ap.add_argument("--epochs", type=int, default=8)
+    ap.add_argument("--lr", type=float, default=3e-4, help="tail blocks (the score layer gets 10x)")
+    ap.add_argument("--frozen-tail", type=int, default=0, help="tail blocks (of 5) kept at ImageNet weights")
+    ap.add_argument("--batch", type=int, default=32, help="views per step (each in four rotations)")
+    ap.add_argument("--max-flagged", type=float, default=0.01, help="recipe point: upright tune views flagged")
+    ap.add_argument("--min-precision", type=float, default=0.9)
+    ap.add_argument("--seed", type=int, default=13)
+    ap.add_argument("--mirror", action=argparse.BooleanOptionalAction, default=True, help="add mirrored views")
+    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--write", action="store_true", help=f"write {DEFAULT_HEAD.name} (tail weights + score)")
+    ap.add_argument("--report", type=Path, default=None)
+    # The view builders' knobs, at train_rotation_net.py's defaults (the cached views must be the same views).
+    for name, default in (("crops", 24), ("stamps", 300), ("gcompris-crops", 12), ("text-per-script", 40)):
+        ap.add_argument(f"--{name}", type=int, default=default)
+    ap.add_argument("--scenes", type=int, default=160)
+    ap.add_argument("--documents", type=int, default=80)
+    args = ap.parse_args(argv)
+    torch.set_num_threads(args.threads)
+    torch.manual_seed(args.seed)
+    started = time.perf_counter()
+    model = load_efficientnet_lite0("cpu")
+    data = {side: trunk_maps(model, side, args) for side in SIDES}
+    train_sides = [data["train"], data["train_gcompris"]]
+    if args.mirror:
+        train_sides += [trunk_maps(model, side, args, mirror=True) for side in ("train", "train_gcompris")]
+    train_maps = np.concatenate([m for m, _ in train_sides])
+    train_kinds = np.concatenate([k for _, k in train_sides])
+    counts = {str(k): int(v) for k, v in zip(*np.unique(train_kinds, return_counts=True), strict=True)}
+    print(f"maps ready in {time.perf_counter() - started:.0f}s; train {counts}", flush=True)
+
+    tail = Tail(model)
+    for block in tail.blocks[: args.frozen_tail]:  # the first tail blocks may stay at their ImageNet weights
+        block.requires_grad_(False)
+    for m in tail.modules():  # frozen BatchNorm statistics (see the module docstring)
+        if isinstance(m, torch.nn.BatchNorm2d):
+            m.eval()
+    opt = torch.optim.AdamW(
+        [
+            {
+                "params": [p for n, p in tail.named_parameters() if p.requires_grad and not n.startswith("score.")],
+                "lr": args.lr,
+            },
+            {"params": tail.score.parameters(), "lr": args.lr * 10},
+        ],
+        weight_decay=1e-4,
+    )
+    gen = torch.Generator().manual_seed(args.seed)
+    target = torch.zeros(args.batch, dtype=torch.long)
+    best: tuple[float, dict[str, torch.Tensor], int] = (-1.0, {}, -1)
+    history = []
+    for epoch in range(args.epochs):
+        tail.train()
+        for m in tail.modules():
+            if isinstance(m, torch.nn.BatchNorm2d):
+                m.eval()
+        t0, losses = time.perf_counter(), []
+        for idx in torch.randperm(len(train_maps), generator=gen).split(args.batch):
+            x = torch.from_numpy(train_maps[idx.numpy()].astype(np.float32))
+            loss = torch.nn.functional.cross_entropy(tail(x), target[: len(idx)])
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+            losses.append(float(loss.detach()))
+        tune = candidate_probs(rotation_scores(tail, data["tune"][0]), data["tune"][1])
+        r = low_flag_recall(*tune)
+        acc = float((tune[0].argmax(1) == tune[1]).mean())
+        seen = low_flag_recall(*candidate_probs(rotation_scores(tail, data["report"][0]), data["report"][1]))
+        history.append(  # the report figure is logged for the record only: the epoch is chosen on tune
+            {
+                "epoch": epoch,
+                "loss": round(float(np.mean(losses)), 4),
+                "tune_recall": r,
+                "tune_acc4": acc,
+                "report_recall": seen,
+            }
+        )
+        print(
+            f"epoch {epoch}: loss {np.mean(losses):.4f} tune recall@1/2/5% {r:.3f} acc4 {acc:.3f} (report {seen:.3f}) "
+            f"({time.perf_counter() - t0:.0f}s)",
+            flush=True,
+        )
+        if r > best[0]:
+            best = (r, {k: v.detach().clone() for k, v in tail.state_dict().items()}, epoch)
+    tail.load_state_dict(best[1])
+    t = temperature(rotation_scores(tail, data["tune"][0]))
+    with torch.no_grad():  # fold the temperature into the score layer: the scorer computes the same numbers
+        tail.score.weight /= t
+        tail.score.bias /= t
+    rows = {side: candidate_probs(rotation_scores(tail, data[side][0]), data[side][1]) for side in ("tune", "report")}
+    result: dict[str, object] = {
+        "train_views": counts,
+        "best_epoch": best[2],
+        "temperature": round(t, 4),
+        "history": history,
+        **views_bench.operating_points(rows, args),
+        "seconds": round(time.perf_counter() - started, 1),
+    }
+    print(json.dumps(result, indent=1))
+    if args.report:
+        args.report.write_text(json.dumps(result, indent=2))
+    if args.write:
+        point = result["recipe_point"]  # type: ignore[index]
+        command = "python3 bench/rotation_finetune.py " + " ".join(argv if argv is not None else sys.argv[1:])
+        meta = {
+            "trained": dt.date.today().isoformat(),
+            "data": json.dumps(counts),
+            "command": command,
+            "threshold": f"{point['threshold']:.6f}",
+            "report_split": json.dumps(point["report"]),
+            "backbone": f"efficientnet-lite0 (ImageNet), blocks {FROZEN_BLOCKS}+ and head conv fine-tuned",
+        }
+        tail_state = {k: v.numpy() for k, v in tail.state_dict().items() if not k.startswith("score.")}
+        w = tail.score.weight.detach().numpy().ravel()
+        save_head(DEFAULT_HEAD, np.zeros_like(w), np.ones_like(w), w, meta, tail_state)
+        print(f"wrote {DEFAULT_HEAD}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
