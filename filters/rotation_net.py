@@ -8,7 +8,8 @@ logit: the same model as the sky prior, on richer features). The shipped head al
 backbone's last five blocks (their weights travel in the head file, `tail.*`), trained self-supervised on 4,563
 varied upright views (Debian and GCompris photos, drawings, object photos, scenes, documents, text in 10
 scripts) by `bench/rotation_finetune.py`; report-split figures per category in `docs/rotation.md`.
-`filters/rotation_embed.py` reads the shared embedding instead (one pass, no network of its own) and measured weaker, so the stage-1 recipe rules on this one.
+`filters/rotation_embed.py` reads the shared embedding instead (one pass, no network of its own) and measured
+weaker, so the stage-1 recipe rules on this one.
 
 Cost: four backbone passes per image at 160 px (about a quarter of the FLOPs of one 320 px pass).
 """
