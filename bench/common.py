@@ -12,6 +12,9 @@ import platform
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+from PIL import Image
+
 
 def machine() -> str:
     """One line: cores, architecture, GPU or not, Python, and the load average when the bench started.
@@ -40,3 +43,17 @@ def emit(report: dict[str, Any], out: Path | None) -> None:
     if out is not None:
         out.parent.mkdir(parents=True, exist_ok=True)
         out.write_text(text + "\n", encoding="utf-8")
+
+
+def shrink(img: Image.Image, short: int) -> np.ndarray:
+    """RGB array with the shorter side at most `short`: JPEG draft decode to about twice that, then a box filter.
+
+    The benches that build training or test views from large package photos all start here, so their views
+    are made the same way (a draft decode is exact enough for a view and several times cheaper).
+    """
+    img.draft("RGB", (short * 2, short * 2))
+    img = img.convert("RGB")
+    scale = short / min(img.size)
+    if scale < 1:
+        img = img.resize((round(img.width * scale), round(img.height * scale)), Image.Resampling.BOX)
+    return np.asarray(img, dtype=np.uint8)

@@ -46,7 +46,7 @@ from PIL import Image, ImageDraw, ImageFilter, ImageFont
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from bench.common import emit, machine
+from bench.common import emit, machine, shrink
 from filters.base import SampleBatch
 from filters.edit_pair import EditPairScorer
 from flywheel.fonts import installed, script_fonts
@@ -79,13 +79,8 @@ WORDS = ("SALE", "OPEN", "hello", "Cafe 24", "NEW", "Flywheel", "2026", "Welcome
 EDIT_RULES = ("edit_source_decodes", "edit_changed", "edit_kept_outside", "edit_instruction")
 
 
-def _shrink(img: Image.Image, short: int = 720) -> np.ndarray:
-    img.draft("RGB", (short * 2, short * 2))
-    img = img.convert("RGB")
-    scale = short / min(img.size)
-    if scale < 1:
-        img = img.resize((round(img.width * scale), round(img.height * scale)), Image.Resampling.BOX)
-    return np.asarray(img, dtype=np.uint8)
+def _shrink(img: Image.Image) -> np.ndarray:
+    return shrink(img, 720)
 
 
 def _skimage(name: str) -> np.ndarray:

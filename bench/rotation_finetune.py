@@ -34,9 +34,9 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from bench import train_rotation_net as views_bench
-from filters.rotation_net import DEFAULT_HEAD, FROZEN_BLOCKS, save_head, trunk
+from filters.rotation_net import DEFAULT_HEAD, FROZEN_BLOCKS, four_rotations, save_head, trunk
 from flywheel.imaging import square_centre_crop
-from flywheel.models.efficientnet_lite import MEAN, STD, EfficientNetLite0, load_efficientnet_lite0
+from flywheel.models.efficientnet_lite import EfficientNetLite0, load_efficientnet_lite0
 
 VIEW = 160
 SIDES = ("train", "train_gcompris", "tune", "report")
@@ -55,16 +55,13 @@ def trunk_maps(
         z = np.load(path)
         return z["maps"], z["kinds"]
     views = views_bench.build(side, args)
-    mean, std = torch.tensor(MEAN).view(1, 3, 1, 1), torch.tensor(STD).view(1, 3, 1, 1)
     out = None
     for start in range(0, len(views), 32):
         crops = np.stack([square_centre_crop(v.crop, VIEW) for v in views[start : start + 32]])
         if mirror:
-            crops = np.ascontiguousarray(crops[:, :, ::-1])
-        x = (torch.from_numpy(crops).permute(0, 3, 1, 2).float() / 255.0 - mean) / std
-        rots = torch.stack([torch.rot90(x, k=-r, dims=(2, 3)) for r in range(4)], dim=1).flatten(0, 1)
+            crops = crops[:, :, ::-1]
         with torch.inference_mode():
-            m = trunk(model, rots).numpy().astype(np.float16)
+            m = trunk(model, four_rotations(crops)).numpy().astype(np.float16)
         if out is None:
             out = np.zeros((len(views), 4, *m.shape[1:]), np.float16)
         out[start : start + len(crops)] = m.reshape(len(crops), 4, *m.shape[1:])
@@ -149,24 +146,15 @@ def temperature(scores: np.ndarray) -> float:
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--deb-root", type=Path, default=Path("/tmp/rotation-debs"))
-    ap.add_argument("--cache", type=Path, default=Path("/tmp/rot_cache"))
     ap.add_argument("--epochs", type=int, default=8)
     ap.add_argument("--lr", type=float, default=3e-4, help="tail blocks (the score layer gets 10x)")
     ap.add_argument("--frozen-tail", type=int, default=0, help="tail blocks (of 5) kept at ImageNet weights")
     ap.add_argument("--batch", type=int, default=32, help="views per step (each in four rotations)")
-    ap.add_argument("--max-flagged", type=float, default=0.01, help="recipe point: upright tune views flagged")
-    ap.add_argument("--min-precision", type=float, default=0.9)
-    ap.add_argument("--seed", type=int, default=13)
-    ap.add_argument("--mirror", action=argparse.BooleanOptionalAction, default=True, help="add mirrored views")
+    ap.add_argument("--mirror", action=argparse.BooleanOptionalAction, default=False, help="add mirrored views")
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--write", action="store_true", help=f"write {DEFAULT_HEAD.name} (tail weights + score)")
     ap.add_argument("--report", type=Path, default=None)
-    # The view builders' knobs, at train_rotation_net.py's defaults (the cached views must be the same views).
-    for name, default in (("crops", 24), ("stamps", 300), ("gcompris-crops", 12), ("text-per-script", 40)):
-        ap.add_argument(f"--{name}", type=int, default=default)
-    ap.add_argument("--scenes", type=int, default=160)
-    ap.add_argument("--documents", type=int, default=80)
+    views_bench.add_view_arguments(ap)  # the cached views must be train_rotation_net.py's views
     args = ap.parse_args(argv)
     torch.set_num_threads(args.threads)
     torch.manual_seed(args.seed)

@@ -41,6 +41,7 @@ from scipy.optimize import minimize
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from bench.common import shrink
 from filters.rotation import ANGLES, DEFAULT_WEIGHTS, FEATURE_VERSION, base_maps, candidate_features
 from flywheel.imaging import decode, encode_jpeg
 
@@ -110,12 +111,7 @@ class Photo:
 
 
 def _shrink(img: Image.Image) -> np.ndarray:
-    img.draft("RGB", (WORK_SHORT_SIDE * 2, WORK_SHORT_SIDE * 2))
-    img = img.convert("RGB")
-    scale = WORK_SHORT_SIDE / min(img.size)
-    if scale < 1:
-        img = img.resize((round(img.width * scale), round(img.height * scale)), Image.Resampling.BOX)
-    return np.asarray(img, dtype=np.uint8)
+    return shrink(img, WORK_SHORT_SIDE)
 
 
 def _from_array(arr: np.ndarray) -> np.ndarray:

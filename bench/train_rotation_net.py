@@ -59,6 +59,7 @@ from PIL import Image
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from bench import gcompris_photos
+from bench.common import shrink
 from bench.train_rotation import _KDE, _MATE, DEBIAN_PHOTOS, fit, predict
 from corpus.hard import WORDS, _latin_font, build_split, document, landscape
 from corpus.text import FONT_DIRS, render_text_image, usable_scripts
@@ -66,7 +67,7 @@ from filters.rotation_embed import DEFAULT_HEAD as EMBED_HEAD
 from filters.rotation_embed import RotationHead
 from filters.rotation_embed import save_head as save_embed_head
 from filters.rotation_net import DEFAULT_HEAD as NET_HEAD
-from filters.rotation_net import candidate_order
+from filters.rotation_net import candidate_order, four_rotations
 from flywheel.imaging import SCORING_VIEW, decode, encode_jpeg, square_centre_crop
 
 EMBED_VIEW = 224
@@ -141,14 +142,9 @@ def pipeline_crop(rgb: np.ndarray, quality: int) -> np.ndarray:
     return square_centre_crop(decoded.rgb, EMBED_VIEW)
 
 
-def _load(path: Path, short: int = 900) -> np.ndarray:
+def _load(path: Path) -> np.ndarray:
     with Image.open(path) as img:
-        img.draft("RGB", (short * 2, short * 2))
-        img = img.convert("RGB")
-        scale = short / min(img.size)
-        if scale < 1:
-            img = img.resize((round(img.width * scale), round(img.height * scale)), Image.Resampling.BOX)
-        return np.asarray(img, dtype=np.uint8)
+        return shrink(img, 900)
 
 
 def random_views(rgb: np.ndarray, n: int, rng: np.random.Generator, whole: bool = True) -> list[np.ndarray]:
@@ -308,21 +304,16 @@ def rotated_features(views: list[View], view: int, batch: int = 32) -> np.ndarra
     """(n, 4, 1280) pooled EfficientNet-Lite0 features of each crop rotated clockwise by 0/90/180/270."""
     import torch
 
-    from flywheel.models.efficientnet_lite import MEAN, STD, load_efficientnet_lite0
+    from flywheel.models.efficientnet_lite import load_efficientnet_lite0
 
     model = load_efficientnet_lite0("cpu")
-    mean = torch.tensor(MEAN).view(1, 3, 1, 1)
-    std = torch.tensor(STD).view(1, 3, 1, 1)
     out = np.zeros((len(views), 4, 1280), dtype=np.float32)
     for start in range(0, len(views), batch):
         crops = np.stack([v.crop for v in views[start : start + batch]])
         if view != EMBED_VIEW:
             crops = np.stack([square_centre_crop(c, view) for c in crops])
-        x = torch.from_numpy(crops).permute(0, 3, 1, 2).float() / 255.0
-        x = (x - mean) / std
-        rots = torch.stack([torch.rot90(x, k=-r, dims=(2, 3)) for r in range(4)], dim=1)
         with torch.inference_mode():
-            f = model.features(rots.flatten(0, 1))
+            f = model.features(four_rotations(crops))
         out[start : start + len(crops)] = f.numpy().reshape(len(crops), 4, -1)
     return out
 
@@ -454,8 +445,9 @@ def operating_points(
     return out
 
 
-def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+def add_view_arguments(ap: argparse.ArgumentParser) -> None:
+    """The views' sources and knobs, the cache, and the operating points: shared with bench/rotation_finetune.py,
+    whose cached views must be these views (same defaults, same seed)."""
     ap.add_argument("--deb-root", type=Path, default=Path("/tmp/rotation-debs"))
     ap.add_argument("--cache", type=Path, default=Path("/tmp/rot_cache"))
     ap.add_argument("--crops", type=int, default=24, help="random crops per training photo")
@@ -466,13 +458,18 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--text-per-script", type=int, default=40)
     ap.add_argument("--scenes", type=int, default=160)
     ap.add_argument("--documents", type=int, default=80)
+    ap.add_argument("--min-precision", type=float, default=0.9)
+    ap.add_argument("--max-flagged", type=float, default=0.01, help="recipe point: upright tune views flagged")
+    ap.add_argument("--seed", type=int, default=13)
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    add_view_arguments(ap)
     ap.add_argument("--hidden", type=int, default=0, help="follower: MLP hidden units (0: softmax regression)")
     ap.add_argument("--weight-decay", type=float, default=1e-2, help="follower: AdamW weight decay")
     ap.add_argument("--epochs", type=int, default=30)
     ap.add_argument("--l2", type=float, default=1.0, help="four-view head: L2 on standardised weights")
-    ap.add_argument("--min-precision", type=float, default=0.9)
-    ap.add_argument("--max-flagged", type=float, default=0.01, help="recipe point: upright tune views flagged")
-    ap.add_argument("--seed", type=int, default=13)
     ap.add_argument("--write", action="store_true", help=f"write the follower's head ({EMBED_HEAD.name})")
     ap.add_argument("--report", type=Path, default=None)
     args = ap.parse_args(argv)

@@ -47,6 +47,21 @@ def trunk(model: Any, x: Any) -> Any:
     return h
 
 
+def four_rotations(crops: np.ndarray) -> Any:
+    """(n*4, 3, H, W) normalised float tensor: each uint8 (n, H, W, 3) crop turned clockwise by 0/90/180/270.
+
+    The one definition of what the backbone sees, shared by the scorer and the benches that train its heads
+    (their features must be the scorer's features). torch.rot90 with k=-r turns clockwise by r quarter turns.
+    """
+    import torch
+
+    from flywheel.models.efficientnet_lite import MEAN, STD
+
+    x = torch.from_numpy(np.ascontiguousarray(crops)).permute(0, 3, 1, 2).float() / 255.0
+    x = (x - torch.tensor(MEAN).view(1, 3, 1, 1)) / torch.tensor(STD).view(1, 3, 1, 1)
+    return torch.stack([torch.rot90(x, k=-r, dims=(2, 3)) for r in range(4)], dim=1).flatten(0, 1)
+
+
 def _backbone_key(tail_key: str) -> str:
     """'blocks.2.x' -> '_blocks.13.x', 'conv_head.weight' -> '_conv_head.weight', 'bn1.x' -> '_bn1.x'."""
     if tail_key.startswith("blocks."):
@@ -191,21 +206,14 @@ class RotationNetScorer(ModelScorer):
         """(n, 4, 1280): backbone features of each input rotated clockwise by 0, 90, 180 and 270 degrees."""
         import torch
 
-        from flywheel.models.efficientnet_lite import MEAN, STD
-
         if self._model is None:
             self.load_backbone()
-        mean = torch.tensor(MEAN).view(1, 3, 1, 1)
-        std = torch.tensor(STD).view(1, 3, 1, 1)
         out = []
         for start in range(0, len(inputs), self.batch_size):
-            x = torch.from_numpy(inputs[start : start + self.batch_size]).permute(0, 3, 1, 2).float() / 255.0
-            x = (x - mean) / std
-            # torch.rot90 with k=-r turns the image clockwise by r quarter turns.
-            views = torch.stack([torch.rot90(x, k=-r, dims=(2, 3)) for r in range(4)], dim=1)
+            chunk = inputs[start : start + self.batch_size]
             with torch.inference_mode():
-                f = self._model.features(views.flatten(0, 1).to(self._device))
-            out.append(f.float().cpu().numpy().reshape(len(x), 4, -1))
+                f = self._model.features(four_rotations(chunk).to(self._device))
+            out.append(f.float().cpu().numpy().reshape(len(chunk), 4, -1))
         return np.concatenate(out) if out else np.zeros((0, 4, 1280), dtype=np.float32)
 
     def score(self, inputs: np.ndarray, captions: list[str | None]) -> dict[str, Sequence[Any]]:
