@@ -10,7 +10,6 @@ against each other (first row of each id / content hash wins, in the track's ord
 
 from __future__ import annotations
 
-import shutil
 import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -19,6 +18,7 @@ from typing import Any
 import pyarrow as pa
 
 from flywheel.recipes.recipe import MixSource, Recipe, Rule
+from flywheel.select.outputs import swap_in
 from flywheel.store import fs as storage
 from flywheel.store.images import rebase_references
 from flywheel.store.shards import ShardStore
@@ -105,7 +105,7 @@ def _select_one(
             outcome.provenance = {p: prov.count(p) for p in sorted(set(prov))}
         outcome.kept = table.num_rows
     store.write_manifest({"recipe": recipe.name, "from": source.source, "weight": source.weight})
-    _swap(tmp, out_dir)
+    swap_in(tmp, out_dir)
     return outcome
 
 
@@ -156,16 +156,6 @@ def _filter(
         con.execute("SELECT _reason, count(*) FROM t WHERE _reason IS NOT NULL GROUP BY 1 ORDER BY 2 DESC").fetchall()
     )
     return con.sql("SELECT * EXCLUDE (_pos, _reason) FROM t WHERE _reason IS NULL ORDER BY _pos").to_arrow_table()
-
-
-def _swap(tmp: Path, out: Path) -> None:
-    old = None
-    if out.exists():
-        old = out.with_name(f".{out.name}.old-{uuid.uuid4().hex[:8]}")
-        out.rename(old)
-    tmp.rename(out)
-    if old is not None:
-        shutil.rmtree(old)
 
 
 def read_mix(ws: Workspace, recipe: str) -> list[dict[str, Any]]:
