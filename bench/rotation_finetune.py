@@ -177,14 +177,13 @@ def epoch_figures(
 ) -> dict[str, float]:
     """Low-flag recall (see low_flag_recall) and 4-way accuracy on tune, low-flag recall on report; with
     mirrored maps, the same with each view's and its mirror's scores averaged (test-time augmentation)."""
+    plain = {side: rotation_scores(tail, data[side][0]) for side in ("tune", "report")}
+    variants = {"": plain}
+    if mirrored:
+        variants["mirror_"] = {side: (s + rotation_scores(tail, mirrored[side][0])) / 2 for side, s in plain.items()}
     out: dict[str, float] = {}
-    for tag, sides in (("", {}), ("mirror_", mirrored)) if mirrored else (("", {}),):
-        rows = {}
-        for side in ("tune", "report"):
-            scores = rotation_scores(tail, data[side][0])
-            if sides:
-                scores = (scores + rotation_scores(tail, sides[side][0])) / 2
-            rows[side] = candidate_probs(scores, data[side][1])
+    for tag, scores in variants.items():
+        rows = {side: candidate_probs(s, data[side][1]) for side, s in scores.items()}
         out[f"{tag}tune_recall"] = round(low_flag_recall(*rows["tune"]), 4)
         out[f"{tag}tune_acc4"] = round(float((rows["tune"][0].argmax(1) == rows["tune"][1]).mean()), 4)
         out[f"{tag}report_recall"] = round(low_flag_recall(*rows["report"]), 4)

@@ -16,7 +16,7 @@ FONT = Path("/usr/share/fonts/truetype/noto/NotoSans-Regular.ttf")
 
 
 class _Trunk:
-    """Stands in for the backbone: the augmenter only needs its trunk's output shape to carry four rotations."""
+    """Stands in for the backbone: `Augmenter.one` (the crop, flip and contrast) never calls the model."""
 
 
 def test_augmenter_crops_to_the_view_and_varies() -> None:
