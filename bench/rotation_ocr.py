@@ -27,7 +27,7 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from bench import train_rotation_net as views_bench
-from flywheel.models.ocr import RapidOcr
+from flywheel.models.ocr import RapidOcr, unavailable_reason
 
 
 def page_rotation(ocr: RapidOcr, rgb: np.ndarray) -> tuple[int | None, int]:
@@ -58,6 +58,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--min-lines", type=int, default=2, help="lines a view needs for a verdict")
     ap.add_argument("--json", type=Path, default=None)
     args = ap.parse_args(argv)
+    if (reason := unavailable_reason()) is not None:
+        ap.error(reason)  # one line and exit status 2, before any view is built
     ocr = RapidOcr(threads=1)
     views = views_bench.build(args.side, args)
     started = time.perf_counter()
